@@ -1,0 +1,34 @@
+# ssl-onnx: the two commands a newcomer needs are `make demo` and `make test`.
+# Both run `make setup` first (idempotent: a ready machine is checked in seconds).
+
+GO      ?= go
+BIN     := bin/ssl-onnx
+export CGO_ENABLED := 1
+
+.PHONY: setup build test demo bench fuzz clean
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(GO) build -o $(BIN) ./cmd/ssl-onnx
+
+test: build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+demo: build
+	./$(BIN) demo
+
+bench: build
+	./$(BIN) bench
+
+# Each binary parser's fuzz target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz: setup
+	@for t in FuzzIDX FuzzCIFAR FuzzSVHNMat FuzzSVHNMatCompressed FuzzSTL10; do \
+	  $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./data/ || exit 1; done
+	$(GO) test -run='^$$' -fuzz='^FuzzUnmarshal$$' -fuzztime=$(FUZZTIME) ./onnxpb/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ssl-onnx/ssl-onnx/export"
+	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/onnxpb"
+	"github.com/ssl-onnx/ssl-onnx/train"
+)
+
+func exportCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "export",
+		Usage:     "write an ONNX file (opset 17, dynamic batch, metadata) from a training checkpoint",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "checkpoint", Value: "runs/victim", Usage: "run directory (or its checkpoint.json)"},
+			&cli.StringFlag{Name: "output", Value: models.OutputRepresentation, Usage: "representation (pooled feature) or projection (after the head)"},
+			&cli.StringFlag{Name: "out", Value: "", Usage: "ONNX file to write (default: <checkpoint>/model.onnx)"},
+			&cli.StringFlag{Name: "triton", Usage: "also write a Triton model repository in this directory"},
+			&cli.StringFlag{Name: "name", Value: "encoder", Usage: "model name in the Triton repository"},
+		},
+		Action: func(c *cli.Context) error {
+			ck, m, err := train.LoadModel(c.String("checkpoint"))
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			sd, err := m.StateDict()
+			if err != nil {
+				return err
+			}
+			meta := map[string]string{
+				"train_dataset": ck.Config.Dataset,
+				"train_loss":    ck.Config.Loss,
+				"epochs":        strconv.Itoa(ck.Epoch),
+			}
+			om, err := export.Model(m.Graph, sd, export.Options{Output: c.String("output"), Metadata: meta})
+			if err != nil {
+				return err
+			}
+			out := c.String("out")
+			if out == "" {
+				dir := c.String("checkpoint")
+				if filepath.Ext(dir) == ".json" {
+					dir = filepath.Dir(dir)
+				}
+				out = filepath.Join(dir, "model.onnx")
+			}
+			if err := onnxpb.WriteFile(out, om); err != nil {
+				return err
+			}
+			md := om.Metadata()
+			fmt.Printf("wrote %s: %s/%s, input %s, output %s [batch, %s], %d nodes, %d initializers\n",
+				out, md["architecture"], md["stem"], md["input_shape"], md["output"], md["output_dim"],
+				len(om.Graph.Nodes), len(om.Graph.Initializers))
+			if dir := c.String("triton"); dir != "" {
+				if err := export.WriteTriton(dir, c.String("name"), om, m.Graph, c.String("output"), 256); err != nil {
+					return err
+				}
+				fmt.Printf("wrote Triton repository %s/%s\n", dir, c.String("name"))
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,42 @@
+// Command ssl-onnx trains, exports, serves, steals and evaluates self-supervised image encoders.
+//
+// Each subcommand only parses flags into a config and calls a package function; see the
+// README for examples.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "ssl-onnx",
+		Usage: "model extraction of self-supervised image encoders: train, export, serve, steal, evaluate",
+		Commands: []*cli.Command{
+			dataCommand(),
+			trainCommand(),
+			exportCommand(),
+			embedCommand(),
+			benchCommand(),
+			demoCommand(),
+		},
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := app.RunContext(ctx, os.Args); err != nil {
+		var ee cli.ExitCoder
+		if errors.As(err, &ee) {
+			fmt.Fprintln(os.Stderr, "ssl-onnx:", err)
+			os.Exit(ee.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "ssl-onnx:", err)
+		os.Exit(1)
+	}
+}

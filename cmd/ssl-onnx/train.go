@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ssl-onnx/ssl-onnx/train"
+)
+
+func trainCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "train",
+		Usage: "train a SimCLR encoder on libtorch (checkpoint every epoch; --resume continues)",
+		Flags: append(datasetFlags(),
+			&cli.StringFlag{Name: "split", Value: "train"},
+			&cli.IntFlag{Name: "limit", Usage: "train on the first N images only"},
+			&cli.StringFlag{Name: "arch", Value: "resnet18", Usage: "resnet18, resnet34, resnet50"},
+			&cli.StringFlag{Name: "stem", Value: "cifar", Usage: "cifar (3x3/1, no maxpool) or imagenet (7x7/2 + maxpool)"},
+			&cli.IntFlag{Name: "size", Value: 32, Usage: "input size (images are resized to size x size)"},
+			&cli.IntFlag{Name: "out-dim", Value: 128, Usage: "projection head output size"},
+			&cli.StringFlag{Name: "loss", Value: "infonce", Usage: "infonce, softnn, supcon"},
+			&cli.Float64Flag{Name: "temperature", Usage: "loss temperature (default: per loss, infonce 0.07, softnn 100)"},
+			&cli.StringFlag{Name: "optimizer", Usage: "adam or sgd (default: adam; sgd for supcon)"},
+			&cli.Float64Flag{Name: "lr", Usage: "learning rate (default: per loss/optimizer, adam 3e-4)"},
+			&cli.Float64Flag{Name: "weight-decay", Value: 1e-4},
+			&cli.Float64Flag{Name: "momentum", Usage: "sgd momentum (default 0.9)"},
+			&cli.IntFlag{Name: "epochs", Value: 200},
+			&cli.IntFlag{Name: "warmup", Usage: "warm-up epochs before cosine decay (default 10 when epochs > 10)"},
+			&cli.IntFlag{Name: "batch-size", Value: 256},
+			&cli.Float64Flag{Name: "crop-min", Value: 0.08, Usage: "minimum scale of the random resized crop"},
+			&cli.Int64Flag{Name: "seed", Value: 1},
+			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "libtorch intra-op threads"},
+			&cli.IntFlag{Name: "workers", Usage: "augmentation goroutines (default: one per core)"},
+			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or cuda"},
+			&cli.StringFlag{Name: "out", Value: "runs/victim", Usage: "run directory (checkpoints, log)"},
+			&cli.BoolFlag{Name: "resume", Usage: "continue from the run directory's last checkpoint"},
+		),
+		Action: func(c *cli.Context) error {
+			cfg := train.Config{
+				Dataset: c.String("dataset"), DataDir: c.String("data"), Split: c.String("split"), Limit: c.Int("limit"),
+				Arch: c.String("arch"), Stem: c.String("stem"), Size: c.Int("size"), OutDim: c.Int("out-dim"),
+				Loss: c.String("loss"), Temperature: c.Float64("temperature"), Optimizer: c.String("optimizer"),
+				LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"), Momentum: c.Float64("momentum"),
+				Epochs: c.Int("epochs"), Warmup: c.Int("warmup"), BatchSize: c.Int("batch-size"), CropMin: c.Float64("crop-min"),
+				Seed: c.Int64("seed"), Threads: c.Int("threads"), Workers: c.Int("workers"), Device: c.String("device"),
+				Dir: c.String("out"), Resume: c.Bool("resume"),
+			}
+			logs, err := train.Run(c.Context, cfg, os.Stderr)
+			if err != nil {
+				return err
+			}
+			if len(logs) > 0 {
+				l := logs[len(logs)-1]
+				fmt.Printf("trained %s: epoch %d loss %.4f (%.0f images/s); checkpoint %s\n", cfg.Dir, l.Epoch, l.Loss, l.ImagesPS, cfg.Dir)
+			}
+			return nil
+		},
+	}
+}

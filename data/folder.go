@@ -1,0 +1,181 @@
+package data
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	_ "image/jpeg" // register the JPEG decoder
+	_ "image/png"  // register the PNG decoder
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// folderSet is an image-folder dataset: one sub-folder per class.
+type folderSet struct {
+	dir     string
+	shape   Shape
+	files   []string
+	labels  []int
+	classes []string
+}
+
+// imageExt reports whether name has a PNG or JPEG extension.
+func imageExt(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".png", ".jpg", ".jpeg":
+		return true
+	}
+	return false
+}
+
+// OpenFolder opens dir laid out as dir/<class>/<image>.{png,jpg,jpeg} (the
+// ImageNet layout). Classes are the sub-folder names in sorted order, and
+// images within a class are in sorted file-name order. Images are decoded
+// lazily, converted to RGB (3 channels; alpha dropped, gray replicated) and
+// resized (see Resize) to size x size, or, when size is 0, to the size of
+// the first image.
+func OpenFolder(dir string, size int) (Dataset, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("data: folder %s: image size %d, expected >= 0", dir, size)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, missing("folder", dir, "create it with one sub-folder of PNG/JPEG images per class", err)
+	}
+	d := &folderSet{dir: dir}
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("data: folder: %w", err)
+		}
+		label := len(d.classes)
+		d.classes = append(d.classes, e.Name())
+		for _, f := range files {
+			if f.Type().IsRegular() && imageExt(f.Name()) {
+				d.files = append(d.files, filepath.Join(dir, e.Name(), f.Name()))
+				d.labels = append(d.labels, label)
+			}
+		}
+	}
+	if len(d.files) == 0 {
+		return nil, fmt.Errorf("data: folder %s: found %d class sub-folders and no .png/.jpg/.jpeg images in them; expected dir/<class>/<image>", dir, len(d.classes))
+	}
+	if size > 0 {
+		d.shape = Shape{3, size, size}
+		return d, nil
+	}
+	f, err := os.Open(d.files[0])
+	if err != nil {
+		return nil, fmt.Errorf("data: folder: %w", err)
+	}
+	defer f.Close()
+	cfg, _, err := image.DecodeConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("data: folder: %s: cannot decode image header: %w", d.files[0], err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return nil, fmt.Errorf("data: folder: %s: image size %dx%d, expected non-empty", d.files[0], cfg.Width, cfg.Height)
+	}
+	d.shape = Shape{3, cfg.Height, cfg.Width}
+	return d, nil
+}
+
+// Len is the number of images found.
+func (d *folderSet) Len() int { return len(d.files) }
+
+// Shape is 3 x size x size (or the first image's size).
+func (d *folderSet) Shape() Shape { return d.shape }
+
+// Classes are the sorted class sub-folder names.
+func (d *folderSet) Classes() []string { return d.classes }
+
+// Label is the index of the image's class folder.
+func (d *folderSet) Label(i int) int {
+	if i < 0 || i >= len(d.labels) {
+		return -1
+	}
+	return d.labels[i]
+}
+
+// Path returns the file of image i, "" when i is out of range.
+func (d *folderSet) Path(i int) string {
+	if i < 0 || i >= len(d.files) {
+		return ""
+	}
+	return d.files[i]
+}
+
+// Image decodes, converts and resizes image i.
+func (d *folderSet) Image(i int, dst []uint8) error {
+	if err := checkImageArgs(d, i, dst); err != nil {
+		return err
+	}
+	f, err := os.Open(d.files[i])
+	if err != nil {
+		return fmt.Errorf("data: folder: %w", err)
+	}
+	img, _, err := image.Decode(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("data: folder: %s: cannot decode image: %w", d.files[i], err)
+	}
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	if w <= 0 || h <= 0 {
+		return fmt.Errorf("data: folder: %s: image size %dx%d, expected non-empty", d.files[i], w, h)
+	}
+	chw := dst
+	if w != d.shape.W || h != d.shape.H {
+		chw = make([]uint8, 3*w*h)
+	}
+	toCHW(img, chw)
+	if w != d.shape.W || h != d.shape.H {
+		newResampler(3, h, w, d.shape.H, d.shape.W).apply(chw, dst)
+	}
+	return nil
+}
+
+// toCHW writes img as RGB planes into dst (3*w*h), dropping alpha.
+func toCHW(img image.Image, dst []uint8) {
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	plane := w * h
+	switch m := img.(type) {
+	case *image.Gray:
+		for y := 0; y < h; y++ {
+			row := m.Pix[m.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := 0; x < w; x++ {
+				v := row[x]
+				dst[y*w+x], dst[plane+y*w+x], dst[2*plane+y*w+x] = v, v, v
+			}
+		}
+	case *image.YCbCr:
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				px, py := b.Min.X+x, b.Min.Y+y
+				yy := m.Y[m.YOffset(px, py)]
+				ci := m.COffset(px, py)
+				r, g, bl := color.YCbCrToRGB(yy, m.Cb[ci], m.Cr[ci])
+				dst[y*w+x], dst[plane+y*w+x], dst[2*plane+y*w+x] = r, g, bl
+			}
+		}
+	case *image.NRGBA:
+		for y := 0; y < h; y++ {
+			row := m.Pix[m.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := 0; x < w; x++ {
+				dst[y*w+x], dst[plane+y*w+x], dst[2*plane+y*w+x] = row[4*x], row[4*x+1], row[4*x+2]
+			}
+		}
+	default:
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				c := color.NRGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
+				dst[y*w+x], dst[plane+y*w+x], dst[2*plane+y*w+x] = c.R, c.G, c.B
+			}
+		}
+	}
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# setup.sh - prepare a Debian machine to build and test ssl-onnx.
+#
+# Idempotent: a second run on a ready machine checks and changes nothing.
+#   - Debian packages: libtorch (training), g++, Fashion-MNIST (default data), Python
+#     cross-check stack (torch, torchvision, onnx, scipy) and OpenBLAS.
+#   - gotch v0.9.1, fetched through the Go module proxy and patched in .deps/gotch for the
+#     installed libtorch (go.mod points at it with a replace directive).
+#   - ONNX Runtime 1.30.0 CPU library, taken out of the onnxruntime-node npm package into
+#     .deps/onnxruntime.
+# Environment:
+#   LIBTORCH=/path/to/libtorch  use an upstream libtorch (e.g. 2.1 with CUDA) instead of Debian's.
+#   LIBTORCH_CXX11_ABI=0|1      ABI of that build (default 1).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DEPS="$ROOT/.deps"
+GOTCH_VERSION=v0.9.1
+ORT_VERSION=1.30.0
+APT_PACKAGES=(libtorch-dev g++ dataset-fashion-mnist python3-torch python3-torchvision python3-onnx python3-scipy libopenblas0-pthread unzip)
+
+say()  { printf 'setup: %s\n' "$*"; }
+fail() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+start=$(date +%s)
+installed=()
+
+# --- Preconditions -------------------------------------------------------------------------
+command -v go >/dev/null || fail "the Go toolchain is not on PATH (need Go 1.26)"
+free_mb=$(df -Pm "$ROOT" | awk 'NR==2 {print $4}')
+if [ ! -f "$DEPS/.ready" ] && [ "${free_mb:-0}" -lt 3000 ]; then
+  fail "disk full: ${free_mb} MB free under $ROOT, need about 3000 MB (libtorch, ONNX Runtime, build cache)"
+fi
+
+# --- Debian packages -----------------------------------------------------------------------
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  [ -n "${LIBTORCH:-}" ] && [ "$p" = libtorch-dev ] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || fail "apt-get not found: install these packages by hand: ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || fail "not root and no sudo: cannot apt-get install ${missing[*]}"
+    SUDO="sudo"
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq || fail "apt-get update failed (no network or no apt sources?)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || fail "apt-get install ${missing[*]} failed"
+  installed+=("apt: ${missing[*]}")
+fi
+
+# --- gotch ---------------------------------------------------------------------------------
+# The stamp records what the copy was patched for; a different LIBTORCH re-patches it.
+stamp="gotch=$GOTCH_VERSION libtorch=${LIBTORCH:-debian} abi=${LIBTORCH_CXX11_ABI:-1} patch=4"
+if [ "$(cat "$DEPS/gotch/.ssl-onnx-patched" 2>/dev/null)" != "$stamp" ]; then
+  say "fetching gotch $GOTCH_VERSION through the Go module proxy"
+  src=$(cd "$ROOT" && GOFLAGS=-mod=mod go mod download -json "github.com/sugarme/gotch@$GOTCH_VERSION" \
+        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$src" ] || fail "go mod download github.com/sugarme/gotch@$GOTCH_VERSION gave no source folder"
+  rm -rf "$DEPS/gotch.tmp"
+  mkdir -p "$DEPS"
+  cp -r "$src" "$DEPS/gotch.tmp"
+  chmod -R u+w "$DEPS/gotch.tmp"
+  lib="$DEPS/gotch.tmp/libtch"
+  if [ -n "${LIBTORCH:-}" ]; then
+    [ -d "$LIBTORCH/include" ] && [ -d "$LIBTORCH/lib" ] || fail "LIBTORCH=$LIBTORCH has no include/ and lib/"
+    inc="-I$LIBTORCH/include -I$LIBTORCH/include/torch/csrc/api/include"
+    libs="-L$LIBTORCH/lib -Wl,-rpath,$LIBTORCH/lib -lstdc++ -ltorch -lc10 -ltorch_cpu"
+    [ -e "$LIBTORCH/lib/libtorch_cuda.so" ] && libs="$libs -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed"
+    abi=${LIBTORCH_CXX11_ABI:-1}
+  else
+    inc="-I/usr/include/torch/csrc/api/include"
+    libs="-lstdc++ -ltorch -lc10 -ltorch_cpu"
+    abi=1
+  fi
+  cat > "$lib/lib.go" <<GO
+package libtch
+
+// Rewritten by ssl-onnx scripts/setup.sh for the libtorch on this machine.
+
+// #cgo LDFLAGS: $libs
+// #cgo CFLAGS: -I\${SRCDIR} -O3 -w -D_GLIBCXX_USE_CXX11_ABI=$abi $inc
+// #cgo CXXFLAGS: -std=c++17 -I\${SRCDIR} -O3 -w -D_GLIBCXX_USE_CXX11_ABI=$abi $inc
+import "C"
+GO
+  cat > "$lib/sslonnx_extra.go" <<'GO'
+package libtch
+
+// Added by ssl-onnx scripts/setup.sh: wrappers for C functions gotch declares but does not expose.
+
+//#include <stdbool.h>
+//#include <stdint.h>
+//#include "torch_api.h"
+import "C"
+
+// AtManualSeed seeds libtorch's global random generators.
+func AtManualSeed(seed int64) { C.at_manual_seed(C.int64_t(seed)) }
+
+// AtGetNumThreads returns libtorch's intra-op thread count.
+func AtGetNumThreads() int { return int(C.at_get_num_threads()) }
+
+// AtSetNumThreads sets libtorch's intra-op thread count.
+func AtSetNumThreads(n int) { C.at_set_num_threads(C.int(n)) }
+GO
+  # Wrappers generated for libtorch 2.1 that the installed libtorch lacks are replaced by
+  # stubs that raise a libtorch error when called. Found by compiling, so it adapts to any version.
+  say "checking gotch's C++ wrappers against the installed libtorch (about a minute)"
+  for pass in 1 2 3; do
+    # shellcheck disable=SC2086
+    errs=$(cd "$lib" && g++ -std=c++17 -fsyntax-only -fmax-errors=0 -w -D_GLIBCXX_USE_CXX11_ABI=$abi -I. $inc torch_api.cpp 2>&1 \
+           | sed -n 's/^torch_api_generated\.cpp\.h:\([0-9]*\):[0-9]*: error:.*/\1/p' | sort -un | tr '\n' ' ') || true
+    [ -z "$errs" ] && break
+    n=$(/usr/bin/python3 "$ROOT/scripts/stub_wrappers.py" "$lib/torch_api_generated.cpp.h" $errs)
+    say "pass $pass: stubbed $n wrappers missing from this libtorch"
+  done
+  # shellcheck disable=SC2086
+  (cd "$lib" && g++ -std=c++17 -fsyntax-only -w -D_GLIBCXX_USE_CXX11_ABI=$abi -I. $inc torch_api.cpp) \
+    || fail "gotch's torch_api.cpp still does not compile against the installed libtorch (see errors above)"
+  echo "$stamp" > "$DEPS/gotch.tmp/.ssl-onnx-patched"
+  rm -rf "$DEPS/gotch"
+  mv "$DEPS/gotch.tmp" "$DEPS/gotch"
+  installed+=("gotch $GOTCH_VERSION (patched for ${LIBTORCH:-Debian libtorch}) in .deps/gotch")
+fi
+
+# --- ONNX Runtime --------------------------------------------------------------------------
+ortlib="$DEPS/onnxruntime/libonnxruntime.so.$ORT_VERSION"
+if [ ! -s "$ortlib" ]; then
+  command -v npm >/dev/null || fail "npm not found: it is needed to fetch onnxruntime-node@$ORT_VERSION (apt-get install npm)"
+  say "fetching ONNX Runtime $ORT_VERSION (npm package onnxruntime-node, ~113 MB)"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null) \
+    || fail "npm pack onnxruntime-node@$ORT_VERSION failed (no npm registry access?)"
+  tar -xzf "$tmp"/onnxruntime-node-*.tgz -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1 \
+    || fail "onnxruntime-node@$ORT_VERSION has no bin/napi-v6/linux/x64/libonnxruntime.so.1"
+  mkdir -p "$DEPS/onnxruntime"
+  mv "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ortlib.tmp"
+  mv "$ortlib.tmp" "$ortlib"
+  ln -sf "libonnxruntime.so.$ORT_VERSION" "$DEPS/onnxruntime/libonnxruntime.so"
+  installed+=("ONNX Runtime $ORT_VERSION CPU library in .deps/onnxruntime")
+fi
+
+touch "$DEPS/.ready"
+if [ ${#installed[@]} -eq 0 ]; then
+  say "everything already in place ($(( $(date +%s) - start )) s)"
+else
+  for i in "${installed[@]}"; do say "installed $i"; done
+  say "done in $(( $(date +%s) - start )) s"
+fi

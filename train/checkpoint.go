@@ -1,0 +1,203 @@
+package train
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
+)
+
+// Checkpoint is the JSON sidecar of a saved encoder: what it is, how it was trained, and which
+// weight and optimiser files belong to it.
+type Checkpoint struct {
+	Config  Config      `json:"config"`
+	Spec    models.Spec `json:"spec"`
+	Epoch   int         `json:"epoch"` // epochs finished
+	Step    int64       `json:"step"`  // optimiser updates done
+	Loss    float64     `json:"loss"`  // mean loss of the last epoch
+	Weights string      `json:"weights"`
+	OptimST string      `json:"optimizer_state"`
+}
+
+// SidecarName is the checkpoint's JSON file inside a run directory.
+const SidecarName = "checkpoint.json"
+
+// LogPath is the run's JSON-lines training log.
+func LogPath(dir string) string { return filepath.Join(dir, "train.log.jsonl") }
+
+// SaveCheckpoint writes weights, optimiser state and the sidecar atomically: the new files get
+// epoch-stamped names, the sidecar is renamed into place last, then older files are removed.
+// A crash at any point leaves either the previous complete checkpoint or the new one.
+func SaveCheckpoint(dir string, ck Checkpoint, model *torchnet.Model, opt *Optimizer) error {
+	ck.Weights = fmt.Sprintf("model-e%04d.ot", ck.Epoch)
+	ck.OptimST = fmt.Sprintf("optim-e%04d.ot", ck.Epoch)
+	wtmp := filepath.Join(dir, ck.Weights+".tmp")
+	if err := model.Save(wtmp); err != nil {
+		return err
+	}
+	var named []ts.NamedTensor
+	for k, t := range opt.State() {
+		named = append(named, ts.NamedTensor{Name: k, Tensor: t})
+	}
+	otmp := filepath.Join(dir, ck.OptimST+".tmp")
+	if err := ts.SaveMultiNew(named, otmp); err != nil {
+		return fmt.Errorf("save optimizer state %s: %w", otmp, err)
+	}
+	for _, f := range []string{ck.Weights, ck.OptimST} {
+		if err := syncFile(filepath.Join(dir, f+".tmp")); err != nil {
+			return err
+		}
+		if err := os.Rename(filepath.Join(dir, f+".tmp"), filepath.Join(dir, f)); err != nil {
+			return err
+		}
+	}
+	js, err := json.MarshalIndent(ck, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(dir, SidecarName), js); err != nil {
+		return err
+	}
+	// Older epochs' files are no longer referenced.
+	old, _ := filepath.Glob(filepath.Join(dir, "*-e[0-9][0-9][0-9][0-9].ot"))
+	for _, f := range old {
+		b := filepath.Base(f)
+		if b != ck.Weights && b != ck.OptimST {
+			os.Remove(f)
+		}
+	}
+	return nil
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// LoadCheckpoint reads dir's sidecar; it returns nil, nil when dir has no checkpoint yet.
+// dir may also name the sidecar file itself.
+func LoadCheckpoint(dir string) (*Checkpoint, error) {
+	path := dir
+	if !strings.HasSuffix(path, ".json") {
+		path = filepath.Join(dir, SidecarName)
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ck Checkpoint
+	if err := json.Unmarshal(b, &ck); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	if err := ck.Spec.Validate(); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: spec: %w", path, err)
+	}
+	if ck.Weights == "" {
+		return nil, fmt.Errorf("checkpoint %s: field weights is empty", path)
+	}
+	return &ck, nil
+}
+
+// Compatible says whether a run configured as c can resume from ck.
+func (ck *Checkpoint) Compatible(c Config) error {
+	p := ck.Config
+	if p.Arch != c.Arch || p.Stem != c.Stem || p.OutDim != c.OutDim || p.Size != c.Size {
+		return fmt.Errorf("resume: checkpoint is %s/%s out %d size %d, run asks for %s/%s out %d size %d",
+			p.Arch, p.Stem, p.OutDim, p.Size, c.Arch, c.Stem, c.OutDim, c.Size)
+	}
+	if p.Optimizer != c.Optimizer {
+		return fmt.Errorf("resume: checkpoint used optimizer %s, run asks for %s", p.Optimizer, c.Optimizer)
+	}
+	return nil
+}
+
+// Restore loads the checkpoint's weights (and optimiser state when opt is not nil).
+func (ck *Checkpoint) Restore(dir string, model *torchnet.Model, opt *Optimizer) error {
+	if strings.HasSuffix(dir, ".json") {
+		dir = filepath.Dir(dir)
+	}
+	if err := model.Load(filepath.Join(dir, ck.Weights)); err != nil {
+		return err
+	}
+	if opt == nil {
+		return nil
+	}
+	path := filepath.Join(dir, ck.OptimST)
+	named, err := ts.LoadMultiWithDevice(path, model.Device)
+	if err != nil {
+		return fmt.Errorf("load optimizer state %s: %w", path, err)
+	}
+	st := opt.State()
+	found := 0
+	for _, nt := range named {
+		if t, ok := st[nt.Name]; ok {
+			ts.NoGrad(func() { t.Copy_(nt.Tensor) })
+			found++
+		}
+		nt.Tensor.MustDrop()
+	}
+	if found != len(st) {
+		return fmt.Errorf("optimizer state %s: has %d of %d tensors", path, found, len(st))
+	}
+	opt.Step = ck.Step
+	return nil
+}
+
+// LoadModel builds the checkpoint's model on the CPU and loads its weights.
+func LoadModel(dir string) (*Checkpoint, *torchnet.Model, error) {
+	ck, err := LoadCheckpoint(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ck == nil {
+		return nil, nil, fmt.Errorf("%s: no %s (train a model first)", dir, SidecarName)
+	}
+	g, err := models.Build(ck.Spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := torchnet.New(g, gotch.CPU, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := ck.Restore(dir, m, nil); err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return ck, m, nil
+}

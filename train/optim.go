@@ -1,0 +1,130 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sugarme/gotch/ts"
+)
+
+// Optimizer updates parameters from their gradients. Its state is a list of tensors, so a
+// checkpoint can save and restore it exactly.
+type Optimizer struct {
+	Kind        string  // adam | sgd
+	WeightDecay float64 // L2 penalty added to the gradient (torch.optim semantics)
+	Momentum    float64 // sgd only
+	Beta1       float64
+	Beta2       float64
+	Eps         float64
+	Step        int64 // number of updates done (Adam's bias correction)
+
+	params []*ts.Tensor
+	m, v   []*ts.Tensor // Adam moments, or SGD momentum buffer in m
+}
+
+// NewOptimizer builds an Adam or SGD optimiser over params, with torch.optim's defaults for
+// the constants (Adam betas 0.9/0.999, eps 1e-8).
+func NewOptimizer(kind string, params []*ts.Tensor, weightDecay, momentum float64) (*Optimizer, error) {
+	if kind != "adam" && kind != "sgd" {
+		return nil, fmt.Errorf("optimizer %q: expected adam or sgd", kind)
+	}
+	o := &Optimizer{Kind: kind, WeightDecay: weightDecay, Momentum: momentum, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, params: params}
+	for _, p := range params {
+		o.m = append(o.m, p.MustZerosLike(false))
+		if kind == "adam" {
+			o.v = append(o.v, p.MustZerosLike(false))
+		}
+	}
+	return o, nil
+}
+
+// State returns the optimiser's state tensors with stable names (for checkpoints).
+func (o *Optimizer) State() map[string]*ts.Tensor {
+	st := map[string]*ts.Tensor{}
+	for i := range o.params {
+		st[fmt.Sprintf("m.%d", i)] = o.m[i]
+		if o.v != nil {
+			st[fmt.Sprintf("v.%d", i)] = o.v[i]
+		}
+	}
+	return st
+}
+
+// ZeroGrad clears every parameter's gradient.
+func (o *Optimizer) ZeroGrad() {
+	for _, p := range o.params {
+		p.ZeroGrad()
+	}
+}
+
+// Update applies one step with learning rate lr. Call it after Backward, with grad mode off.
+func (o *Optimizer) Update(lr float64) {
+	o.Step++
+	for i, p := range o.params {
+		g := p.MustGrad(false)
+		if !g.MustDefined() {
+			g.MustDrop()
+			continue
+		}
+		if o.WeightDecay != 0 {
+			g = g.MustAdd(p.MustMulScalar(ts.FloatScalar(o.WeightDecay), false), true)
+		}
+		switch o.Kind {
+		case "sgd":
+			upd := g
+			if o.Momentum != 0 {
+				// buf = momentum * buf + g (the first step starts from buf = g, as torch does)
+				if o.Step == 1 {
+					o.m[i].Copy_(g)
+				} else {
+					o.m[i].MustMulScalar_(ts.FloatScalar(o.Momentum))
+					o.m[i].MustAdd_(g)
+				}
+				upd = o.m[i]
+			}
+			d := upd.MustMulScalar(ts.FloatScalar(-lr), false)
+			p.MustAdd_(d)
+			d.MustDrop()
+		case "adam":
+			b1c := 1 - math.Pow(o.Beta1, float64(o.Step))
+			b2c := 1 - math.Pow(o.Beta2, float64(o.Step))
+			o.m[i].MustMulScalar_(ts.FloatScalar(o.Beta1))
+			gs := g.MustMulScalar(ts.FloatScalar(1-o.Beta1), false)
+			o.m[i].MustAdd_(gs)
+			gs.MustDrop()
+			o.v[i].MustMulScalar_(ts.FloatScalar(o.Beta2))
+			gs = g.MustMulScalar(ts.FloatScalar(1-o.Beta2), false)
+			o.v[i].MustAddcmul_(gs, g)
+			gs.MustDrop()
+			den := o.v[i].MustSqrt(false)
+			den.MustDivScalar_(ts.FloatScalar(math.Sqrt(b2c)))
+			den.MustAddScalar_(ts.FloatScalar(o.Eps))
+			upd := o.m[i].MustDiv(den, false)
+			den.MustDrop()
+			upd.MustMulScalar_(ts.FloatScalar(-lr / b1c))
+			p.MustAdd_(upd)
+			upd.MustDrop()
+		}
+		g.MustDrop()
+	}
+}
+
+// Close frees the optimiser's state.
+func (o *Optimizer) Close() {
+	for _, t := range append(o.m, o.v...) {
+		t.MustDrop()
+	}
+}
+
+// CosineLR is the learning rate at (0-based) epoch: linear warm-up over warmup epochs, then
+// cosine annealing from base to 0 over the remaining epochs.
+func CosineLR(base float64, epoch, warmup, epochs int) float64 {
+	if epoch < warmup {
+		return base * float64(epoch+1) / float64(warmup)
+	}
+	span := epochs - warmup
+	if span <= 0 {
+		return base
+	}
+	return base * 0.5 * (1 + math.Cos(math.Pi*float64(epoch-warmup)/float64(span)))
+}

@@ -1,0 +1,349 @@
+// Package train trains encoders with self-supervised (SimCLR) losses on libtorch through gotch.
+//
+// One loop: a dataset -> per-image two-view augmentation (package augment, in background
+// goroutines so the cores never wait for it) -> the encoder (models/torchnet) -> a registered
+// loss -> Adam or SGD with a warm-up + cosine schedule. Every epoch ends with an atomic
+// checkpoint, so an interrupted run resumes where the last finished epoch left it.
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/libtch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/ssl-onnx/ssl-onnx/augment"
+	"github.com/ssl-onnx/ssl-onnx/data"
+	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
+	"github.com/ssl-onnx/ssl-onnx/progress"
+)
+
+// Config is everything one training run needs. Zero values take the reference defaults
+// (see Defaults).
+type Config struct {
+	Dataset string `json:"dataset"`
+	DataDir string `json:"data_dir,omitempty"`
+	Split   string `json:"split"`
+	Limit   int    `json:"limit,omitempty"` // train on the first Limit images (0 = all)
+
+	Arch   string `json:"arch"`
+	Stem   string `json:"stem"`
+	OutDim int    `json:"out_dim"`
+	Size   int    `json:"size"` // input height = width after resizing
+
+	Loss        string  `json:"loss"`
+	Temperature float64 `json:"temperature"`
+	Optimizer   string  `json:"optimizer"`
+	LR          float64 `json:"lr"`
+	WeightDecay float64 `json:"weight_decay"`
+	Momentum    float64 `json:"momentum"`
+	Epochs      int     `json:"epochs"`
+	Warmup      int     `json:"warmup"`
+	BatchSize   int     `json:"batch_size"`
+	CropMin     float64 `json:"crop_min"` // RandomResizedCrop minimum scale (0.08)
+
+	Seed    int64  `json:"seed"`
+	Threads int    `json:"threads"`
+	Device  string `json:"device"`
+	Workers int    `json:"workers"` // augmentation goroutines (0 = one per core)
+
+	Dir    string `json:"-"` // run directory: checkpoints and log
+	Resume bool   `json:"-"`
+}
+
+// Defaults fills zero fields with the reference SimCLR defaults (ResNet-18 here rather than the
+// reference's ResNet-34, to fit CPU budgets; pass Arch to change it).
+func (c *Config) Defaults() {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&c.Dataset, "fmnist")
+	def(&c.Split, "train")
+	def(&c.Arch, "resnet18")
+	def(&c.Stem, "cifar")
+	def(&c.Loss, "infonce")
+	def(&c.Device, "cpu")
+	if c.OutDim == 0 {
+		c.OutDim = 128
+	}
+	if c.Size == 0 {
+		c.Size = 32
+	}
+	if c.Optimizer == "" {
+		c.Optimizer = "adam"
+		if c.Loss == "supcon" {
+			c.Optimizer = "sgd"
+		}
+	}
+	if c.LR == 0 {
+		switch {
+		case c.Loss == "softnn":
+			c.LR = 1e-3
+		case c.Optimizer == "sgd":
+			c.LR = 0.05
+		default:
+			c.LR = 3e-4
+		}
+	}
+	if c.WeightDecay == 0 {
+		c.WeightDecay = 1e-4
+	}
+	if c.Momentum == 0 && c.Optimizer == "sgd" {
+		c.Momentum = 0.9
+	}
+	if c.Temperature == 0 {
+		if l, ok := Losses[c.Loss]; ok {
+			c.Temperature = l.Temperature
+		}
+	}
+	if c.Epochs == 0 {
+		c.Epochs = 200
+	}
+	if c.Warmup == 0 && c.Epochs > 10 {
+		c.Warmup = 10
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 256
+	}
+	if c.CropMin == 0 {
+		c.CropMin = 0.08
+	}
+	if c.Threads == 0 {
+		c.Threads = runtime.NumCPU()
+	}
+}
+
+// EpochLog is the JSON line written per epoch (to the log file and the Result).
+type EpochLog struct {
+	Epoch    int     `json:"epoch"`
+	Loss     float64 `json:"loss"`
+	LR       float64 `json:"lr"`
+	Images   int     `json:"images"`
+	Seconds  float64 `json:"seconds"`
+	ImagesPS float64 `json:"images_per_s"`
+}
+
+// Device parses "cpu" or "cuda" and fails clearly where CUDA is absent.
+func Device(name string) (gotch.Device, error) {
+	switch name {
+	case "", "cpu":
+		return gotch.CPU, nil
+	case "cuda":
+		if !libtch.AtcCudaIsAvailable() {
+			return gotch.CPU, fmt.Errorf("device cuda: libtorch reports no usable CUDA device (no GPU here, or a CPU-only libtorch); on a GPU machine run LIBTORCH=/path/to/libtorch-cuda make setup")
+		}
+		return gotch.CudaBuilder(0), nil
+	}
+	return gotch.CPU, fmt.Errorf("device %q: expected cpu or cuda", name)
+}
+
+// OpenTrainingSet opens the configured dataset as 3-channel Size x Size images.
+func OpenTrainingSet(c Config) (data.Dataset, error) {
+	ds, err := data.Open(c.Dataset, c.DataDir, c.Split)
+	if err != nil {
+		return nil, err
+	}
+	if c.Limit > 0 && c.Limit < ds.Len() {
+		if ds, err = data.First(ds, c.Limit); err != nil {
+			return nil, err
+		}
+	}
+	return Prepare(ds, c.Size)
+}
+
+// Prepare makes every image 3 x size x size (gray -> 3 channels, bilinear resize).
+func Prepare(ds data.Dataset, size int) (data.Dataset, error) {
+	ds, err := data.Gray3(ds)
+	if err != nil {
+		return nil, err
+	}
+	if s := ds.Shape(); s.H != size || s.W != size {
+		return data.Resize(ds, size)
+	}
+	return ds, nil
+}
+
+// Run trains an encoder as configured, checkpointing into c.Dir every epoch. It returns the
+// per-epoch logs of this run. Progress goes to out.
+func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err error) {
+	c.Defaults()
+	lossSpec, err := LookupLoss(c.Loss)
+	if err != nil {
+		return nil, err
+	}
+	if c.BatchSize < 2 {
+		return nil, fmt.Errorf("batch size %d: contrastive losses need at least 2 images per batch", c.BatchSize)
+	}
+	dev, err := Device(c.Device)
+	if err != nil {
+		return nil, err
+	}
+	spec := models.Spec{Arch: c.Arch, Stem: c.Stem, Head: "simclr", OutDim: c.OutDim, InputC: 3, InputHW: c.Size}
+	g, err := models.Build(spec)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := OpenTrainingSet(c)
+	if err != nil {
+		return nil, err
+	}
+	nb := ds.Len() / c.BatchSize // drop_last, as the reference
+	if nb == 0 {
+		return nil, fmt.Errorf("dataset %s has %d images, fewer than one batch of %d", c.Dataset, ds.Len(), c.BatchSize)
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+
+	// libtorch state (grad mode, threads) is per OS thread: train on one.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	libtch.AtSetNumThreads(c.Threads)
+	libtch.AtManualSeed(c.Seed)
+
+	model, err := torchnet.New(g, dev, c.Seed)
+	if err != nil {
+		return nil, err
+	}
+	defer model.Close()
+	opt, err := NewOptimizer(c.Optimizer, model.Trainable(), c.WeightDecay, c.Momentum)
+	if err != nil {
+		return nil, err
+	}
+	defer opt.Close()
+
+	start := 0
+	if c.Resume {
+		ck, err := LoadCheckpoint(c.Dir)
+		if err != nil {
+			return nil, err
+		}
+		if ck != nil {
+			if err := ck.Compatible(c); err != nil {
+				return nil, err
+			}
+			if err := ck.Restore(c.Dir, model, opt); err != nil {
+				return nil, err
+			}
+			start = ck.Epoch
+			fmt.Fprintf(out, "resuming %s after epoch %d\n", c.Dir, start)
+		}
+	}
+	if start >= c.Epochs {
+		fmt.Fprintf(out, "already trained %d of %d epochs\n", start, c.Epochs)
+		return nil, nil
+	}
+
+	params := augment.SimCLR(c.Size)
+	params.ScaleMin = c.CropMin
+	if err := params.Validate(); err != nil {
+		return nil, err
+	}
+	sh := ds.Shape()
+	src := func(i int, dst []float32) error { return data.ToFloat(ds, i, data.Normalization{}, dst) }
+	logf, err := os.OpenFile(LogPath(c.Dir), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("training log: %w", err)
+	}
+	defer logf.Close()
+
+	for epoch := start; epoch < c.Epochs; epoch++ {
+		lr := CosineLR(c.LR, epoch, c.Warmup, c.Epochs)
+		perm := data.Permutation(ds.Len(), c.Seed+int64(epoch)*7919)
+		batches := make([][]int, nb)
+		for b := range batches {
+			batches[b] = perm[b*c.BatchSize : (b+1)*c.BatchSize]
+		}
+		ectx, cancel := context.WithCancel(ctx)
+		pipe := augment.NewPipeline(ectx, params, src, sh.H, sh.W, batches, c.Seed, epoch, c.Workers, 2)
+		bar := progress.New(out, fmt.Sprintf("epoch %d/%d", epoch+1, c.Epochs), nb*c.BatchSize)
+		t0 := time.Now()
+		var sum float64
+		var seen int
+		for pair := range pipe {
+			if pair.Err != nil {
+				cancel()
+				return logs, pair.Err
+			}
+			loss, err := step(model, opt, lossSpec, c, ds, pair, lr, dev)
+			if err != nil {
+				cancel()
+				return logs, err
+			}
+			sum += loss * float64(pair.N)
+			seen += pair.N
+			bar.Add(pair.N, fmt.Sprintf("loss %.4f", sum/float64(seen)))
+		}
+		cancel()
+		if err := ctx.Err(); err != nil {
+			bar.Done("interrupted")
+			return logs, fmt.Errorf("interrupted in epoch %d (the checkpoint of epoch %d is kept): %w", epoch+1, epoch, err)
+		}
+		secs := time.Since(t0).Seconds()
+		el := EpochLog{Epoch: epoch + 1, Loss: sum / float64(seen), LR: lr, Images: seen, Seconds: secs, ImagesPS: float64(seen) / secs}
+		bar.Done(fmt.Sprintf("loss %.4f, %.0f img/s", el.Loss, el.ImagesPS))
+		if math.IsNaN(el.Loss) {
+			return logs, fmt.Errorf("epoch %d: loss is NaN (try a lower --lr)", epoch+1)
+		}
+		if err := SaveCheckpoint(c.Dir, Checkpoint{Config: c, Spec: spec, Epoch: epoch + 1, Step: opt.Step, Loss: el.Loss}, model, opt); err != nil {
+			return logs, err
+		}
+		line, _ := json.Marshal(el)
+		fmt.Fprintf(logf, "%s\n", line)
+		fmt.Fprintf(out, "%s\n", line)
+		logs = append(logs, el)
+	}
+	return logs, nil
+}
+
+// step runs one optimisation step on a batch of view pairs and returns the loss value.
+func step(model *torchnet.Model, opt *Optimizer, ls LossSpec, c Config, ds data.Dataset, pair augment.Pair, lr float64, dev gotch.Device) (loss float64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("training step: libtorch: %v", r)
+		}
+	}()
+	n := int64(pair.N)
+	dims := []int64{n, 3, int64(c.Size), int64(c.Size)}
+	v1 := ts.MustOfSlice(pair.View1).MustView(dims, true)
+	v2 := ts.MustOfSlice(pair.View2).MustView(dims, true)
+	x := ts.MustCat([]*ts.Tensor{v1, v2}, 0)
+	v1.MustDrop()
+	v2.MustDrop()
+	if dev != gotch.CPU {
+		x = x.MustTo(dev, true)
+	}
+	var labels *ts.Tensor
+	if ls.NeedsLabels {
+		lab := make([]int64, n)
+		for i, idx := range pair.Index {
+			lab[i] = int64(ds.Label(idx))
+		}
+		labels = ts.MustOfSlice(lab)
+		defer labels.MustDrop()
+	}
+	z := model.Forward(x, true, model.Graph.Projection)[0]
+	x.MustDrop()
+	za := z.MustNarrow(0, 0, n, false)
+	zb := z.MustNarrow(0, n, n, false)
+	l := ls.Fn(za, zb, labels, c.Temperature)
+	za.MustDrop()
+	zb.MustDrop()
+	z.MustDrop()
+	opt.ZeroGrad()
+	l.MustBackward()
+	ts.NoGrad(func() { opt.Update(lr) })
+	loss = l.Float64Values(true)[0]
+	return loss, nil
+}
