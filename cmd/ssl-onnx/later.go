@@ -4,14 +4,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func embedCommand() *cli.Command {
-	return &cli.Command{Name: "embed", Usage: "write representations of a dataset split to .npy", Action: notYet}
-}
-
-func benchCommand() *cli.Command {
-	return &cli.Command{Name: "bench", Usage: "benchmark inference and training throughput", Action: notYet}
-}
-
 func demoCommand() *cli.Command {
 	return &cli.Command{Name: "demo", Usage: "run the whole study on Fashion-MNIST", Action: notYet}
 }

@@ -265,3 +265,22 @@ func (m *Model) Embed(images []float32, n int, output int) (out []float32, dim i
 	})
 	return out, dim, nil
 }
+
+// SetParam overwrites the tensor named name with vals (for loading foreign weights and tests).
+func (m *Model) SetParam(name string, vals []float32) (err error) {
+	defer recoverTorch(&err)
+	t, ok := m.params[name]
+	if !ok {
+		return fmt.Errorf("parameter %s: not in this %s model", name, m.Graph.Spec.Arch)
+	}
+	if n := t.Numel(); uint(len(vals)) != n {
+		return fmt.Errorf("parameter %s: got %d values, expected %d", name, len(vals), n)
+	}
+	src := ts.MustOfSlice(vals).MustView(t.MustSize(), true)
+	if m.Device != gotch.CPU {
+		src = src.MustTo(m.Device, true)
+	}
+	ts.NoGrad(func() { t.Copy_(src) })
+	src.MustDrop()
+	return nil
+}

@@ -1,0 +1,199 @@
+// Package bench measures ssl-onnx's throughput: ONNX Runtime inference per model and batch
+// size (images/s, p50/p99 latency), the gotch SimCLR training step, and optionally the same
+// step in PyTorch (bench/simclr_step.py) on the same libtorch, so ratios come from one run.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"time"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/ssl-onnx/ssl-onnx/export"
+	"github.com/ssl-onnx/ssl-onnx/infer"
+	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
+	"github.com/ssl-onnx/ssl-onnx/onnxpb"
+	"github.com/ssl-onnx/ssl-onnx/train"
+)
+
+// Config selects what to measure.
+type Config struct {
+	Models    []string      // ONNX files; empty = random ResNet-18 CIFAR and ImageNet stems at 32x32
+	Batches   []int         // inference batch sizes
+	MinTime   time.Duration // per inference measurement
+	Threads   int
+	TrainStem []string // stems for the training-step benchmark; empty = skip
+	TrainBS   int
+	Steps     int
+	PyTorch   string // path of bench/simclr_step.py to compare against; "" = skip
+	Python    string // interpreter for PyTorch
+	TempDir   string
+}
+
+// Inference is one model at one batch size.
+type Inference struct {
+	Model     string  `json:"model"`
+	Batch     int     `json:"batch"`
+	ImagesPS  float64 `json:"images_per_s"`
+	P50ms     float64 `json:"p50_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	Calls     int     `json:"calls"`
+	InputSize string  `json:"input"`
+}
+
+// TrainStep is the SimCLR step throughput of gotch (and PyTorch when measured).
+type TrainStep struct {
+	Arch       string  `json:"arch"`
+	Stem       string  `json:"stem"`
+	Batch      int     `json:"batch"`
+	Threads    int     `json:"threads"`
+	GotchIPS   float64 `json:"gotch_images_per_s"`
+	PyTorchIPS float64 `json:"pytorch_images_per_s,omitempty"`
+	Ratio      float64 `json:"gotch_over_pytorch,omitempty"`
+}
+
+// Report is what Run measured.
+type Report struct {
+	Machine   string      `json:"machine"`
+	Threads   int         `json:"threads"`
+	Inference []Inference `json:"inference"`
+	Training  []TrainStep `json:"training"`
+	When      time.Time   `json:"when"`
+}
+
+// RandomModel exports a randomly initialised encoder (representation output) to path.
+func RandomModel(path string, spec models.Spec, seed int64) error {
+	g, err := models.Build(spec)
+	if err != nil {
+		return err
+	}
+	m, err := torchnet.New(g, gotch.CPU, seed)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	sd, err := m.StateDict()
+	if err != nil {
+		return err
+	}
+	om, err := export.Model(g, sd, export.Options{Metadata: map[string]string{"train_dataset": "none (random init)", "epochs": "0"}})
+	if err != nil {
+		return err
+	}
+	return onnxpb.WriteFile(path, om)
+}
+
+// Run performs the measurements, printing progress to log.
+func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
+	r := &Report{Machine: fmt.Sprintf("%s/%s, %d cores", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()), Threads: c.Threads, When: time.Now().UTC()}
+	modelsToRun := c.Models
+	if len(modelsToRun) == 0 {
+		for _, stem := range []string{"cifar", "imagenet"} {
+			p := filepath.Join(c.TempDir, "resnet18-"+stem+"-random.onnx")
+			if err := RandomModel(p, models.Spec{Arch: "resnet18", Stem: stem, Head: "simclr", OutDim: 128, InputC: 3, InputHW: 32}, 1); err != nil {
+				return nil, err
+			}
+			modelsToRun = append(modelsToRun, p)
+		}
+	}
+	for _, path := range modelsToRun {
+		enc, err := infer.OpenORT(path, infer.Options{Threads: c.Threads})
+		if err != nil {
+			return nil, err
+		}
+		info := enc.Info()
+		ch, h, w := dim(info.InputShape, 1, 3), dim(info.InputShape, 2, 32), dim(info.InputShape, 3, 32)
+		for _, b := range c.Batches {
+			if info.FixedBatch > 0 && b%info.FixedBatch != 0 {
+				continue
+			}
+			res, err := inference(ctx, enc, b, ch, h, w, c.MinTime)
+			if err != nil {
+				enc.Close()
+				return nil, err
+			}
+			res.Model = filepath.Base(path)
+			fmt.Fprintf(log, "ORT %s batch %d: %.0f images/s, p50 %.1f ms, p99 %.1f ms\n", res.Model, b, res.ImagesPS, res.P50ms, res.P99ms)
+			r.Inference = append(r.Inference, res)
+		}
+		enc.Close()
+	}
+	for _, stem := range c.TrainStem {
+		ts := TrainStep{Arch: "resnet18", Stem: stem, Batch: c.TrainBS, Threads: c.Threads}
+		ips, err := train.StepBenchmark(train.Config{Arch: "resnet18", Stem: stem, Size: 32, BatchSize: c.TrainBS, Threads: c.Threads, Seed: 1}, 2, c.Steps)
+		if err != nil {
+			return nil, err
+		}
+		ts.GotchIPS = ips
+		fmt.Fprintf(log, "gotch SimCLR step resnet18/%s batch %d: %.1f images/s\n", stem, c.TrainBS, ips)
+		if c.PyTorch != "" {
+			out, err := exec.CommandContext(ctx, c.Python, c.PyTorch, "--arch", "resnet18", "--stem", stem, "--size", "32",
+				"--batch-size", fmt.Sprint(c.TrainBS), "--threads", fmt.Sprint(c.Threads), "--steps", fmt.Sprint(c.Steps)).Output()
+			if err != nil {
+				return nil, fmt.Errorf("pytorch reference %s: %w", c.PyTorch, err)
+			}
+			var py struct {
+				ImagesPS float64 `json:"images_per_s"`
+			}
+			if err := json.Unmarshal(out, &py); err != nil {
+				return nil, fmt.Errorf("pytorch reference printed %q: %w", out, err)
+			}
+			ts.PyTorchIPS = py.ImagesPS
+			ts.Ratio = ips / py.ImagesPS
+			fmt.Fprintf(log, "PyTorch SimCLR step resnet18/%s batch %d: %.1f images/s (gotch/PyTorch %.2f)\n", stem, c.TrainBS, py.ImagesPS, ts.Ratio)
+		}
+		r.Training = append(r.Training, ts)
+	}
+	return r, nil
+}
+
+func dim(shape []int64, i int, def int) int {
+	if i < len(shape) && shape[i] > 0 {
+		return int(shape[i])
+	}
+	return def
+}
+
+func inference(ctx context.Context, enc infer.Encoder, b, ch, h, w int, minTime time.Duration) (Inference, error) {
+	rng := rand.New(rand.NewSource(int64(b)))
+	x := infer.Images{N: b, C: ch, H: h, W: w, Data: make([]float32, b*ch*h*w)}
+	for i := range x.Data {
+		x.Data[i] = rng.Float32()
+	}
+	if _, err := enc.Encode(ctx, x); err != nil { // warm-up
+		return Inference{}, err
+	}
+	var lat []time.Duration
+	start := time.Now()
+	for time.Since(start) < minTime || len(lat) < 3 {
+		t0 := time.Now()
+		if _, err := enc.Encode(ctx, x); err != nil {
+			return Inference{}, err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	total := time.Since(start)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	return Inference{Batch: b, ImagesPS: float64(b*len(lat)) / total.Seconds(), P50ms: pct(0.5), P99ms: pct(0.99), Calls: len(lat),
+		InputSize: fmt.Sprintf("%dx%dx%d", ch, h, w)}, nil
+}
+
+// WriteJSON writes the report to path.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,67 @@
+"""PyTorch reference of ssl-onnx's SimCLR training step, for throughput comparison.
+
+Same work as train.StepBenchmark: a torchvision ResNet (CIFAR or ImageNet stem) with the SimCLR
+head, both views in one forward pass, NT-Xent loss, backward, Adam step. Prints one JSON line.
+Run with Debian's interpreter: /usr/bin/python3 bench/simclr_step.py --arch resnet18 ...
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+
+def model(arch, stem, out_dim):
+    net = getattr(torchvision.models, arch)()
+    if stem == "cifar":
+        net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    d = net.fc.in_features
+    net.fc = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, out_dim))
+    return net
+
+
+def info_nce(a, b, t):
+    z = F.normalize(torch.cat([a, b]), dim=1)
+    n = a.shape[0]
+    sim = z @ z.T / t
+    sim.fill_diagonal_(-1e9)
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    return F.cross_entropy(sim, target)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--stem", default="cifar")
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=5)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(1)
+    net = model(a.arch, a.stem, 128)
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-4, weight_decay=1e-4)
+    v1 = torch.rand(a.batch_size, 3, a.size, a.size)
+    v2 = torch.rand(a.batch_size, 3, a.size, a.size)
+    for i in range(a.warmup + a.steps):
+        if i == a.warmup:
+            t0 = time.perf_counter()
+        z = net(torch.cat([v1, v2]))
+        loss = info_nce(z[: a.batch_size], z[a.batch_size:], 0.07)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    secs = time.perf_counter() - t0
+    print(json.dumps({"images_per_s": a.steps * a.batch_size / secs, "seconds": secs,
+                      "torch": torch.__version__, "threads": a.threads}))
+
+
+if __name__ == "__main__":
+    main()

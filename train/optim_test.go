@@ -1,0 +1,207 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+type optParam struct {
+	Shape  []int64   `json:"shape"`
+	Values []float32 `json:"values"`
+}
+
+type optCase struct {
+	Kind        string     `json:"kind"`
+	WeightDecay float64    `json:"weight_decay"`
+	Momentum    float64    `json:"momentum"`
+	LRs         []float64  `json:"lrs"`
+	Params      []optParam `json:"params"`
+	C1          []float32  `json:"c1"`
+	C2          []float32  `json:"c2"`
+}
+
+func uniform(rng *rand.Rand, n int, lo, hi float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(lo + (hi-lo)*rng.Float64())
+	}
+	return v
+}
+
+// TestOptimizerMatchesTorchOptim runs 5 steps of our Adam and SGD and of torch.optim's on the
+// same parameters and loss L = 0.5 sum(c1 p0^2) + sum(c2 p1) (p2 gets no gradient and must not
+// move), with a learning rate that changes every step, and compares the parameters after
+// every step.
+func TestOptimizerMatchesTorchOptim(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	rng := rand.New(rand.NewPCG(7, 7))
+	params := []optParam{
+		{Shape: []int64{3, 4}, Values: uniform(rng, 12, -1.5, 1.5)},
+		{Shape: []int64{5}, Values: uniform(rng, 5, -1, 1)},
+		{Shape: []int64{2}, Values: uniform(rng, 2, -1, 1)},
+	}
+	c1, c2 := uniform(rng, 12, 0.1, 2), uniform(rng, 5, -1, 1)
+	tests := []optCase{
+		{Kind: "adam", WeightDecay: 1e-4, LRs: []float64{1e-2, 3e-2, 2e-2, 5e-3, 1e-2}},
+		{Kind: "adam", WeightDecay: 0, LRs: []float64{1e-1, 1e-1, 5e-2, 5e-2, 1e-2}},
+		{Kind: "sgd", WeightDecay: 5e-4, Momentum: 0.9, LRs: []float64{0.1, 0.05, 0.2, 0.01, 0.1}},
+		{Kind: "sgd", WeightDecay: 0, Momentum: 0, LRs: []float64{0.1, 0.05, 0.2, 0.01, 0.1}},
+	}
+	for i := range tests {
+		tests[i].Params, tests[i].C1, tests[i].C2 = params, c1, c2
+	}
+	js, err := json.Marshal(tests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "cases.json")
+	if err := os.WriteFile(path, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var refs [][][][]float64 // case, step, parameter, value
+	runRef(t, "optim_ref.py", &refs, path)
+	if len(refs) != len(tests) {
+		t.Fatalf("reference returned %d cases, want %d", len(refs), len(tests))
+	}
+	const tol = 1e-6
+	for ti, tc := range tests {
+		name := fmt.Sprintf("%s/wd%g/momentum%g", tc.Kind, tc.WeightDecay, tc.Momentum)
+		t.Run(name, func(t *testing.T) {
+			// Grad mode is per OS thread, and a subtest runs on its own goroutine.
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			want := refs[ti]
+			if len(want) != len(tc.LRs) {
+				t.Fatalf("reference returned %d steps, want %d", len(want), len(tc.LRs))
+			}
+
+			var ps []*ts.Tensor
+			for _, p := range params {
+				ps = append(ps, leafParam(p.Values, p.Shape))
+			}
+			defer func() {
+				for _, p := range ps {
+					p.MustDrop()
+				}
+			}()
+			k1, k2 := tensorOf(append([]float32(nil), c1...), 3, 4), tensorOf(append([]float32(nil), c2...), 5)
+			defer k1.MustDrop()
+			defer k2.MustDrop()
+			opt, err := NewOptimizer(tc.Kind, ps, tc.WeightDecay, tc.Momentum)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer opt.Close()
+			worst := 0.0
+			for s, lr := range tc.LRs {
+				opt.ZeroGrad()
+				q := ps[0].MustMul(ps[0], false).MustMul(k1, true).MustSum(ps[0].DType(), true).MustMulScalar(ts.FloatScalar(0.5), true)
+				lin := ps[1].MustMul(k2, false).MustSum(ps[1].DType(), true)
+				l := q.MustAdd(lin, true)
+				lin.MustDrop()
+				l.MustBackward()
+				l.MustDrop()
+				ts.NoGrad(func() { opt.Update(lr) })
+				if opt.Step != int64(s+1) {
+					t.Errorf("step %d: Optimizer.Step = %d", s+1, opt.Step)
+				}
+				for i, p := range ps {
+					got := p.Float64Values()
+					ref := want[s][i]
+					if len(got) != len(ref) {
+						t.Fatalf("step %d param %d: %d values, reference %d", s+1, i, len(got), len(ref))
+					}
+					for j := range got {
+						d := math.Abs(got[j] - ref[j])
+						worst = math.Max(worst, d)
+						if d > tol || math.IsNaN(got[j]) {
+							t.Errorf("step %d param %d[%d] = %.9g, torch.optim %.9g (|diff| %.2g > %g)", s+1, i, j, got[j], ref[j], d, tol)
+						}
+					}
+				}
+			}
+			// The untouched parameter is a real check that gradient-less parameters are skipped.
+			for j, v := range ps[2].Float64Values() {
+				if v != float64(params[2].Values[j]) {
+					t.Errorf("parameter without gradient moved: [%d] %g -> %g", j, params[2].Values[j], v)
+				}
+			}
+			t.Logf("max |param - torch.optim| over 5 steps: %.2g", worst)
+
+			// The state names are what checkpoints store: m.i (and v.i for Adam) per parameter.
+			var names []string
+			for k := range opt.State() {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			wantNames := "m.0 m.1 m.2"
+			if tc.Kind == "adam" {
+				wantNames = "m.0 m.1 m.2 v.0 v.1 v.2"
+			}
+			if got := strings.Join(names, " "); got != wantNames {
+				t.Errorf("State() names = %q, want %q", got, wantNames)
+			}
+		})
+	}
+}
+
+// leafParam makes a trainable leaf tensor (not a view, so in-place updates are allowed).
+func leafParam(vals []float32, shape []int64) *ts.Tensor {
+	p := ts.MustZeros(shape, gotch.Float, gotch.CPU)
+	v := tensorOf(append([]float32(nil), vals...), shape...)
+	p.Copy_(v)
+	v.MustDrop()
+	return p.MustSetRequiresGrad(true, true)
+}
+
+func TestNewOptimizerRejectsUnknownKind(t *testing.T) {
+	for _, kind := range []string{"rmsprop", "", "Adam"} {
+		o, err := NewOptimizer(kind, nil, 0, 0)
+		if err == nil || o != nil || !strings.Contains(err.Error(), "expected adam or sgd") {
+			t.Errorf("NewOptimizer(%q) = %v, %v; want an error naming adam and sgd", kind, o, err)
+		}
+	}
+}
+
+// TestCosineLR checks the schedule at hand-computed points: linear warm-up to base, then
+// base/2 (1 + cos(pi (e - warmup) / (epochs - warmup))).
+func TestCosineLR(t *testing.T) {
+	tests := []struct {
+		base                  float64
+		epoch, warmup, epochs int
+		want                  float64
+	}{
+		{1, 0, 2, 6, 0.5},                 // warm-up: (0+1)/2
+		{1, 1, 2, 6, 1},                   // warm-up ends at base
+		{1, 2, 2, 6, 1},                   // cosine starts at base
+		{1, 3, 2, 6, 0.8535533905932737},  // (1 + cos(pi/4)) / 2
+		{1, 4, 2, 6, 0.5},                 // half way
+		{1, 5, 2, 6, 0.14644660940672624}, // (1 + cos(3pi/4)) / 2
+		{3e-4, 0, 10, 200, 3e-5},          // reference defaults: first warm-up epoch
+		{3e-4, 9, 10, 200, 3e-4},
+		{3e-4, 105, 10, 200, 1.5e-4}, // (105-10)/190 = 1/2
+		{0.05, 0, 0, 1, 0.05},        // one epoch, no warm-up
+		{0.05, 1, 0, 2, 0.025},       // cos(pi/2)
+		{0.05, 3, 0, 4, 0.05 * 0.14644660940672624},
+		{0.1, 5, 10, 5, 0.1 * 6 / 10}, // warm-up longer than the run: still in warm-up
+		{0.1, 5, 5, 5, 0.1},           // no cosine span left: base
+	}
+	for _, tc := range tests {
+		got := CosineLR(tc.base, tc.epoch, tc.warmup, tc.epochs)
+		if math.Abs(got-tc.want) > 1e-12*math.Max(1, math.Abs(tc.want)) {
+			t.Errorf("CosineLR(%g, epoch %d, warmup %d, epochs %d) = %.15g, want %.15g", tc.base, tc.epoch, tc.warmup, tc.epochs, got, tc.want)
+		}
+	}
+}

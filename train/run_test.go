@@ -1,0 +1,272 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sugarme/gotch/ts"
+)
+
+// smokeConfig is a tiny real run: the first 64 Fashion-MNIST training images, ResNet-18 with
+// the ImageNet stem at 32x32, 4 batches of 16 per epoch.
+func smokeConfig(dir string, epochs int) Config {
+	return Config{Dataset: "fmnist", Limit: 64, BatchSize: 16, Arch: "resnet18", Stem: "imagenet", Size: 32,
+		Epochs: epochs, Threads: 2, Seed: 1, Workers: 2, Dir: dir}
+}
+
+// scratch is the 2-epoch run from scratch shared by the smoke, resume and PyTorch tests.
+var scratch struct {
+	once sync.Once
+	dir  string
+	logs []EpochLog
+	out  string
+	secs float64
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if scratch.dir != "" {
+		os.RemoveAll(scratch.dir)
+	}
+	os.Exit(code)
+}
+
+// trainedFromScratch runs (once) train.Run for 2 epochs from scratch and returns its directory.
+func trainedFromScratch(t *testing.T) string {
+	t.Helper()
+	scratch.once.Do(func() {
+		scratch.dir, scratch.err = os.MkdirTemp("", "train-scratch-")
+		if scratch.err != nil {
+			return
+		}
+		var out bytes.Buffer
+		t0 := time.Now()
+		scratch.logs, scratch.err = Run(context.Background(), smokeConfig(scratch.dir, 2), &out)
+		scratch.secs = time.Since(t0).Seconds()
+		scratch.out = out.String()
+	})
+	if scratch.err != nil {
+		t.Fatalf("2-epoch run from scratch: %v\noutput:\n%s", scratch.err, scratch.out)
+	}
+	return scratch.dir
+}
+
+func readLog(t *testing.T, dir string) []EpochLog {
+	t.Helper()
+	f, err := os.Open(LogPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var logs []EpochLog
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var el EpochLog
+		if err := json.Unmarshal(sc.Bytes(), &el); err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		logs = append(logs, el)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return logs
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return names
+}
+
+// TestRunSmoke checks what a 2-epoch run leaves in its directory: the sidecar (epoch 2, 8
+// steps), a 2-line JSON log with finite losses and the cosine learning rates, the epoch-2
+// weight and optimiser files only (epoch 1's removed, no temporaries), and optimiser state with
+// Adam's two moments per trainable parameter.
+func TestRunSmoke(t *testing.T) {
+	dir := trainedFromScratch(t)
+	t.Logf("2 epochs of 64 images: %.1f s", scratch.secs)
+
+	if got, want := strings.Join(dirNames(t, dir), " "), "checkpoint.json model-e0002.ot optim-e0002.ot train.log.jsonl"; got != want {
+		t.Errorf("run directory holds %q, want %q", got, want)
+	}
+	ck, err := LoadCheckpoint(dir)
+	if err != nil || ck == nil {
+		t.Fatalf("LoadCheckpoint = %v, %v", ck, err)
+	}
+	if ck.Epoch != 2 || ck.Step != 8 || ck.Weights != "model-e0002.ot" || ck.OptimST != "optim-e0002.ot" {
+		t.Errorf("checkpoint: epoch %d step %d weights %q optimizer %q; want 2, 8, model-e0002.ot, optim-e0002.ot", ck.Epoch, ck.Step, ck.Weights, ck.OptimST)
+	}
+	if ck.Spec.Arch != "resnet18" || ck.Spec.Stem != "imagenet" || ck.Spec.Head != "simclr" || ck.Spec.OutDim != 128 || ck.Spec.InputHW != 32 {
+		t.Errorf("checkpoint spec = %+v", ck.Spec)
+	}
+	if c := ck.Config; c.Loss != "infonce" || c.Optimizer != "adam" || c.LR != 3e-4 || c.Temperature != 0.07 || c.Epochs != 2 || c.Limit != 64 {
+		t.Errorf("checkpoint config lost the run's settings (defaults filled in): %+v", c)
+	}
+
+	logs := readLog(t, dir)
+	if len(logs) != 2 {
+		t.Fatalf("log has %d lines, want 2", len(logs))
+	}
+	wantLR := []float64{3e-4, 1.5e-4} // cosine over 2 epochs, no warm-up
+	for i, el := range logs {
+		if el.Epoch != i+1 || el.Images != 64 || math.IsNaN(el.Loss) || math.IsInf(el.Loss, 0) || el.Loss <= 0 ||
+			math.Abs(el.LR-wantLR[i]) > 1e-15 || el.Seconds <= 0 || el.ImagesPS <= 0 {
+			t.Errorf("log line %d = %+v; want epoch %d, 64 images, a finite positive loss, lr %g", i, el, i+1, wantLR[i])
+		}
+		if i < len(scratch.logs) && scratch.logs[i] != el {
+			t.Errorf("Run returned %+v for epoch %d, the log says %+v", scratch.logs[i], i+1, el)
+		}
+	}
+	if len(scratch.logs) != 2 {
+		t.Errorf("Run returned %d epoch logs, want 2", len(scratch.logs))
+	}
+	if ck.Loss != logs[1].Loss {
+		t.Errorf("checkpoint loss %g, last log line %g", ck.Loss, logs[1].Loss)
+	}
+
+	// The optimiser file has m.i and v.i for every trainable parameter.
+	_, model, err := LoadModel(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nTrain := len(model.Trainable())
+	model.Close()
+	named, err := ts.LoadMulti(filepath.Join(dir, ck.OptimST))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, nt := range named {
+		names[nt.Name] = true
+		nt.Tensor.MustDrop()
+	}
+	for i := 0; i < nTrain; i++ {
+		for _, k := range []string{"m", "v"} {
+			if !names[fmt.Sprintf("%s.%d", k, i)] {
+				t.Errorf("optimizer state lacks %s.%d", k, i)
+			}
+		}
+	}
+	if len(names) != 2*nTrain {
+		t.Errorf("optimizer state has %d tensors, want %d (2 x %d trainable)", len(names), 2*nTrain, nTrain)
+	}
+}
+
+// TestResumeMatchesUninterrupted trains 1 epoch, resumes to 2, and compares every parameter
+// and buffer with the uninterrupted 2-epoch run: augmentation and batch order are functions of
+// (seed, epoch), the optimiser state and step count are checkpointed, and libtorch on the CPU
+// with the same thread count is deterministic, so they must be bitwise identical.
+func TestResumeMatchesUninterrupted(t *testing.T) {
+	full := trainedFromScratch(t)
+	dir := t.TempDir()
+	logs1, err := Run(context.Background(), smokeConfig(dir, 1), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs1) != 1 || logs1[0] != withTiming(scratch.logs[0], logs1[0]) {
+		t.Errorf("first epoch: %+v, the uninterrupted run's: %+v", logs1, scratch.logs[:1])
+	}
+	if got := strings.Join(dirNames(t, dir), " "); got != "checkpoint.json model-e0001.ot optim-e0001.ot train.log.jsonl" {
+		t.Errorf("after 1 epoch the directory holds %q", got)
+	}
+
+	resume := smokeConfig(dir, 2)
+	resume.Resume = true
+	var out bytes.Buffer
+	logs2, err := Run(context.Background(), resume, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "resuming "+dir+" after epoch 1") {
+		t.Errorf("resume output does not say where it resumes:\n%s", out.String())
+	}
+	if len(logs2) != 1 || logs2[0].Epoch != 2 {
+		t.Fatalf("resumed run returned %+v, want only epoch 2", logs2)
+	}
+	if logs2[0].Loss != scratch.logs[1].Loss {
+		t.Errorf("epoch 2 loss: resumed %.9g, uninterrupted %.9g", logs2[0].Loss, scratch.logs[1].Loss)
+	}
+	if got := strings.Join(dirNames(t, dir), " "); got != "checkpoint.json model-e0002.ot optim-e0002.ot train.log.jsonl" {
+		t.Errorf("after resuming the directory holds %q", got)
+	}
+	if logs := readLog(t, dir); len(logs) != 2 || logs[0].Epoch != 1 || logs[1].Epoch != 2 {
+		t.Errorf("resumed log = %+v, want epochs 1 and 2", logs)
+	}
+
+	resumed, full2 := stateDict(t, dir), stateDict(t, full)
+	if len(resumed) != len(full2) {
+		t.Fatalf("%d tensors resumed, %d uninterrupted", len(resumed), len(full2))
+	}
+	differ, worst := 0, 0.0
+	for name, want := range full2 {
+		got, ok := resumed[name]
+		if !ok || len(got) != len(want) {
+			t.Errorf("tensor %s: missing or of another size after resuming", name)
+			continue
+		}
+		same := true
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				same = false
+				worst = math.Max(worst, math.Abs(float64(got[i]-want[i])))
+			}
+		}
+		if !same {
+			differ++
+			if differ <= 5 {
+				t.Errorf("tensor %s differs between the resumed and the uninterrupted run", name)
+			}
+		}
+	}
+	if differ > 0 {
+		t.Errorf("%d of %d tensors differ, max |diff| %.3g", differ, len(full2), worst)
+	}
+
+	// A further resume with nothing left to do is a no-op, not an error.
+	out.Reset()
+	logs3, err := Run(context.Background(), resume, &out)
+	if err != nil || len(logs3) != 0 || !strings.Contains(out.String(), "already trained 2 of 2 epochs") {
+		t.Errorf("resuming a finished run: logs %+v, err %v, output %q", logs3, err, out.String())
+	}
+}
+
+// withTiming returns want with the timing fields of got (which differ between runs).
+func withTiming(want, got EpochLog) EpochLog {
+	want.Seconds, want.ImagesPS = got.Seconds, got.ImagesPS
+	return want
+}
+
+func stateDict(t *testing.T, dir string) map[string][]float32 {
+	t.Helper()
+	_, m, err := LoadModel(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sd, err := m.StateDict()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sd
+}
