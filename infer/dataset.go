@@ -3,6 +3,7 @@ package infer
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/ssl-onnx/ssl-onnx/data"
 )
@@ -70,4 +71,22 @@ func EmbedDataset(ctx context.Context, enc Encoder, ds data.Dataset, norm data.N
 		}
 	}
 	return out, nil
+}
+
+// Normalization picks a model's input normalisation: "auto" follows the model's
+// "normalization" metadata (none when absent); "none"; or a dataset name (imagenet, cifar10 ...).
+func Normalization(choice string, meta map[string]string) (data.Normalization, error) {
+	name := choice
+	if choice == "auto" || choice == "" {
+		name = meta["normalization"]
+	}
+	switch strings.ToLower(name) {
+	case "", "none":
+		return data.Normalization{}, nil
+	}
+	n := data.NormalizationFor(name)
+	if n.Mean == nil {
+		return n, fmt.Errorf("normalization %q: expected none, auto or a dataset name (imagenet, cifar10, svhn, stl10, fmnist ...)", name)
+	}
+	return n, nil
 }

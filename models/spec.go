@@ -139,7 +139,7 @@ func (g *Graph) Params() []Param {
 type Spec struct {
 	Arch    string `json:"arch"`     // resnet18 | resnet34 | resnet50
 	Stem    string `json:"stem"`     // cifar | imagenet
-	Head    string `json:"head"`     // none | simclr | simsiam
+	Head    string `json:"head"`     // none | simclr | simsiam | linear (one Linear(d, out_dim), e.g. a stolen encoder matching a victim's dimension)
 	OutDim  int    `json:"out_dim"`  // projection size (SimCLR 128; SimSiam 2048)
 	InputC  int    `json:"input_c"`  // channels of the input image (3)
 	InputHW int    `json:"input_hw"` // height = width of the input image (32, 224 ...)
@@ -149,7 +149,7 @@ type Spec struct {
 var (
 	Archs = []string{"resnet18", "resnet34", "resnet50"}
 	Stems = []string{"cifar", "imagenet"}
-	Heads = []string{"none", "simclr", "simsiam"}
+	Heads = []string{"none", "simclr", "simsiam", "linear"}
 )
 
 // Validate checks a Spec and says which field is wrong.
@@ -247,6 +247,8 @@ func Build(s Spec) (*Graph, error) {
 		z := g.linear(x, "fc.0", d, d, true)
 		z = g.add(Node{Op: ReLU, In: []int{z}})
 		g.Projection = g.linear(z, "fc.2", d, s.OutDim, true)
+	case "linear":
+		g.Projection = g.linear(x, "fc", d, s.OutDim, true)
 	case "simsiam":
 		// SimSiam projector: 3 x Linear(no bias)-BN(-ReLU), last BN without affine.
 		z := x

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -31,24 +30,6 @@ func openEncoder(c *cli.Context, path string) (infer.Encoder, error) {
 		return infer.OpenOnnxGo(path)
 	}
 	return nil, fmt.Errorf("--runtime %q: expected ort or onnx-go", c.String("runtime"))
-}
-
-// normalization picks the input normalisation: "auto" follows the model's metadata
-// (none when it says nothing), else none or a dataset name (imagenet, cifar10, ...).
-func normalization(flag string, meta map[string]string) (data.Normalization, error) {
-	name := flag
-	if flag == "auto" {
-		name = meta["normalization"]
-	}
-	switch strings.ToLower(name) {
-	case "", "none":
-		return data.Normalization{}, nil
-	}
-	n := data.NormalizationFor(name)
-	if n.Mean == nil {
-		return n, fmt.Errorf("normalization %q: expected none, auto or a dataset name (imagenet, cifar10, svhn, stl10, fmnist ...)", name)
-	}
-	return n, nil
 }
 
 func embedCommand() *cli.Command {
@@ -83,7 +64,7 @@ func embedCommand() *cli.Command {
 			if ds, err = infer.FitDataset(ds, info); err != nil {
 				return fmt.Errorf("%s: %w", c.String("model"), err)
 			}
-			norm, err := normalization(c.String("norm"), info.Metadata)
+			norm, err := infer.Normalization(c.String("norm"), info.Metadata)
 			if err != nil {
 				return err
 			}

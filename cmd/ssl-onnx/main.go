@@ -24,6 +24,7 @@ func main() {
 			trainCommand(),
 			exportCommand(),
 			embedCommand(),
+			stealCommand(),
 			benchCommand(),
 			demoCommand(),
 		},

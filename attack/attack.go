@@ -1,0 +1,448 @@
+// Package attack steals an encoder from its answers: it queries a victim (any infer.Encoder -
+// a local ONNX file or a remote paid API, the attack cannot tell) on a query set, pays for
+// every image sent, caches every answer on disk, and trains a stolen encoder (gotch) so that
+// its outputs match the victim's under a registered extraction loss.
+package attack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/libtch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/ssl-onnx/ssl-onnx/augment"
+	"github.com/ssl-onnx/ssl-onnx/data"
+	"github.com/ssl-onnx/ssl-onnx/infer"
+	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
+	"github.com/ssl-onnx/ssl-onnx/progress"
+	"github.com/ssl-onnx/ssl-onnx/train"
+)
+
+// Config is one extraction attack.
+type Config struct {
+	Victim     infer.Encoder `json:"-"`
+	VictimName string        `json:"victim"` // file or URL, for the record
+
+	QueryDataset string `json:"query_dataset"`
+	QueryDir     string `json:"query_dir,omitempty"`
+	QuerySplit   string `json:"query_split"`
+	QueryOffset  int    `json:"query_offset"` // first image of the query set within the split
+	NumQueries   int    `json:"num_queries"`  // the budget: images sent to the victim, every view counts
+	Holdout      int    `json:"holdout"`      // images at the end of a test split never queried (kept for evaluation)
+	QueryBatch   int    `json:"query_batch"`  // images per victim call
+
+	Loss        string  `json:"loss"`
+	Temperature float64 `json:"temperature"`
+	// Augment trains on augmented views of each queried image against that image's single
+	// cached (clean) answer: StolenEncoder-style query-once-then-augment.
+	Augment          bool `json:"augment"`
+	RequeryEachEpoch bool `json:"requery_each_epoch"` // the reference's behaviour, counted honestly
+
+	Arch        string  `json:"arch"`
+	Stem        string  `json:"stem"`
+	Size        int     `json:"size"`
+	Epochs      int     `json:"epochs"`
+	BatchSize   int     `json:"batch_size"`
+	Optimizer   string  `json:"optimizer"`
+	LR          float64 `json:"lr"`
+	WeightDecay float64 `json:"weight_decay"`
+	Seed        int64   `json:"seed"`
+	Threads     int     `json:"threads"`
+	Workers     int     `json:"workers"`
+	Device      string  `json:"device"`
+
+	Dir    string `json:"-"`
+	Resume bool   `json:"-"`
+}
+
+// Result summarises an attack.
+type Result struct {
+	Config       Config  `json:"config"`
+	QueriesSpent int     `json:"queries_spent"`
+	Images       int     `json:"images"`
+	Views        int     `json:"views"`
+	OutputDim    int     `json:"output_dim"`
+	Epochs       int     `json:"epochs"`
+	FinalLoss    float64 `json:"final_loss"`
+	Seconds      float64 `json:"seconds"`
+}
+
+// ResultName is the JSON summary written in the run directory.
+const ResultName = "attack.json"
+
+// CacheName is the answer cache inside the run directory.
+const CacheName = "answers.bin"
+
+func (c *Config) defaults(ls LossSpec) {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&c.QueryDataset, "fmnist")
+	def(&c.QuerySplit, "train")
+	def(&c.Arch, "resnet18")
+	def(&c.Stem, "cifar")
+	def(&c.Device, "cpu")
+	def(&c.Optimizer, ls.Optimizer)
+	if c.Size == 0 {
+		c.Size = 32
+	}
+	if c.Epochs == 0 {
+		c.Epochs = 100
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = ls.BatchSize
+	}
+	if c.LR == 0 {
+		c.LR = ls.LR
+	}
+	if c.WeightDecay == 0 {
+		c.WeightDecay = 1e-4
+	}
+	if c.Temperature == 0 {
+		c.Temperature = ls.Temperature
+	}
+	if c.QueryBatch == 0 {
+		c.QueryBatch = 64
+	}
+	if c.Holdout == 0 && c.QuerySplit == "test" {
+		c.Holdout = 1000
+	}
+	if c.Threads == 0 {
+		c.Threads = runtime.NumCPU()
+	}
+	if c.NumQueries == 0 {
+		c.NumQueries = 9000
+	}
+}
+
+// Run performs the attack: query (resuming from the answer cache), then train, checkpointing
+// the stolen encoder into c.Dir every epoch in the same format as package train, so `ssl-onnx
+// export` turns it into ONNX like any other encoder.
+func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
+	ls, err := LookupLoss(c.Loss)
+	if err != nil {
+		return nil, err
+	}
+	c.defaults(ls)
+	if c.Victim == nil {
+		return nil, fmt.Errorf("attack: no victim encoder")
+	}
+	views := ls.Views
+	if c.Augment && views != 1 {
+		return nil, fmt.Errorf("--augment: loss %s already trains on two augmented views; use it with a one-view loss (mse, infonce, softnn, ...)", c.Loss)
+	}
+	rounds := 1
+	if c.RequeryEachEpoch {
+		rounds = c.Epochs
+	}
+	nImages := c.NumQueries / (views * rounds)
+	if nImages < 2 {
+		return nil, fmt.Errorf("budget %d queries: %d view(s) per image over %d round(s) leaves %d images; need at least 2", c.NumQueries, views, rounds, nImages)
+	}
+	qset, err := data.Open(c.QueryDataset, c.QueryDir, c.QuerySplit)
+	if err != nil {
+		return nil, err
+	}
+	usable := qset.Len() - c.Holdout
+	if c.QueryOffset < 0 || c.QueryOffset+nImages > usable {
+		return nil, fmt.Errorf("query set %s/%s: images %d..%d requested, but only %d are usable (%d in the split, last %d held out for evaluation)",
+			c.QueryDataset, c.QuerySplit, c.QueryOffset, c.QueryOffset+nImages-1, usable, qset.Len(), c.Holdout)
+	}
+	if qset, err = data.Range(qset, c.QueryOffset, c.QueryOffset+nImages); err != nil {
+		return nil, err
+	}
+	info := c.Victim.Info()
+	vset, err := infer.FitDataset(qset, info) // what the victim sees
+	if err != nil {
+		return nil, fmt.Errorf("victim %s: %w", c.VictimName, err)
+	}
+	vnorm, err := infer.Normalization("auto", info.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	sset, err := train.Prepare(qset, c.Size) // what the stolen encoder sees
+	if err != nil {
+		return nil, err
+	}
+	if views == 2 && (vset.Shape() != sset.Shape() || vnorm.Mean != nil) {
+		return nil, fmt.Errorf("loss %s sends augmented views to the victim: the stolen input (%v) must equal the victim's (%v) and the victim must take unnormalised [0,1] input", c.Loss, sset.Shape(), vset.Shape())
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	cache, err := OpenCache(filepath.Join(c.Dir, CacheName), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer cache.Close()
+	aug := augment.SimCLR(c.Size)
+	q := querier{c: c, views: views, cache: cache, vset: vset, vnorm: vnorm, aug: aug, log: log}
+	start := time.Now()
+	spent := 0
+	if !c.RequeryEachEpoch {
+		if spent, err = q.queryAll(ctx, 0); err != nil {
+			return nil, err
+		}
+	}
+
+	// The stolen encoder: its output must have the victim's dimension.
+	dim := cache.Dim()
+	if dim == 0 {
+		dim = info.OutputDim
+	}
+	spec := models.Spec{Arch: c.Arch, Stem: c.Stem, Head: "none", InputC: 3, InputHW: c.Size}
+	if dim != models.RepresentationDim(c.Arch) {
+		spec.Head, spec.OutDim = "linear", dim
+	}
+	g, err := models.Build(spec)
+	if err != nil {
+		return nil, err
+	}
+	outNode := g.Representation
+	if g.Projection >= 0 {
+		outNode = g.Projection
+	}
+	dev, err := train.Device(c.Device)
+	if err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	libtch.AtSetNumThreads(c.Threads)
+	libtch.AtManualSeed(c.Seed)
+	model, err := torchnet.New(g, dev, c.Seed)
+	if err != nil {
+		return nil, err
+	}
+	defer model.Close()
+	opt, err := train.NewOptimizer(c.Optimizer, model.Trainable(), c.WeightDecay, 0.9*boolf(c.Optimizer == "sgd"))
+	if err != nil {
+		return nil, err
+	}
+	defer opt.Close()
+	tcfg := train.Config{Dataset: c.QueryDataset, Split: c.QuerySplit, Arch: c.Arch, Stem: c.Stem, OutDim: spec.OutDim, Size: c.Size,
+		Loss: "steal-" + c.Loss, Temperature: c.Temperature, Optimizer: c.Optimizer, LR: c.LR, WeightDecay: c.WeightDecay,
+		Epochs: c.Epochs, BatchSize: c.BatchSize, Seed: c.Seed, Threads: c.Threads, Device: c.Device}
+	first := 0
+	if !c.Resume {
+		for _, f := range []string{train.SidecarName, ResultName} {
+			os.Remove(filepath.Join(c.Dir, f))
+		}
+	}
+	if c.Resume {
+		if ck, err := train.LoadCheckpoint(c.Dir); err != nil {
+			return nil, err
+		} else if ck != nil {
+			if ck.Config.Loss != tcfg.Loss {
+				return nil, fmt.Errorf("resume %s: its checkpoint was trained with %s, this attack uses %s (use another --out, or --resume=false to start over)", c.Dir, ck.Config.Loss, tcfg.Loss)
+			}
+			if ck.Spec != spec {
+				return nil, fmt.Errorf("resume %s: checkpoint is %+v, this attack builds %+v", c.Dir, ck.Spec, spec)
+			}
+			if err := ck.Restore(c.Dir, model, opt); err != nil {
+				return nil, err
+			}
+			first = ck.Epoch
+			fmt.Fprintf(log, "resuming stolen encoder after epoch %d\n", first)
+		}
+	}
+
+	res := &Result{Config: c, Images: nImages, Views: views, OutputDim: dim, Epochs: first}
+	n := sset.Len()
+	bs := min(c.BatchSize, n)
+	for epoch := first; epoch < c.Epochs; epoch++ {
+		if c.RequeryEachEpoch {
+			s, err := q.queryAll(ctx, epoch)
+			if err != nil {
+				return nil, err
+			}
+			spent += s
+		}
+		lr := train.CosineLR(c.LR, epoch, 0, c.Epochs)
+		perm := data.Permutation(n, c.Seed+int64(epoch)*104729)
+		bar := progress.New(log, fmt.Sprintf("steal %s epoch %d/%d", c.Loss, epoch+1, c.Epochs), n)
+		var sum float64
+		var seen int
+		for b := 0; b+bs <= n; b += bs { // drop_last
+			idx := perm[b : b+bs]
+			l, err := q.step(ctx, model, opt, ls, sset, idx, epoch, dim, outNode, lr, dev)
+			if err != nil {
+				return nil, err
+			}
+			sum += l * float64(len(idx))
+			seen += len(idx)
+			bar.Add(len(idx), fmt.Sprintf("loss %.4f", sum/float64(seen)))
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("interrupted in epoch %d (checkpoint of epoch %d kept; answers cached): %w", epoch+1, epoch, ctx.Err())
+			}
+		}
+		loss := sum / float64(max(seen, 1))
+		bar.Done(fmt.Sprintf("loss %.4f", loss))
+		if math.IsNaN(loss) {
+			return nil, fmt.Errorf("epoch %d: loss is NaN (try a lower --lr)", epoch+1)
+		}
+		if err := train.SaveCheckpoint(c.Dir, train.Checkpoint{Config: tcfg, Spec: spec, Epoch: epoch + 1, Step: opt.Step, Loss: loss}, model, opt); err != nil {
+			return nil, err
+		}
+		res.Epochs, res.FinalLoss = epoch+1, loss
+	}
+	if c.RequeryEachEpoch {
+		res.QueriesSpent = spent
+	} else {
+		res.QueriesSpent = cache.Len()
+	}
+	res.Seconds = time.Since(start).Seconds()
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(filepath.Join(c.Dir, ResultName), append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func boolf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// querier sends images to the victim and records the answers.
+type querier struct {
+	c     Config
+	views int
+	cache *AnswerCache
+	vset  data.Dataset
+	vnorm data.Normalization
+	aug   augment.Params
+	log   io.Writer
+}
+
+// image writes the input of (image i, view v): the clean image for one-view losses, else
+// augmented view v (deterministic in seed, image and view, so training sees the same view).
+func (q *querier) image(ds data.Dataset, norm data.Normalization, i, v int, dst, scratch []float32) error {
+	if q.views == 1 {
+		return data.ToFloat(ds, i, norm, dst)
+	}
+	s := ds.Shape()
+	if err := data.ToFloat(ds, i, data.Normalization{}, scratch); err != nil {
+		return err
+	}
+	return q.aug.View(augment.RNG(q.c.Seed, 0, i, v), scratch, s.H, s.W, dst)
+}
+
+// queryAll asks the victim for every (image, view) not yet answered (all of them when
+// requerying), appending answers to the cache chunk by chunk. It returns the queries sent.
+func (q *querier) queryAll(ctx context.Context, round int) (int, error) {
+	n := q.vset.Len()
+	var todo [][2]int
+	for i := 0; i < n; i++ {
+		for v := 0; v < q.views; v++ {
+			if _, ok := q.cache.Get(i, v); !ok || q.c.RequeryEachEpoch {
+				todo = append(todo, [2]int{i, v})
+			}
+		}
+	}
+	if len(todo) == 0 {
+		fmt.Fprintf(q.log, "all %d answers already cached in %s; no queries sent\n", q.cache.Len(), q.c.Dir)
+		return 0, nil
+	}
+	s := q.vset.Shape()
+	per := s.C * s.H * s.W
+	bar := progress.New(q.log, fmt.Sprintf("querying victim (round %d)", round+1), len(todo))
+	buf := make([]float32, q.c.QueryBatch*per)
+	scratch := make([]float32, per)
+	sent := 0
+	for start := 0; start < len(todo); start += q.c.QueryBatch {
+		chunk := todo[start:min(start+q.c.QueryBatch, len(todo))]
+		idx, vw := make([]int, len(chunk)), make([]int, len(chunk))
+		for j, t := range chunk {
+			idx[j], vw[j] = t[0], t[1]
+			if err := q.image(q.vset, q.vnorm, t[0], t[1], buf[j*per:(j+1)*per], scratch); err != nil {
+				return sent, err
+			}
+		}
+		out, err := q.c.Victim.Encode(ctx, infer.Images{N: len(chunk), C: s.C, H: s.H, W: s.W, Data: buf[:len(chunk)*per]})
+		if err != nil {
+			return sent, fmt.Errorf("querying victim %s after %d queries (answers so far are cached; rerun to resume): %w", q.c.VictimName, sent, err)
+		}
+		if err := q.cache.Append(idx, vw, out.D, out.Data); err != nil {
+			return sent, err
+		}
+		sent += len(chunk)
+		bar.Add(len(chunk), "")
+	}
+	bar.Done(fmt.Sprintf("%d queries sent", sent))
+	return sent, nil
+}
+
+// step trains the stolen model on one batch of query images.
+func (q *querier) step(ctx context.Context, m *torchnet.Model, opt *train.Optimizer, ls LossSpec, ds data.Dataset, idx []int, epoch, dim, outNode int, lr float64, dev gotch.Device) (loss float64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("training step: libtorch: %v", r)
+		}
+	}()
+	s := ds.Shape()
+	per := s.C * s.H * s.W
+	rows := len(idx) * q.views
+	x := make([]float32, rows*per)
+	tg := make([]float32, rows*dim)
+	lab := make([]int64, rows)
+	scratch := make([]float32, per)
+	for v := 0; v < q.views; v++ {
+		for j, i := range idx {
+			r := v*len(idx) + j
+			dst := x[r*per : (r+1)*per]
+			switch {
+			case q.c.Augment:
+				if err := data.ToFloat(ds, i, data.Normalization{}, scratch); err != nil {
+					return 0, err
+				}
+				if err := q.aug.View(augment.RNG(q.c.Seed, epoch+1, i, 0), scratch, s.H, s.W, dst); err != nil {
+					return 0, err
+				}
+			default:
+				if err := q.image(ds, data.Normalization{}, i, v, dst, scratch); err != nil {
+					return 0, err
+				}
+			}
+			ans, ok := q.cache.Get(i, v)
+			if !ok {
+				return 0, fmt.Errorf("no cached answer for query image %d view %d", i, v)
+			}
+			copy(tg[r*dim:], ans)
+			lab[r] = int64(ds.Label(i))
+		}
+	}
+	xt := ts.MustOfSlice(x).MustView([]int64{int64(rows), int64(s.C), int64(s.H), int64(s.W)}, true)
+	tt := ts.MustOfSlice(tg).MustView([]int64{int64(rows), int64(dim)}, true)
+	if dev != gotch.CPU {
+		xt, tt = xt.MustTo(dev, true), tt.MustTo(dev, true)
+	}
+	var labels *ts.Tensor
+	if ls.NeedsLabels {
+		labels = ts.MustOfSlice(lab)
+		defer labels.MustDrop()
+	}
+	out := m.Forward(xt, true, outNode)[0]
+	xt.MustDrop()
+	l := ls.Fn(out, tt, labels, q.c.Temperature)
+	out.MustDrop()
+	tt.MustDrop()
+	opt.ZeroGrad()
+	l.MustBackward()
+	ts.NoGrad(func() { opt.Update(lr) })
+	return l.Float64Values(true)[0], nil
+}
