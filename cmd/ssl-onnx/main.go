@@ -27,6 +27,7 @@ func main() {
 			stealCommand(),
 			benchCommand(),
 			demoCommand(),
+			evalCommand(),
 		},
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -1,0 +1,75 @@
+package eval
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/ssl-onnx/ssl-onnx/infer"
+)
+
+// FidelityResult compares two encoders' representations of the same inputs.
+type FidelityResult struct {
+	// MeanCosine is the mean over rows of the cosine similarity of a's and b's row
+	// (1 = same direction); a zero row has cosine 0 with anything.
+	MeanCosine float64 `json:"mean_cosine"`
+	// MeanL2 is the mean over rows of the Euclidean distance between a's and b's row.
+	MeanL2 float64 `json:"mean_l2"`
+}
+
+// Fidelity compares a and b row by row: both must hold the same number of rows (the
+// representations of the same images, in the same order) of the same dimension.
+// b is taken as the reference in error messages.
+func Fidelity(a, b infer.Vectors) (FidelityResult, error) {
+	for _, v := range []struct {
+		name string
+		x    infer.Vectors
+	}{{"representations", a}, {"reference representations", b}} {
+		if v.x.N < 1 || v.x.D < 1 || len(v.x.Data) != v.x.N*v.x.D {
+			return FidelityResult{}, fmt.Errorf("fidelity: %s are %d x %d with %d values: expected N, D >= 1 and N*D values", v.name, v.x.N, v.x.D, len(v.x.Data))
+		}
+	}
+	if a.D != b.D {
+		return FidelityResult{}, fmt.Errorf("fidelity: representations have dimension %d: expected the reference's %d", a.D, b.D)
+	}
+	if a.N != b.N {
+		return FidelityResult{}, fmt.Errorf("fidelity: %d representations: expected one per reference representation, %d", a.N, b.N)
+	}
+	var cos, l2 float64
+	d := a.D
+	for i := range a.N {
+		ra, rb := a.Data[i*d:(i+1)*d], b.Data[i*d:(i+1)*d]
+		var dot, na, nb, dist float64
+		for j := range ra {
+			x, y := float64(ra[j]), float64(rb[j])
+			dot += x * y
+			na += x * x
+			nb += y * y
+			dist += (x - y) * (x - y)
+		}
+		if na > 0 && nb > 0 {
+			cos += dot / math.Sqrt(na*nb)
+		}
+		l2 += math.Sqrt(dist)
+	}
+	r := FidelityResult{MeanCosine: cos / float64(a.N), MeanL2: l2 / float64(a.N)}
+	if math.IsNaN(r.MeanCosine) || math.IsNaN(r.MeanL2) || math.IsInf(r.MeanL2, 0) {
+		return FidelityResult{}, fmt.Errorf("fidelity: the representations hold non-finite values (cosine %v, L2 %v): expected finite values", r.MeanCosine, r.MeanL2)
+	}
+	return r, nil
+}
+
+// Agreement returns the fraction of positions where predA and predB hold the same
+// class: how often a stolen model's probe agrees with the victim's. Both must be
+// non-empty and of equal length.
+func Agreement(predA, predB []int) (float64, error) {
+	if len(predA) == 0 || len(predA) != len(predB) {
+		return 0, fmt.Errorf("agreement: %d predictions: expected a non-empty list as long as the reference's %d", len(predA), len(predB))
+	}
+	same := 0
+	for i, p := range predA {
+		if p == predB[i] {
+			same++
+		}
+	}
+	return float64(same) / float64(len(predA)), nil
+}

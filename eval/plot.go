@@ -1,0 +1,132 @@
+package eval
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// Plot size: 8 x 4.5 inches, which is 768 x 432 pixels in a PNG (96 dpi).
+const (
+	plotWidth  = 8 * vg.Inch
+	plotHeight = 4.5 * vg.Inch
+)
+
+// PlotProbe writes a bar chart of every row's linear-probe top-1 accuracy to path; the
+// format follows the extension (.png, .svg, .pdf, ...).
+func PlotProbe(r *Report, path string) error {
+	if r == nil || len(r.Rows) == 0 {
+		return fmt.Errorf("plot %s: the report has no rows: expected at least one evaluated model", path)
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Linear probe top-1 on %s (%d train / %d test)", r.Dataset, r.TrainN, r.TestN)
+	p.Y.Label.Text = "top-1 accuracy"
+	p.Y.Min, p.Y.Max = 0, 1
+	vals := make(plotter.Values, len(r.Rows))
+	names := make([]string, len(r.Rows))
+	for i, row := range r.Rows {
+		vals[i] = row.ProbeTop1
+		names[i] = row.Name
+	}
+	bars, err := plotter.NewBarChart(vals, vg.Points(min(80, 300/float64(len(vals)))))
+	if err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	bars.Color = plotutil.Color(0)
+	bars.LineStyle.Width = 0
+	grid := plotter.NewGrid()
+	grid.Vertical.Color = nil
+	p.Add(bars, grid)
+	xys := make(plotter.XYs, len(vals))
+	text := make([]string, len(vals))
+	for i, v := range vals {
+		xys[i] = plotter.XY{X: float64(i), Y: v}
+		text[i] = fmt.Sprintf("%.3f", v)
+	}
+	labels, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: text})
+	if err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	for i := range labels.TextStyle {
+		labels.TextStyle[i].XAlign = -0.5
+		labels.TextStyle[i].YAlign = 0.2
+	}
+	p.Add(labels)
+	p.NominalX(names...)
+	p.X.Min, p.X.Max = -0.5, float64(len(vals))-0.5
+	return save(p, path)
+}
+
+// PlotLines writes a line chart to path (format from the extension): one line with
+// point markers per series, named by its key in the legend, each point an (x, y) pair.
+// Points are drawn in increasing x. Every series needs at least one point, and every
+// value must be finite.
+func PlotLines(path, title, xlabel, ylabel string, series map[string][][2]float64) error {
+	if len(series) == 0 {
+		return fmt.Errorf("plot %s: no series: expected at least one", path)
+	}
+	names := make([]string, 0, len(series))
+	for name, pts := range series {
+		if len(pts) == 0 {
+			return fmt.Errorf("plot %s: series %q has no points: expected at least one", path, name)
+		}
+		for i, pt := range pts {
+			for _, v := range pt {
+				if math.IsNaN(v) || math.IsInf(v, 0) {
+					return fmt.Errorf("plot %s: point %d of series %q is (%v, %v): expected finite values", path, i, name, pt[0], pt[1])
+				}
+			}
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xlabel
+	p.Y.Label.Text = ylabel
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Add(plotter.NewGrid())
+	args := make([]any, 0, 2*len(names))
+	for _, name := range names {
+		pts := slices.Clone(series[name])
+		slices.SortStableFunc(pts, func(a, b [2]float64) int {
+			switch {
+			case a[0] < b[0]:
+				return -1
+			case a[0] > b[0]:
+				return 1
+			}
+			return 0
+		})
+		xys := make(plotter.XYs, len(pts))
+		for i, pt := range pts {
+			xys[i] = plotter.XY{X: pt[0], Y: pt[1]}
+		}
+		args = append(args, name, xys)
+	}
+	if err := plotutil.AddLinePoints(p, args...); err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	return save(p, path)
+}
+
+func save(p *plot.Plot, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	if err := p.Save(plotWidth, plotHeight, path); err != nil {
+		if strings.Contains(err.Error(), "unsupported format") {
+			return fmt.Errorf("plot %s: %w: expected a .png, .svg, .pdf, .eps, .jpg or .tif file", path, err)
+		}
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	return nil
+}

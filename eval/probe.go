@@ -1,0 +1,299 @@
+package eval
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/ssl-onnx/ssl-onnx/data"
+)
+
+// ProbeConfig sets up LinearProbe. DefaultProbeConfig gives the reference's settings.
+type ProbeConfig struct {
+	// LR is Adam's learning rate (> 0).
+	LR float64 `json:"lr"`
+	// WeightDecay is the L2 penalty added to the gradient of every parameter, weights
+	// and bias, as torch.optim.Adam's weight_decay does (>= 0).
+	WeightDecay float64 `json:"weight_decay"`
+	// Epochs is the number of passes over the train features (>= 1).
+	Epochs int `json:"epochs"`
+	// Batch is the mini-batch size (>= 1); the last batch of an epoch may be smaller.
+	Batch int `json:"batch"`
+	// Seed fixes the order of the train rows in every epoch.
+	Seed int64 `json:"seed"`
+	// Standardize scales every feature to zero mean and unit variance with the train
+	// split's statistics (population standard deviation; constant features are only
+	// centred), applied to train and test alike.
+	Standardize bool `json:"standardize"`
+	// Progress, when not nil, is called after each epoch with the epoch number (1..Epochs)
+	// and the epoch's mean mini-batch cross-entropy.
+	Progress func(epoch int, loss float64) `json:"-"`
+}
+
+// DefaultProbeConfig returns the reference's probe settings: Adam with learning rate
+// 3e-4 and weight decay 8e-4, 100 epochs of batches of 256, standardised features.
+func DefaultProbeConfig() ProbeConfig {
+	return ProbeConfig{LR: 3e-4, WeightDecay: 8e-4, Epochs: 100, Batch: 256, Standardize: true}
+}
+
+// Validate checks the numeric settings.
+func (c ProbeConfig) Validate() error {
+	switch {
+	case !(c.LR > 0) || math.IsInf(c.LR, 0):
+		return fmt.Errorf("probe learning rate %v: expected a finite value > 0 (reference: 3e-4)", c.LR)
+	case !(c.WeightDecay >= 0) || math.IsInf(c.WeightDecay, 0):
+		return fmt.Errorf("probe weight decay %v: expected a finite value >= 0 (reference: 8e-4)", c.WeightDecay)
+	case c.Epochs < 1:
+		return fmt.Errorf("probe epochs %d: expected >= 1 (reference: 100)", c.Epochs)
+	case c.Batch < 1:
+		return fmt.Errorf("probe batch %d: expected >= 1 (reference: 256)", c.Batch)
+	}
+	return nil
+}
+
+// ProbeResult is what LinearProbe measured.
+type ProbeResult struct {
+	// Top1 and Top5 are the test accuracies (Top5 counts a row correct when its class is
+	// among the 5 highest scores, or among all when there are fewer than 5 classes).
+	Top1, Top5 float64
+	// TrainTop1 is the accuracy on the train features.
+	TrainTop1 float64
+	// TrainLoss is the mean cross-entropy on the train features after training.
+	TrainLoss float64
+	// Pred holds the predicted class of every test row (ties go to the lowest class).
+	Pred []int
+	// W (Classes x D, row-major) and B (Classes) are the trained weights and bias, in the
+	// standardised feature space when the config standardises.
+	W, B []float64
+	// Seconds is the wall time of the whole probe.
+	Seconds float64
+}
+
+// Adam's fixed constants (torch.optim.Adam's defaults).
+const (
+	adamBeta1 = 0.9
+	adamBeta2 = 0.999
+	adamEps   = 1e-8
+)
+
+// LinearProbe trains a multinomial logistic regression (a linear layer, softmax and
+// mean cross-entropy) on the train features with Adam and reports its accuracy on the
+// test features. Weights and bias start at zero and each epoch visits the train rows in
+// an order fixed by cfg.Seed, so results are deterministic. The update is
+// torch.optim.Adam's (L2 weight decay added to the gradient, bias-corrected moments,
+// eps 1e-8); parameters and optimizer state are float64, matrix products float32.
+func LinearProbe(train, test Features, cfg ProbeConfig) (ProbeResult, error) {
+	start := time.Now()
+	if err := cfg.Validate(); err != nil {
+		return ProbeResult{}, err
+	}
+	if err := checkPair(train, test); err != nil {
+		return ProbeResult{}, fmt.Errorf("linear probe: %w", err)
+	}
+	n, d, c := train.X.N, train.X.D, train.Classes
+	xtr, xte := train.X.Data, test.X.Data
+	if cfg.Standardize {
+		mean, inv := standardizer(xtr, n, d)
+		xtr = applyStandardizer(xtr, mean, inv)
+		xte = applyStandardizer(xte, mean, inv)
+	}
+
+	w := make([]float64, c*d)
+	b := make([]float64, c)
+	w32 := make([]float32, c*d)
+	opt := newAdam(c*d+c, cfg)
+	grad := make([]float64, c*d+c)
+
+	bs := min(cfg.Batch, n)
+	xb := make([]float32, bs*d)
+	logits := make([]float32, bs*c)
+	g := make([]float32, bs*c)
+	dw := make([]float32, c*d)
+	p := make([]float64, c)
+	wm := blas32.General{Rows: c, Cols: d, Stride: d, Data: w32}
+	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
+		order := data.Permutation(n, epochSeed(cfg.Seed, epoch))
+		lossSum := 0.0
+		for s := 0; s < n; s += bs {
+			idx := order[s:min(s+bs, n)]
+			m := len(idx)
+			for i, r := range idx {
+				copy(xb[i*d:(i+1)*d], xtr[r*d:(r+1)*d])
+			}
+			xm := blas32.General{Rows: m, Cols: d, Stride: d, Data: xb[:m*d]}
+			lm := blas32.General{Rows: m, Cols: c, Stride: c, Data: logits[:m*c]}
+			blas32.Gemm(blas.NoTrans, blas.Trans, 1, xm, wm, 0, lm)
+			clear(grad[c*d:])
+			for i, r := range idx {
+				y := train.Y[r]
+				lossSum += softmax(logits[i*c:(i+1)*c], b, p, y)
+				for j := range c {
+					t := p[j]
+					if j == y {
+						t--
+					}
+					t /= float64(m)
+					g[i*c+j] = float32(t)
+					grad[c*d+j] += t
+				}
+			}
+			gm := blas32.General{Rows: m, Cols: c, Stride: c, Data: g[:m*c]}
+			blas32.Gemm(blas.Trans, blas.NoTrans, 1, gm, xm, 0, blas32.General{Rows: c, Cols: d, Stride: d, Data: dw})
+			for k, v := range dw {
+				grad[k] = float64(v)
+			}
+			opt.step(grad, w, b)
+			for k, v := range w {
+				w32[k] = float32(v)
+			}
+		}
+		if cfg.Progress != nil {
+			cfg.Progress(epoch, lossSum/float64(n))
+		}
+	}
+
+	res := ProbeResult{W: w, B: b}
+	res.TrainTop1, _, res.TrainLoss, _ = score(xtr, train.Y, n, d, c, w32, b)
+	res.Top1, res.Top5, _, res.Pred = score(xte, test.Y, test.X.N, d, c, w32, b)
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// epochSeed is the shuffling seed of one epoch.
+func epochSeed(seed int64, epoch int) int64 { return seed*1_000_003 + int64(epoch) }
+
+// softmax writes the probabilities of logits+b into p and returns -log p[y].
+func softmax(logits []float32, b, p []float64, y int) float64 {
+	mx := math.Inf(-1)
+	for j, v := range logits {
+		z := float64(v) + b[j]
+		p[j] = z
+		mx = max(mx, z)
+	}
+	sum := 0.0
+	for j := range p {
+		p[j] = math.Exp(p[j] - mx)
+		sum += p[j]
+	}
+	lse := math.Log(sum) + mx
+	for j := range p {
+		p[j] /= sum
+	}
+	return lse - (float64(logits[y]) + b[y])
+}
+
+// score classifies the n rows of x (n x d) with weights w (c x d) and bias b, and
+// returns the top-1 and top-5 accuracy, the mean cross-entropy and the predictions.
+func score(x []float32, y []int, n, d, c int, w []float32, b []float64) (top1, top5, loss float64, pred []int) {
+	const chunk = 1024
+	pred = make([]int, n)
+	logits := make([]float32, min(chunk, n)*c)
+	p := make([]float64, c)
+	wm := blas32.General{Rows: c, Cols: d, Stride: d, Data: w}
+	k := min(5, c)
+	var hit1, hit5 int
+	for s := 0; s < n; s += chunk {
+		m := min(chunk, n-s)
+		lm := blas32.General{Rows: m, Cols: c, Stride: c, Data: logits[:m*c]}
+		blas32.Gemm(blas.NoTrans, blas.Trans, 1, blas32.General{Rows: m, Cols: d, Stride: d, Data: x[s*d : (s+m)*d]}, wm, 0, lm)
+		for i := range m {
+			row := logits[i*c : (i+1)*c]
+			yi := y[s+i]
+			loss += softmax(row, b, p, yi)
+			best := 0
+			above := 0
+			for j := range c {
+				if p[j] > p[best] {
+					best = j
+				}
+				if p[j] > p[yi] {
+					above++
+				}
+			}
+			pred[s+i] = best
+			if best == yi {
+				hit1++
+			}
+			if above < k {
+				hit5++
+			}
+		}
+	}
+	return float64(hit1) / float64(n), float64(hit5) / float64(n), loss / float64(n), pred
+}
+
+// standardizer returns the per-feature mean and 1/std of x (n x d); a constant feature
+// gets 1/std = 1.
+func standardizer(x []float32, n, d int) (mean, inv []float64) {
+	mean = make([]float64, d)
+	inv = make([]float64, d)
+	for i := range n {
+		for j, v := range x[i*d : (i+1)*d] {
+			mean[j] += float64(v)
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(n)
+	}
+	for i := range n {
+		for j, v := range x[i*d : (i+1)*d] {
+			t := float64(v) - mean[j]
+			inv[j] += t * t
+		}
+	}
+	for j, v := range inv {
+		sd := math.Sqrt(v / float64(n))
+		if sd > 0 {
+			inv[j] = 1 / sd
+		} else {
+			inv[j] = 1
+		}
+	}
+	return mean, inv
+}
+
+// applyStandardizer returns a standardised copy of x.
+func applyStandardizer(x []float32, mean, inv []float64) []float32 {
+	d := len(mean)
+	out := make([]float32, len(x))
+	for i := 0; i < len(x); i += d {
+		for j := range d {
+			out[i+j] = float32((float64(x[i+j]) - mean[j]) * inv[j])
+		}
+	}
+	return out
+}
+
+// adam is torch.optim.Adam's update for one flat parameter vector.
+type adam struct {
+	lr, wd float64
+	t      int
+	m, v   []float64
+}
+
+func newAdam(n int, cfg ProbeConfig) *adam {
+	return &adam{lr: cfg.LR, wd: cfg.WeightDecay, m: make([]float64, n), v: make([]float64, n)}
+}
+
+// step updates w (first len(w) parameters) and b (the rest) from grad, which it
+// modifies (weight decay is added in place).
+func (a *adam) step(grad, w, b []float64) {
+	a.t++
+	bc1 := 1 - math.Pow(adamBeta1, float64(a.t))
+	bc2 := math.Sqrt(1 - math.Pow(adamBeta2, float64(a.t)))
+	stepSize := a.lr / bc1
+	update := func(off int, p []float64) {
+		for i := range p {
+			k := off + i
+			g := grad[k] + a.wd*p[i]
+			a.m[k] = adamBeta1*a.m[k] + (1-adamBeta1)*g
+			a.v[k] = adamBeta2*a.v[k] + (1-adamBeta2)*g*g
+			p[i] -= stepSize * a.m[k] / (math.Sqrt(a.v[k])/bc2 + adamEps)
+		}
+	}
+	update(0, w)
+	update(len(w), b)
+}
