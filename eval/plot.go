@@ -26,16 +26,31 @@ func PlotProbe(r *Report, path string) error {
 	if r == nil || len(r.Rows) == 0 {
 		return fmt.Errorf("plot %s: the report has no rows: expected at least one evaluated model", path)
 	}
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Linear probe top-1 on %s (%d train / %d test)", r.Dataset, r.TrainN, r.TestN)
-	p.Y.Label.Text = "top-1 accuracy"
-	p.Y.Min, p.Y.Max = 0, 1
-	vals := make(plotter.Values, len(r.Rows))
+	vals := make([]float64, len(r.Rows))
 	names := make([]string, len(r.Rows))
 	for i, row := range r.Rows {
 		vals[i] = row.ProbeTop1
 		names[i] = row.Name
 	}
+	title := fmt.Sprintf("Linear probe top-1 on %s (%d train / %d test)", r.Dataset, r.TrainN, r.TestN)
+	return PlotBars(path, title, "top-1 accuracy", names, vals, 1)
+}
+
+// PlotBars writes a labelled bar chart (one bar per name) to path; yMax > 0 fixes the top of
+// the axis (e.g. 1 for accuracies), 0 lets it follow the data.
+func PlotBars(path, title, ylabel string, names []string, values []float64, yMax float64) error {
+	if len(values) == 0 || len(names) != len(values) {
+		return fmt.Errorf("plot %s: %d names for %d values: expected the same positive number", path, len(names), len(values))
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = ylabel
+	p.Y.Min = 0
+	if yMax > 0 {
+		p.Y.Max = yMax
+	}
+	vals := make(plotter.Values, len(values))
+	copy(vals, values)
 	bars, err := plotter.NewBarChart(vals, vg.Points(min(80, 300/float64(len(vals)))))
 	if err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
@@ -49,7 +64,7 @@ func PlotProbe(r *Report, path string) error {
 	text := make([]string, len(vals))
 	for i, v := range vals {
 		xys[i] = plotter.XY{X: float64(i), Y: v}
-		text[i] = fmt.Sprintf("%.3f", v)
+		text[i] = fmt.Sprintf("%.3g", v)
 	}
 	labels, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: text})
 	if err != nil {

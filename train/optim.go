@@ -67,7 +67,9 @@ func (o *Optimizer) Update(lr float64) {
 			continue
 		}
 		if o.WeightDecay != 0 {
-			g = g.MustAdd(p.MustMulScalar(ts.FloatScalar(o.WeightDecay), false), true)
+			pw := p.MustMulScalar(ts.FloatScalar(o.WeightDecay), false)
+			g = g.MustAdd(pw, true)
+			pw.MustDrop()
 		}
 		switch o.Kind {
 		case "sgd":

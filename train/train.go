@@ -177,6 +177,9 @@ func Prepare(ds data.Dataset, size int) (data.Dataset, error) {
 // Run trains an encoder as configured, checkpointing into c.Dir every epoch. It returns the
 // per-epoch logs of this run. Progress goes to out.
 func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err error) {
+	if out == nil {
+		out = io.Discard
+	}
 	c.Defaults()
 	lossSpec, err := LookupLoss(c.Loss)
 	if err != nil {
@@ -184,6 +187,20 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 	}
 	if c.BatchSize < 2 {
 		return nil, fmt.Errorf("batch size %d: contrastive losses need at least 2 images per batch", c.BatchSize)
+	}
+	// Defaults replaced the zero values; what is left out of range is the caller's. (A negative
+	// thread count would leave a libtorch error pending that the next tensor call dies on.)
+	switch {
+	case c.Threads < 1:
+		return nil, fmt.Errorf("threads %d: expected at least 1 (0 = one per core)", c.Threads)
+	case c.Epochs < 1:
+		return nil, fmt.Errorf("epochs %d: expected at least 1", c.Epochs)
+	case c.Warmup < 0:
+		return nil, fmt.Errorf("warmup %d: expected 0 or more epochs", c.Warmup)
+	case !(c.Temperature > 0) || math.IsInf(c.Temperature, 0):
+		return nil, fmt.Errorf("temperature %g: expected a positive number", c.Temperature)
+	case !(c.LR > 0) || math.IsInf(c.LR, 0):
+		return nil, fmt.Errorf("lr %g: expected a positive number", c.LR)
 	}
 	dev, err := Device(c.Device)
 	if err != nil {

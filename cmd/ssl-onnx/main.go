@@ -26,6 +26,8 @@ func main() {
 			embedCommand(),
 			stealCommand(),
 			benchCommand(),
+			serveCommand(),
+			keysCommand(),
 			demoCommand(),
 			evalCommand(),
 		},

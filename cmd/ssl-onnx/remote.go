@@ -1,11 +1,12 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/ssl-onnx/ssl-onnx/infer"
+	"github.com/ssl-onnx/ssl-onnx/serve"
 )
 
+// dialVictim connects to a victim served by `ssl-onnx serve` (or any server speaking its
+// embeddings API); the client is an infer.Encoder like a local ONNX file.
 func dialVictim(url, key string) (infer.Encoder, error) {
-	return nil, fmt.Errorf("remote victim %s: not available in this build", url)
+	return serve.Dial(url, key)
 }

@@ -211,6 +211,9 @@ func (m *Model) Save(path string) error {
 // Load reads weights written by Save; every tensor of the model must be present in the file.
 func (m *Model) Load(path string) (err error) {
 	defer recoverTorch(&err)
+	// Loading copies under no-grad, which libtorch tracks per OS thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	missing, err := m.VS.LoadPartial(path)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", path, err)

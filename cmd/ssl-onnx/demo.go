@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ssl-onnx/ssl-onnx/demo"
+)
+
+func demoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "run the whole study on Fashion-MNIST: train, serve, steal over HTTP, defend, evaluate, report",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "quick", Usage: "a two-minute version (tiny victim, two losses, two budgets)"},
+			&cli.BoolFlag{Name: "fresh", Usage: "redo every stage (default: skip stages whose outputs exist)"},
+			&cli.StringFlag{Name: "dir", Usage: "output directory (default runs/demo, or runs/demo-quick)"},
+			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
+		},
+		Action: func(c *cli.Context) error {
+			cfg := demo.Default()
+			if c.Bool("quick") {
+				cfg = demo.Quick()
+			}
+			if d := c.String("dir"); d != "" {
+				cfg.Dir = d
+			}
+			cfg.Fresh, cfg.Threads = c.Bool("fresh"), c.Int("threads")
+			res, err := demo.Run(c.Context, cfg, os.Stderr)
+			if err != nil {
+				return err
+			}
+			fmt.Println()
+			demo.PrintSummary(os.Stdout, res)
+			fmt.Printf("\nreport: %s (results.json beside it); %.0f s\n", filepath.Join(cfg.Dir, "report.html"), res.Seconds)
+			return nil
+		},
+	}
+}

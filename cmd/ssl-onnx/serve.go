@@ -1,0 +1,267 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ssl-onnx/ssl-onnx/infer"
+	"github.com/ssl-onnx/ssl-onnx/serve"
+)
+
+const defaultDB = "runs/server.db"
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve an ONNX encoder over HTTP (/v1/embeddings, Open Inference Protocol v2) with API keys, quotas and a ledger",
+		Flags: append(runtimeFlags(),
+			&cli.StringFlag{Name: "model", Required: true, Usage: "ONNX encoder to serve"},
+			&cli.StringFlag{Name: "name", Usage: "model name in the API (default: the file name without .onnx)"},
+			&cli.StringFlag{Name: "addr", Value: serve.DefaultAddr, Usage: "listen address (loopback by default; 0.0.0.0:8700 exposes it)"},
+			&cli.StringFlag{Name: "db", Value: defaultDB, Usage: "SQLite database of API keys and the ledger (see `ssl-onnx keys`)"},
+			&cli.IntFlag{Name: "max-batch", Value: serve.DefaultMaxBatch, Usage: "most images per model call when batching concurrent requests (1 = no batching)"},
+			&cli.DurationFlag{Name: "max-delay", Value: serve.DefaultMaxDelay, Usage: "how long a request waits for others to batch with (negative = no wait)"},
+			&cli.IntFlag{Name: "workers", Value: serve.DefaultWorkers, Usage: "model calls allowed at once"},
+			&cli.StringFlag{Name: "max-body", Value: "32MB", Usage: "largest request body (B, KB, MB, GB: powers of 1024)"},
+			&cli.IntFlag{Name: "max-images", Value: serve.DefaultMaxImages, Usage: "most images per request"},
+			&cli.StringFlag{Name: "norm", Value: "auto", Usage: "normalisation of decoded PNG/JPEG images: auto (from model metadata), none, or a dataset name"},
+			&cli.StringSliceFlag{Name: "defense", Usage: "defense spec to wrap the encoder with (repeatable)"},
+			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight"},
+		),
+		Action: func(c *cli.Context) error {
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			maxBody, err := parseSize(c.String("max-body"))
+			if err != nil {
+				return fmt.Errorf("--max-body: %w", err)
+			}
+			name := c.String("name")
+			if name == "" {
+				name = modelNameFromPath(c.String("model"))
+			}
+			enc, err := openEncoder(c, c.String("model"))
+			if err != nil {
+				return err
+			}
+			defer enc.Close()
+			info := enc.Info()
+			norm, err := infer.Normalization(c.String("norm"), info.Metadata)
+			if err != nil {
+				return err
+			}
+			log.Info("model loaded", "path", c.String("model"), "name", name, "input", info.InputName, "shape", fmt.Sprint(info.InputShape),
+				"output", info.OutputName, "dim", info.OutputDim, "runtime", c.String("runtime"), "threads", c.Int("threads"),
+				"architecture", info.Metadata["architecture"], "normalization", fmt.Sprint(norm.Mean, norm.Std))
+			st, err := serve.OpenStore(c.String("db"))
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			keys, err := st.Keys(c.Context)
+			if err != nil {
+				return err
+			}
+			active := 0
+			for _, k := range keys {
+				if k.Active() {
+					active++
+				}
+			}
+			log.Info("key store opened", "db", c.String("db"), "active_keys", active)
+			if active == 0 {
+				log.Warn("no active API key: every inference request will get 401; add one with `ssl-onnx keys add --name NAME --quota N --db " + c.String("db") + "`")
+			}
+			srv, err := serve.New(enc, serve.Config{
+				Store: st, ModelName: name, MaxBatch: c.Int("max-batch"), MaxDelay: c.Duration("max-delay"), Workers: c.Int("workers"),
+				MaxBody: maxBody, MaxImages: c.Int("max-images"), Norm: norm, Defenses: c.StringSlice("defense"),
+				ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			return srv.ListenAndServe(c.Context, c.String("addr"))
+		},
+	}
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+func modelNameFromPath(path string) string {
+	n := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	n = strings.Trim(unsafeName.ReplaceAllString(n, "-"), "-._")
+	if n == "" {
+		return "encoder"
+	}
+	return n
+}
+
+// parseSize reads "32MB", "512KiB", "1048576" (powers of 1024).
+func parseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q: expected a positive size such as 32MB, 512KB or 1048576", s)
+	}
+	return n * mult, nil
+}
+
+func keysCommand() *cli.Command {
+	dbFlag := &cli.StringFlag{Name: "db", Value: defaultDB, Usage: "SQLite database of the server (may be in use by a running server)"}
+	return &cli.Command{
+		Name:  "keys",
+		Usage: "manage the API keys of `ssl-onnx serve` and read its ledger",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "add",
+				Usage: "create a key and print its secret (shown once; only its SHA-256 is stored)",
+				Flags: []cli.Flag{
+					dbFlag,
+					&cli.StringFlag{Name: "name", Required: true, Usage: "key name (letters, digits, . _ -)"},
+					&cli.Int64Flag{Name: "quota", Required: true, Usage: "total images the key may have answered (0 = unlimited)"},
+					&cli.Float64Flag{Name: "rate", Value: 0, Usage: "images per second (token bucket; 0 = unlimited)"},
+				},
+				Action: func(c *cli.Context) error {
+					st, err := serve.OpenStore(c.String("db"))
+					if err != nil {
+						return err
+					}
+					defer st.Close()
+					k, secret, err := st.AddKey(c.Context, c.String("name"), c.Int64("quota"), c.Float64("rate"))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(os.Stderr, "created key %s (%s): quota %s, rate %s; the secret below is shown only now\n",
+						k.Name, k.ID, unlimited(float64(k.Quota), "images"), unlimited(k.Rate, "images/s"))
+					fmt.Println(secret)
+					return nil
+				},
+			},
+			{
+				Name:  "list",
+				Usage: "list keys: name, id, quota, used, rate, revoked, created",
+				Flags: []cli.Flag{dbFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+				Action: func(c *cli.Context) error {
+					st, err := serve.OpenStore(c.String("db"))
+					if err != nil {
+						return err
+					}
+					defer st.Close()
+					keys, err := st.Keys(c.Context)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						enc := json.NewEncoder(os.Stdout)
+						enc.SetIndent("", "  ")
+						if keys == nil {
+							keys = []serve.Key{}
+						}
+						return enc.Encode(keys)
+					}
+					tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+					fmt.Fprintln(tw, "NAME\tID\tQUOTA\tUSED\tRATE\tREVOKED\tCREATED")
+					for _, k := range keys {
+						rev := "-"
+						if !k.Active() {
+							rev = k.Revoked.Format(time.RFC3339)
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", k.Name, k.ID, unlimited(float64(k.Quota), ""), k.Used,
+							unlimited(k.Rate, "/s"), rev, k.Created.Format(time.RFC3339))
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				Name:      "revoke",
+				Usage:     "revoke a key by name or id (takes effect at its next request, also in a running server)",
+				ArgsUsage: "<name|id>",
+				Flags:     []cli.Flag{dbFlag},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return cli.Exit("keys revoke: expected one argument, the key's name or id", 2)
+					}
+					st, err := serve.OpenStore(c.String("db"))
+					if err != nil {
+						return err
+					}
+					defer st.Close()
+					k, err := st.Revoke(c.Context, c.Args().First())
+					if err != nil {
+						return err
+					}
+					fmt.Printf("revoked key %s (%s); %d images were answered to it\n", k.Name, k.ID, k.Used)
+					return nil
+				},
+			},
+			{
+				Name:      "usage",
+				Usage:     "print the ledger: images and requests answered per key per day (UTC)",
+				ArgsUsage: "[name|id]",
+				Flags:     []cli.Flag{dbFlag},
+				Action: func(c *cli.Context) error {
+					st, err := serve.OpenStore(c.String("db"))
+					if err != nil {
+						return err
+					}
+					defer st.Close()
+					keys, err := st.Keys(c.Context)
+					if err != nil {
+						return err
+					}
+					names := map[string]string{}
+					id := ""
+					for _, k := range keys {
+						names[k.ID] = k.Name
+						if ref := c.Args().First(); ref != "" && (ref == k.ID || (ref == k.Name && (id == "" || k.Active()))) {
+							id = k.ID
+						}
+					}
+					if c.NArg() > 0 && id == "" {
+						return fmt.Errorf("keys usage: no key with name or id %q", c.Args().First())
+					}
+					days, err := st.Usage(c.Context, id)
+					if err != nil {
+						return err
+					}
+					tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+					fmt.Fprintln(tw, "NAME\tID\tDAY\tIMAGES\tREQUESTS")
+					for _, d := range days {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", names[d.KeyID], d.KeyID, d.Day, d.Images, d.Requests)
+					}
+					return tw.Flush()
+				},
+			},
+		},
+	}
+}
+
+func unlimited(v float64, unit string) string {
+	if v <= 0 {
+		return "unlimited"
+	}
+	s := strconv.FormatFloat(v, 'g', -1, 64)
+	if unit != "" && unit[0] != '/' {
+		s += " "
+	}
+	return s + unit
+}

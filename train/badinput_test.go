@@ -1,0 +1,181 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/libtch"
+)
+
+// TestRunRejectsBadInput checks that every bad configuration, and every checkpoint a run cannot
+// resume from, gives an error that names the problem instead of a crash or a silent no-op.
+func TestRunRejectsBadInput(t *testing.T) {
+	full := trainedFromScratch(t)
+	sidecar, err := os.ReadFile(filepath.Join(full, SidecarName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ck Checkpoint
+	if err := json.Unmarshal(sidecar, &ck); err != nil {
+		t.Fatal(err)
+	}
+
+	// resumeDir holds the scratch run's sidecar (edited by edit) and links to its files.
+	resumeDir := func(t *testing.T, dir string, edit func(*Checkpoint), weights []byte) {
+		c := ck
+		if edit != nil {
+			edit(&c)
+		}
+		js, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, SidecarName), js, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if weights != nil {
+			if err := os.WriteFile(filepath.Join(dir, ck.Weights), weights, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.Symlink(filepath.Join(full, ck.Weights), filepath.Join(dir, ck.Weights)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(full, ck.OptimST), filepath.Join(dir, ck.OptimST)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tests := []struct {
+		name    string
+		edit    func(*Config)
+		setup   func(t *testing.T, dir string) // a previous run's files, for the resume cases
+		wantErr string
+		cuda    bool // the case assumes libtorch has no CUDA device
+	}{
+		{name: "unknown loss", edit: func(c *Config) { c.Loss = "ntxent" }, wantErr: `loss "ntxent": expected one of [infonce softnn supcon]`},
+		{name: "batch of 1", edit: func(c *Config) { c.BatchSize = 1 }, wantErr: "batch size 1: contrastive losses need at least 2 images per batch"},
+		{name: "batch larger than dataset", edit: func(c *Config) { c.BatchSize = 100 }, wantErr: "dataset fmnist has 64 images, fewer than one batch of 100"},
+		{name: "cuda on a CPU-only machine", edit: func(c *Config) { c.Device = "cuda" }, cuda: true,
+			wantErr: "device cuda: libtorch reports no usable CUDA device"},
+		{name: "unknown device", edit: func(c *Config) { c.Device = "tpu" }, wantErr: `device "tpu": expected cpu or cuda`},
+		{name: "negative threads", edit: func(c *Config) { c.Threads = -1 }, wantErr: "threads -1: expected at least 1"},
+		{name: "negative epochs", edit: func(c *Config) { c.Epochs = -3 }, wantErr: "epochs -3: expected at least 1"},
+		{name: "negative warmup", edit: func(c *Config) { c.Warmup = -1 }, wantErr: "warmup -1: expected 0 or more"},
+		{name: "negative temperature", edit: func(c *Config) { c.Temperature = -0.5 }, wantErr: "temperature -0.5: expected a positive number"},
+		{name: "negative lr", edit: func(c *Config) { c.LR = -1 }, wantErr: "lr -1: expected a positive number"},
+		{name: "unknown optimizer", edit: func(c *Config) { c.Optimizer = "rmsprop" }, wantErr: `optimizer "rmsprop": expected adam or sgd`},
+		{name: "unknown arch", edit: func(c *Config) { c.Arch = "vgg16" }, wantErr: `arch "vgg16": expected one of resnet18, resnet34, resnet50`},
+		{name: "input too small", edit: func(c *Config) { c.Size = 4 }, wantErr: "input 3x4x4: expected at least 1 channel and 8x8 pixels"},
+		{name: "unknown dataset", edit: func(c *Config) { c.Dataset = "imagenet21k" }, wantErr: `unknown dataset "imagenet21k"`},
+		{name: "crop scale above 1", edit: func(c *Config) { c.CropMin = 2 }, wantErr: "augment: scale range (2, 1)"},
+		{name: "no run directory", edit: func(c *Config) { c.Dir = "" }, wantErr: "run directory:"},
+
+		{name: "resume other arch", edit: func(c *Config) { c.Arch = "resnet34" }, setup: func(t *testing.T, d string) { resumeDir(t, d, nil, nil) },
+			wantErr: "resume: checkpoint is resnet18/imagenet out 128 size 32, run asks for resnet34/imagenet out 128 size 32"},
+		{name: "resume other stem", edit: func(c *Config) { c.Stem = "cifar" }, setup: func(t *testing.T, d string) { resumeDir(t, d, nil, nil) },
+			wantErr: "run asks for resnet18/cifar out 128 size 32"},
+		{name: "resume other out dim", edit: func(c *Config) { c.OutDim = 64 }, setup: func(t *testing.T, d string) { resumeDir(t, d, nil, nil) },
+			wantErr: "run asks for resnet18/imagenet out 64 size 32"},
+		{name: "resume other optimizer", edit: func(c *Config) { c.Optimizer = "sgd" }, setup: func(t *testing.T, d string) { resumeDir(t, d, nil, nil) },
+			wantErr: "resume: checkpoint used optimizer adam, run asks for sgd"},
+		{name: "resume sidecar lies about arch", edit: func(c *Config) { c.Arch = "resnet34" },
+			setup: func(t *testing.T, d string) {
+				resumeDir(t, d, func(k *Checkpoint) { k.Config.Arch, k.Spec.Arch = "resnet34", "resnet34" }, nil)
+			},
+			wantErr: "tensors missing from the file"},
+		{name: "resume corrupt weights", setup: func(t *testing.T, d string) { resumeDir(t, d, nil, []byte("not a torchscript archive")) },
+			wantErr: "model-e0002.ot"},
+		{name: "resume corrupt sidecar", setup: func(t *testing.T, d string) {
+			if err := os.WriteFile(filepath.Join(d, SidecarName), []byte(`{"epoch": 2,`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: "checkpoint.json: unexpected end of JSON input"},
+		{name: "resume sidecar without weights", setup: func(t *testing.T, d string) {
+			if err := os.WriteFile(filepath.Join(d, SidecarName), []byte(`{"spec": {"arch": "resnet18", "stem": "imagenet", "head": "simclr", "out_dim": 128, "input_c": 3, "input_hw": 32}}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: "field weights is empty"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			if tc.cuda && libtch.AtcCudaIsAvailable() {
+				// The error cannot happen here; check the other half of Device instead.
+				dev, err := Device("cuda")
+				if err != nil || dev != gotch.CudaBuilder(0) {
+					t.Errorf("Device(cuda) with CUDA present = %v, %v", dev, err)
+				}
+				return
+			}
+			dir := t.TempDir()
+			c := smokeConfig(dir, 2)
+			c.Split = "test" // 10,000 images to decompress instead of 60,000: these runs never train
+			if tc.setup != nil {
+				tc.setup(t, dir)
+				c.Resume = true
+			}
+			if tc.edit != nil {
+				tc.edit(&c)
+			}
+			before, _ := os.ReadFile(filepath.Join(dir, SidecarName))
+			var out bytes.Buffer
+			logs, err := Run(context.Background(), c, &out)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Run error = %v\nwant one containing %q (output %q)", err, tc.wantErr, out.String())
+			}
+			t.Logf("error: %v", firstLine(err.Error()))
+			if len(logs) != 0 {
+				t.Errorf("a failed run returned epoch logs %+v", logs)
+			}
+			// A rejected run leaves the directory's checkpoint as it was.
+			after, _ := os.ReadFile(filepath.Join(dir, SidecarName))
+			if !bytes.Equal(before, after) {
+				t.Errorf("the rejected run changed %s", SidecarName)
+			}
+		})
+	}
+}
+
+// TestDevice checks the device parser.
+func TestDevice(t *testing.T) {
+	cuda := libtch.AtcCudaIsAvailable()
+	tests := []struct {
+		name    string
+		want    gotch.Device
+		wantErr string
+	}{
+		{name: "", want: gotch.CPU},
+		{name: "cpu", want: gotch.CPU},
+		{name: "CPU", wantErr: `device "CPU": expected cpu or cuda`},
+		{name: "cuda:1", wantErr: `device "cuda:1": expected cpu or cuda`},
+		{name: "cuda", want: gotch.CudaBuilder(0), wantErr: "device cuda: libtorch reports no usable CUDA device"},
+	}
+	for _, tc := range tests {
+		dev, err := Device(tc.name)
+		wantErr := tc.wantErr
+		if tc.name == "cuda" && cuda {
+			wantErr = ""
+		}
+		switch {
+		case wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), wantErr) {
+				t.Errorf("Device(%q) error = %v, want %q", tc.name, err, wantErr)
+			}
+		case err != nil || dev != tc.want:
+			t.Errorf("Device(%q) = %v, %v; want %v", tc.name, dev, err, tc.want)
+		}
+	}
+}
+
+// firstLine cuts gotch's multi-line libtorch messages (with stack traces) for the log.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
