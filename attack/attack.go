@@ -7,8 +7,10 @@ package attack
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -143,6 +145,19 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	if c.Augment && views != 1 {
 		return nil, fmt.Errorf("--augment: loss %s already trains on two augmented views; use it with a one-view loss (mse, infonce, softnn, ...)", c.Loss)
 	}
+	// What training needs is checked before a single query is paid for.
+	if c.BatchSize < 1 || c.QueryBatch < 1 {
+		return nil, fmt.Errorf("batch size %d, query batch %d: both must be positive", c.BatchSize, c.QueryBatch)
+	}
+	if err := (models.Spec{Arch: c.Arch, Stem: c.Stem, Head: "none", InputC: 3, InputHW: c.Size}).Validate(); err != nil {
+		return nil, err
+	}
+	if c.Optimizer != "adam" && c.Optimizer != "sgd" {
+		return nil, fmt.Errorf("optimizer %q: expected adam or sgd", c.Optimizer)
+	}
+	if _, err := train.Device(c.Device); err != nil {
+		return nil, err
+	}
 	rounds := 1
 	if c.RequeryEachEpoch {
 		rounds = c.Epochs
@@ -180,6 +195,9 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 		return nil, fmt.Errorf("loss %s sends augmented views to the victim: the stolen input (%v) must equal the victim's (%v) and the victim must take unnormalised [0,1] input", c.Loss, sset.Shape(), vset.Shape())
 	}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := checkCacheID(c, views, vset.Shape()); err != nil {
 		return nil, err
 	}
 	cache, err := OpenCache(filepath.Join(c.Dir, CacheName), 0)
@@ -309,6 +327,28 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// checkCacheID records in the run directory what the cached answers answer (victim, query
+// images, views), or refuses to reuse a cache made for other queries: its answers would
+// silently become wrong training targets. A larger or smaller budget reuses a prefix.
+func checkCacheID(c Config, views int, shape data.Shape) error {
+	id := fmt.Sprintf("victim %s; query set %s/%s (dir %q) from image %d; %d view(s) per image; victim input %dx%dx%d",
+		c.VictimName, c.QueryDataset, c.QuerySplit, c.QueryDir, c.QueryOffset, views, shape.C, shape.H, shape.W)
+	if views > 1 {
+		id += fmt.Sprintf("; augmentation seed %d", c.Seed)
+	}
+	path := filepath.Join(c.Dir, CacheName+".id")
+	old, err := os.ReadFile(path)
+	switch {
+	case err == nil && string(old) != id:
+		return fmt.Errorf("answer cache in %s holds the answers of other queries (%s); this attack sends %s (use another --out)", c.Dir, old, id)
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return os.WriteFile(path, []byte(id), 0o644)
+	}
+	return err
 }
 
 func boolf(b bool) float64 {

@@ -1,0 +1,125 @@
+"""Float64 PyTorch reference of every registered extraction loss (package attack).
+
+Usage: losses_ref.py manifest.json. Each case names a loss, the stolen outputs s and the
+victim answers v (rows x D, raw little-endian float32), optional int64 labels and a
+temperature. For every case it prints the loss and its gradient w.r.t. s (v is a constant
+target) as JSON: {name: {"loss": x, "grad_s": [...]}}.
+
+The definitions are written from the doc comments of attack/loss.go and train/loss.go (and
+the reference code of the paper), not from the Go code.
+"""
+import json
+import sys
+
+import numpy as np
+import torch
+
+torch.set_num_threads(1)
+D = torch.float64
+
+
+def load(path, dtype, shape):
+    return torch.from_numpy(np.fromfile(path, dtype=dtype).reshape(shape).copy())
+
+
+def unit(x):
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def mse(s, v, labels, t):
+    return ((s - v) ** 2).mean()
+
+
+def cosine(s, v, labels, t):
+    return 1 - (unit(s) * unit(v)).sum(1).mean()
+
+
+def wasserstein(s, v, labels, t):
+    def cdf(x):
+        p = x.abs() + 1e-8
+        p = p / p.sum(1, keepdim=True)
+        return p.cumsum(1)
+    return (cdf(s) - cdf(v)).abs().sum(1).mean()
+
+
+def barlow(s, v, labels, t, lambd=0.0051):
+    n, d = s.shape
+
+    def bn(x):  # BatchNorm1d(affine=False) in training mode: population variance, eps 1e-5
+        xc = x - x.mean(0, keepdim=True)
+        return xc / torch.sqrt((xc ** 2).mean(0, keepdim=True) + 1e-5)
+    c = bn(s).T @ bn(v) / n
+    on = ((torch.diagonal(c) - 1) ** 2).sum()
+    off = (c ** 2).sum() - (torch.diagonal(c) ** 2).sum()
+    return on + lambd * off
+
+
+def symmetrized(s, v, labels, t):
+    h = s.shape[0] // 2
+    s1, s2, v1, v2 = s[:h], s[h:], v[:h], v[h:]
+    cos = torch.nn.functional.cosine_similarity
+    # eps tiny so F.cosine_similarity is the plain x.y / (|x| |y|) (no row is near zero)
+    return -0.5 * (cos(s1, v2, dim=1, eps=1e-30).mean() + cos(s2, v1, dim=1, eps=1e-30).mean())
+
+
+def bce(s, v, labels, t):
+    target = torch.round(torch.sigmoid(v))
+    return torch.nn.functional.binary_cross_entropy_with_logits(s, target)
+
+
+def infonce(a, b, labels, t):
+    # NT-Xent (SimCLR): positive of row i of [a; b] is its partner in the other half.
+    n = a.shape[0]
+    z = torch.nn.functional.normalize(torch.cat([a, b]), dim=1)
+    sim = z @ z.T / t
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    return torch.nn.functional.cross_entropy(sim, target)
+
+
+def softnn(a, b, labels, t):
+    # Soft nearest neighbour (Frosst et al.) with label(i) = i mod N, self excluded.
+    n = a.shape[0]
+    x = torch.cat([a, b])
+    d = torch.cdist(x, x) ** 2
+    e = torch.exp(-d / t) * (1 - torch.eye(2 * n, dtype=D))
+    lab = torch.arange(2 * n) % n
+    same = (lab[:, None] == lab[None, :]).to(D)
+    ratio = (e * same).sum(1) / e.sum(1)
+    return -torch.log(1e-9 + ratio).mean()
+
+
+def supcon(a, b, labels, t):
+    n = a.shape[0]
+    z = torch.nn.functional.normalize(torch.cat([a, b]), dim=1)
+    logits = z @ z.T / t
+    self_mask = torch.eye(2 * n, dtype=torch.bool)
+    lab = torch.cat([labels, labels])
+    pos = (lab[:, None] == lab[None, :]) & ~self_mask
+    log_prob = logits - torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), 1, keepdim=True)
+    per_anchor = (log_prob * pos).sum(1) / pos.sum(1)
+    return -per_anchor.mean()
+
+
+LOSSES = {"mse": mse, "cosine": cosine, "wasserstein": wasserstein, "barlow": barlow,
+          "symmetrized": symmetrized, "bce": bce, "infonce": infonce, "softnn": softnn,
+          "supcon": supcon}
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        cases = json.load(f)
+    out = {}
+    for c in cases:
+        shape = (c["rows"], c["d"])
+        s = load(c["s"], "<f4", shape).to(D).requires_grad_(True)
+        v = load(c["v"], "<f4", shape).to(D)
+        labels = load(c["labels"], "<i8", (c["rows"],)) if c.get("labels") else None
+        loss = LOSSES[c["loss"]](s, v, labels, c["temperature"])
+        loss.backward()
+        out[c["name"]] = {"loss": loss.item(), "grad_s": s.grad.flatten().tolist()}
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

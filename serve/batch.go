@@ -1,0 +1,287 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ssl-onnx/ssl-onnx/defense"
+	"github.com/ssl-onnx/ssl-onnx/infer"
+)
+
+// batcher coalesces concurrent requests of the same API key into one Encode call.
+//
+// Requests are grouped per key because defenses are per caller: the key travels in the
+// Encode context (defense.WithKey), so one Encode call must serve one key. Each key with
+// pending requests has a collector goroutine: it takes the first pending request, waits
+// until maxBatch images are pending or maxDelay has passed since that request arrived,
+// then waits for one of the workers (the number of Encode calls allowed at once) and only
+// then takes up to maxBatch images of pending requests, so requests that arrive while the
+// model is busy join the next batch. A request is never split; one larger than maxBatch
+// runs alone. Collectors exit after a second without requests.
+//
+// After Encode, the batch's images that are still wanted (the client has not gone away)
+// are recorded in the ledger in one transaction, and only then are the results handed
+// back, so a reply can only be written for a recorded request.
+type batcher struct {
+	encode   func(ctx context.Context, x infer.Images) (infer.Vectors, error)
+	record   func(keyID string, images, requests int) (used int64, err error)
+	observe  func(images int, d time.Duration) // after each Encode call
+	depth    func(delta int)                   // pending requests gauge
+	maxBatch int
+	maxDelay time.Duration
+	idle     time.Duration
+	sem      chan struct{}
+
+	mu     sync.Mutex
+	queues map[string]*queue
+	closed bool
+	wg     sync.WaitGroup
+	stop   chan struct{}
+}
+
+type queue struct {
+	jobs []*job
+	wake chan struct{}
+}
+
+type job struct {
+	ctx     context.Context
+	x       infer.Images
+	arrived time.Time
+	done    chan jobResult
+}
+
+type jobResult struct {
+	v    infer.Vectors
+	used int64 // the key's used count once this job was recorded
+	err  error
+}
+
+var errClosing = errorf(http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
+
+func newBatcher(maxBatch int, maxDelay time.Duration, workers int) *batcher {
+	return &batcher{
+		maxBatch: max(maxBatch, 1), maxDelay: max(maxDelay, 0), idle: time.Second,
+		sem: make(chan struct{}, max(workers, 1)), queues: map[string]*queue{}, stop: make(chan struct{}),
+		observe: func(int, time.Duration) {}, depth: func(int) {},
+	}
+}
+
+// submit queues x for key and waits for its result; every submitted job is answered.
+func (b *batcher) submit(ctx context.Context, keyID string, x infer.Images) jobResult {
+	j := &job{ctx: ctx, x: x, arrived: time.Now(), done: make(chan jobResult, 1)}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return jobResult{err: errClosing}
+	}
+	q := b.queues[keyID]
+	if q == nil {
+		q = &queue{wake: make(chan struct{}, 1)}
+		b.queues[keyID] = q
+		b.wg.Add(1)
+		go b.collect(keyID, q)
+	}
+	q.jobs = append(q.jobs, j)
+	b.mu.Unlock()
+	b.depth(1)
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return <-j.done
+}
+
+// pending returns the number of jobs and images waiting in q.
+func (b *batcher) pending(q *queue) (jobs, images int, first time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, j := range q.jobs {
+		images += j.x.N
+	}
+	if len(q.jobs) > 0 {
+		first = q.jobs[0].arrived
+	}
+	return len(q.jobs), images, first
+}
+
+func (b *batcher) collect(keyID string, q *queue) {
+	defer b.wg.Done()
+	timer := time.NewTimer(b.idle)
+	defer timer.Stop()
+	for {
+		n, images, first := b.pending(q)
+		if n == 0 {
+			timer.Reset(b.idle)
+			select {
+			case <-q.wake:
+				continue
+			case <-timer.C:
+			case <-b.stop:
+			}
+			b.mu.Lock()
+			if len(q.jobs) == 0 {
+				delete(b.queues, keyID)
+				b.mu.Unlock()
+				return
+			}
+			b.mu.Unlock()
+			continue
+		}
+		// Gather: wait for a full batch or the deadline of the oldest request.
+		deadline := first.Add(b.maxDelay)
+		for b.maxBatch > 1 && images < b.maxBatch {
+			d := time.Until(deadline)
+			if d <= 0 {
+				break
+			}
+			timer.Reset(d)
+			select {
+			case <-q.wake:
+			case <-timer.C:
+			}
+			_, images, _ = b.pending(q)
+		}
+		b.sem <- struct{}{}
+		batch := b.take(q)
+		if len(batch) == 0 {
+			<-b.sem
+			continue
+		}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			defer func() { <-b.sem }()
+			b.execute(keyID, batch)
+		}()
+	}
+}
+
+// take removes up to maxBatch images of jobs from q (at least one job), answering jobs
+// whose client has gone away.
+func (b *batcher) take(q *queue) []*job {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var batch []*job
+	images := 0
+	i := 0
+	for ; i < len(q.jobs); i++ {
+		j := q.jobs[i]
+		if err := j.ctx.Err(); err != nil {
+			b.depth(-1)
+			j.done <- jobResult{err: err}
+			continue
+		}
+		if len(batch) > 0 && images+j.x.N > b.maxBatch {
+			break
+		}
+		batch = append(batch, j)
+		images += j.x.N
+		b.depth(-1)
+	}
+	q.jobs = append(q.jobs[:0], q.jobs[i:]...)
+	return batch
+}
+
+// execute runs one batch of one key and answers its jobs.
+func (b *batcher) execute(keyID string, batch []*job) {
+	answerAll := func(err error) {
+		for _, j := range batch {
+			j.done <- jobResult{err: err}
+		}
+	}
+	x := batch[0].x
+	if len(batch) > 1 {
+		n := 0
+		for _, j := range batch {
+			n += j.x.N
+		}
+		x = infer.Images{N: n, C: x.C, H: x.H, W: x.W, Data: make([]float32, 0, n*x.C*x.H*x.W)}
+		for _, j := range batch {
+			x.Data = append(x.Data, j.x.Data...)
+		}
+	}
+	start := time.Now()
+	v, err := b.safeEncode(defense.WithKey(context.Background(), keyID), x)
+	b.observe(x.N, time.Since(start))
+	if err == nil && (v.N != x.N || v.D <= 0 || len(v.Data) != v.N*v.D) {
+		err = fmt.Errorf("the model returned %d x %d vectors (%d values) for %d images", v.N, v.D, len(v.Data), x.N)
+	}
+	if err != nil {
+		answerAll(err)
+		return
+	}
+	// Split, and decide which jobs are answered: still wanted and with finite output.
+	results := make([]jobResult, len(batch))
+	images, requests := 0, 0
+	off := 0
+	for i, j := range batch {
+		rows := infer.Vectors{N: j.x.N, D: v.D, Data: v.Data[off*v.D : (off+j.x.N)*v.D]}
+		off += j.x.N
+		switch {
+		case j.ctx.Err() != nil:
+			results[i].err = j.ctx.Err()
+		case !finite(rows.Data):
+			results[i].err = errors.New("the model produced a non-finite (NaN or Inf) representation")
+		default:
+			results[i].v = rows
+			images += j.x.N
+			requests++
+		}
+	}
+	if requests > 0 {
+		used, err := b.record(keyID, images, requests)
+		if err != nil {
+			answerAll(fmt.Errorf("ledger: %w", err))
+			return
+		}
+		// Per-job totals: the batch's jobs are counted in order.
+		before := used - int64(images)
+		for i, j := range batch {
+			if results[i].err == nil {
+				before += int64(j.x.N)
+				results[i].used = before
+			}
+		}
+	}
+	for i, j := range batch {
+		j.done <- results[i]
+	}
+}
+
+// safeEncode turns a panic of the encoder (a defense, say) into an error.
+func (b *batcher) safeEncode(ctx context.Context, x infer.Images) (v infer.Vectors, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("encoder panic: %v", p)
+		}
+	}()
+	return b.encode(ctx, x)
+}
+
+// close refuses new jobs, lets the queued ones finish and waits for them.
+func (b *batcher) close() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	close(b.stop)
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+func finite(v []float32) bool {
+	for _, f := range v {
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,316 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ssl-onnx/ssl-onnx/infer"
+)
+
+// Client is a remote encoder: it implements infer.Encoder by calling a server's
+// /v1/embeddings with raw float32 tensors, so an attacker (or an evaluation) uses a remote
+// victim exactly like a local ONNX file. It is goroutine-safe.
+type Client struct {
+	// MaxRetries bounds how often one request is retried after 429/503 with Retry-After
+	// (default 5). MaxWait caps a single wait (default 60 s); a longer Retry-After fails.
+	MaxRetries int
+	MaxWait    time.Duration
+	// BatchLimit is the most images per request; larger batches are split (default: the
+	// server's max_images, else 256).
+	BatchLimit int
+
+	base   *url.URL
+	model  string
+	apiKey string
+	hc     *http.Client
+	info   infer.Info
+	dim    int
+
+	mu    sync.Mutex
+	usage Usage
+}
+
+// Usage is the caller's quota state reported by the server's last reply.
+type Usage struct {
+	Used      int64 // images answered to this key so far
+	Limit     int64 // the key's quota, 0 when unlimited
+	Remaining int64 // -1 when unlimited
+	Retries   int   // 429/503 retries done by this client so far
+}
+
+// Dial connects to a server. rawURL is the server's base URL ("http://127.0.0.1:8700"),
+// whose single model is discovered through /v1/models, or a model URL
+// ("http://host:8700/v2/models/victim"). Info comes from the v2 model metadata.
+func Dial(rawURL, apiKey string) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(rawURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("dial %q: expected an http(s) URL such as http://127.0.0.1:8700", rawURL)
+	}
+	c := &Client{MaxRetries: 5, MaxWait: time.Minute, apiKey: apiKey, hc: &http.Client{Timeout: 10 * time.Minute}}
+	if i := strings.Index(u.Path, "/v2/models/"); i >= 0 {
+		c.model = strings.SplitN(u.Path[i+len("/v2/models/"):], "/", 2)[0]
+		u.Path = u.Path[:i]
+	}
+	c.base = u
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if c.model == "" {
+		var list struct {
+			Data []struct {
+				ID string `json:"id"`
+			} `json:"data"`
+		}
+		if err := c.getJSON(ctx, "/v1/models", &list); err != nil {
+			return nil, fmt.Errorf("dial %s: %w", rawURL, err)
+		}
+		if len(list.Data) != 1 {
+			return nil, fmt.Errorf("dial %s: the server lists %d models; name one with %s/v2/models/<name>", rawURL, len(list.Data), rawURL)
+		}
+		c.model = list.Data[0].ID
+	}
+	var md ModelMetadata
+	if err := c.getJSON(ctx, "/v2/models/"+url.PathEscape(c.model), &md); err != nil {
+		return nil, fmt.Errorf("dial %s: %w", rawURL, err)
+	}
+	if len(md.Inputs) != 1 || len(md.Outputs) != 1 || len(md.Inputs[0].Shape) != 4 || len(md.Outputs[0].Shape) != 2 {
+		return nil, fmt.Errorf("dial %s: model %q metadata: expected one NCHW input and one [N, D] output, found inputs %v outputs %v", rawURL, c.model, md.Inputs, md.Outputs)
+	}
+	c.info = infer.Info{
+		InputName: md.Inputs[0].Name, OutputName: md.Outputs[0].Name,
+		InputShape: append([]int64(nil), md.Inputs[0].Shape...), OutputDim: int(md.Outputs[0].Shape[1]),
+		Metadata: map[string]string{"remote": c.base.String() + "/v2/models/" + c.model},
+	}
+	if n, ok := md.Parameters["normalization"].(string); ok {
+		c.info.Metadata["normalization"] = n
+	}
+	if n, ok := md.Parameters["max_images"].(float64); ok && n >= 1 {
+		c.BatchLimit = int(n)
+	}
+	c.dim = c.info.OutputDim
+	return c, nil
+}
+
+// Info describes the remote model (from its v2 metadata). Metadata["remote"] is its URL.
+func (c *Client) Info() infer.Info { return c.info }
+
+// Model is the remote model's name.
+func (c *Client) Model() string { return c.model }
+
+// Usage returns the quota state reported by the last successful reply.
+func (c *Client) Usage() Usage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.usage
+}
+
+// Close releases idle connections.
+func (c *Client) Close() error {
+	c.hc.CloseIdleConnections()
+	return nil
+}
+
+// RemoteError is an error answered by the server.
+type RemoteError struct {
+	Status  int    // HTTP status
+	Code    string // the server's error code, e.g. "quota_exhausted"
+	Message string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("server answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// Encode sends x to the server (split into requests of at most BatchLimit images) and
+// returns the representations.
+func (c *Client) Encode(ctx context.Context, x infer.Images) (infer.Vectors, error) {
+	if err := x.Validate(); err != nil {
+		return infer.Vectors{}, err
+	}
+	if s := c.info.InputShape; x.C != int(s[1]) || x.H != int(s[2]) || x.W != int(s[3]) {
+		return infer.Vectors{}, fmt.Errorf("remote model %q takes C,H,W = %d,%d,%d, got %d,%d,%d", c.model, s[1], s[2], s[3], x.C, x.H, x.W)
+	}
+	limit := c.BatchLimit
+	if limit <= 0 {
+		limit = DefaultMaxImages
+	}
+	per := x.C * x.H * x.W
+	out := infer.Vectors{N: x.N, D: c.dim}
+	for lo := 0; lo < x.N; lo += limit {
+		hi := min(lo+limit, x.N)
+		part := infer.Images{N: hi - lo, C: x.C, H: x.H, W: x.W, Data: x.Data[lo*per : hi*per]}
+		v, err := c.encodeOnce(ctx, part)
+		if err != nil {
+			return infer.Vectors{}, fmt.Errorf("images %d-%d: %w", lo, hi-1, err)
+		}
+		if out.D == 0 {
+			out.D = v.D
+		}
+		if v.D != out.D {
+			return infer.Vectors{}, fmt.Errorf("images %d-%d: the server answered dimension %d, expected %d", lo, hi-1, v.D, out.D)
+		}
+		if out.Data == nil {
+			out.Data = make([]float32, 0, x.N*out.D)
+		}
+		out.Data = append(out.Data, v.Data...)
+	}
+	if out.Data == nil {
+		out.Data = []float32{}
+	}
+	return out, nil
+}
+
+func (c *Client) encodeOnce(ctx context.Context, x infer.Images) (infer.Vectors, error) {
+	body := make([]byte, 4*len(x.Data))
+	for i, f := range x.Data {
+		binary.LittleEndian.PutUint32(body[4*i:], math.Float32bits(f))
+	}
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+"/v1/embeddings", bytes.NewReader(body))
+		if err != nil {
+			return infer.Vectors{}, err
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Accept", "application/octet-stream")
+		req.Header.Set("X-Shape", fmt.Sprintf("%d,%d,%d,%d", x.N, x.C, x.H, x.W))
+		req.Header.Set("Authorization", "Bearer "+c.apiKey)
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return infer.Vectors{}, err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return infer.Vectors{}, fmt.Errorf("reading the reply: %w", err)
+		}
+		if resp.StatusCode == http.StatusOK {
+			c.noteUsage(resp.Header)
+			return parseRawReply(resp.Header.Get("X-Shape"), b, x.N)
+		}
+		rerr := remoteError(resp.StatusCode, b)
+		if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+			return infer.Vectors{}, rerr
+		}
+		wait, ok := retryAfter(resp.Header.Get("Retry-After"))
+		if !ok {
+			return infer.Vectors{}, rerr
+		}
+		// Retry-After has whole seconds; this server also says the exact wait.
+		var precise struct {
+			RetryAfter float64 `json:"retry_after_seconds"`
+		}
+		if json.Unmarshal(b, &precise) == nil && precise.RetryAfter > 0 && precise.RetryAfter < wait.Seconds() {
+			wait = time.Duration(precise.RetryAfter*float64(time.Second)) + 5*time.Millisecond
+		}
+		if attempt >= c.MaxRetries {
+			return infer.Vectors{}, fmt.Errorf("gave up after %d retries: %w", attempt, rerr)
+		}
+		if c.MaxWait > 0 && wait > c.MaxWait {
+			return infer.Vectors{}, fmt.Errorf("server asks to wait %v, more than MaxWait %v: %w", wait, c.MaxWait, rerr)
+		}
+		c.mu.Lock()
+		c.usage.Retries++
+		c.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return infer.Vectors{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) noteUsage(h http.Header) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.usage.Used, _ = strconv.ParseInt(h.Get("X-Quota-Used"), 10, 64)
+	c.usage.Limit, _ = strconv.ParseInt(h.Get("X-Quota-Limit"), 10, 64)
+	c.usage.Remaining = -1
+	if v, err := strconv.ParseInt(h.Get("X-Quota-Remaining"), 10, 64); err == nil {
+		c.usage.Remaining = v
+	}
+}
+
+// parseRawReply reads an X-Shape: N,D little-endian float32 reply.
+func parseRawReply(shape string, b []byte, n int) (infer.Vectors, error) {
+	var rn, d int
+	if _, err := fmt.Sscanf(shape, "%d,%d", &rn, &d); err != nil || rn != n || d <= 0 {
+		return infer.Vectors{}, fmt.Errorf("reply X-Shape %q: expected %d,<dim>", shape, n)
+	}
+	if len(b) != 4*rn*d {
+		return infer.Vectors{}, fmt.Errorf("reply of %d bytes: X-Shape %s needs %d", len(b), shape, 4*rn*d)
+	}
+	v := infer.Vectors{N: rn, D: d, Data: make([]float32, rn*d)}
+	for i := range v.Data {
+		v.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v, nil
+}
+
+func remoteError(status int, body []byte) *RemoteError {
+	var e struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error == "" {
+		e.Error = strings.TrimSpace(string(body))
+		if len(e.Error) > 200 {
+			e.Error = e.Error[:200] + "..."
+		}
+	}
+	return &RemoteError{Status: status, Code: e.Code, Message: e.Error}
+}
+
+// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
+func retryAfter(v string) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 && !math.IsInf(s, 0) {
+		return time.Duration(s * float64(time.Second)), true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0), true
+	}
+	return 0, false
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %w", path, remoteError(resp.StatusCode, b))
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+var _ infer.Encoder = (*Client)(nil)

@@ -1,0 +1,102 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssl-onnx/ssl-onnx/infer"
+)
+
+func TestClientMatchesLocalEncoder(t *testing.T) {
+	enc := sharedEncoder(t)
+	ts := startServer(t, enc, Config{MaxImages: 16})
+	_, secret := ts.addKey(t, "attacker", 100, 0)
+	x := randomImages(40, 11)
+	want, err := enc.Encode(context.Background(), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{ts.url, ts.url + "/", ts.url + "/v2/models/victim"} {
+		c, err := Dial(u, secret)
+		if err != nil {
+			t.Fatalf("Dial %s: %v", u, err)
+		}
+		info, local := c.Info(), enc.Info()
+		if c.Model() != "victim" || info.InputName != local.InputName || info.OutputName != local.OutputName ||
+			fmt.Sprint(info.InputShape) != "[-1 3 32 32]" || info.OutputDim != 512 || c.BatchLimit != 16 ||
+			info.Metadata["normalization"] != "none" {
+			t.Fatalf("Dial %s: info %+v model %q batch limit %d", u, info, c.Model(), c.BatchLimit)
+		}
+		c.Close()
+	}
+	c, err := Dial(ts.url, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var e infer.Encoder = c
+	got, err := e.Encode(context.Background(), x) // 40 images: requests of 16, 16, 8
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.N != 40 || got.D != 512 {
+		t.Fatalf("%d x %d vectors", got.N, got.D)
+	}
+	assertClose(t, "remote vs local", got.Data, want.Data, 1e-4)
+	if u := c.Usage(); u.Used != 40 || u.Limit != 100 || u.Remaining != 60 {
+		t.Fatalf("usage %+v", u)
+	}
+
+	t.Run("errors", func(t *testing.T) {
+		if _, err := c.Encode(context.Background(), infer.Images{N: 1, C: 1, H: 32, W: 32, Data: make([]float32, 1024)}); err == nil ||
+			!strings.Contains(err.Error(), "takes C,H,W = 3,32,32, got 1,32,32") {
+			t.Fatalf("wrong shape: %v", err)
+		}
+		_, err := c.Encode(context.Background(), randomImages(61, 1)) // 16+16+16 answered, then 13 > 12 left
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Status != http.StatusPaymentRequired || re.Code != "quota_exhausted" || !strings.Contains(err.Error(), "88 of 100 images used") {
+			t.Fatalf("over quota: %v", err)
+		}
+		bad, err := Dial(ts.url, "sslk_wrong")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bad.Encode(context.Background(), randomImages(1, 1)); !errors.As(err, &re) || re.Status != 401 {
+			t.Fatalf("bad key: %v", err)
+		}
+		for _, u := range []string{"ftp://x", "127.0.0.1:8700", ts.url + "/v2/models/nothere"} {
+			if _, err := Dial(u, secret); err == nil {
+				t.Fatalf("Dial %q succeeded", u)
+			}
+		}
+	})
+	t.Run("retries 429", func(t *testing.T) {
+		_, secret := ts.addKey(t, "throttled", 0, 10)
+		c, err := Dial(ts.url, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.BatchLimit = 8
+		start := time.Now()
+		x := randomImages(24, 3) // 8 + 8 + 8 at 10 images/s from a bucket of 10
+		got, err := c.Encode(context.Background(), x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := enc.Encode(context.Background(), x)
+		assertClose(t, "throttled remote vs local", got.Data, want.Data, 1e-4)
+		if c.Usage().Retries < 1 || time.Since(start) < 1000*time.Millisecond {
+			t.Fatalf("%d retries in %v: the rate limit was not hit", c.Usage().Retries, time.Since(start))
+		}
+		t.Logf("%d retries, %v", c.Usage().Retries, time.Since(start))
+		c.MaxRetries = 0
+		if _, err := c.Encode(context.Background(), randomImages(8, 1)); err == nil || !strings.Contains(err.Error(), "gave up after 0 retries") {
+			t.Fatalf("no retries allowed: %v", err)
+		}
+	})
+}

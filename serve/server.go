@@ -1,0 +1,580 @@
+package serve
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ssl-onnx/ssl-onnx/data"
+	"github.com/ssl-onnx/ssl-onnx/infer"
+)
+
+// DefaultAddr is where the server listens unless told otherwise: loopback only, so that
+// exposing the API is a deliberate choice.
+const DefaultAddr = "127.0.0.1:8700"
+
+// Defaults of Config's zero fields.
+const (
+	DefaultMaxBatch  = 64
+	DefaultMaxDelay  = 2 * time.Millisecond
+	DefaultWorkers   = 1
+	DefaultMaxBody   = 32 << 20
+	DefaultMaxImages = 256
+	DefaultMaxPixels = 4096 * 4096
+)
+
+// Config configures a Server. Zero fields take the defaults above.
+type Config struct {
+	// Store holds the API keys and the ledger; required.
+	Store *Store
+	// ModelName is the name of the model in the API ("encoder" if empty).
+	ModelName string
+	// MaxBatch is the most images coalesced into one Encode call; 1 disables batching.
+	MaxBatch int
+	// MaxDelay is how long the first request of a batch waits for others (0 = 2 ms;
+	// negative = do not wait, coalesce only requests that queued while the model was busy).
+	MaxDelay time.Duration
+	// Workers is the number of Encode calls allowed to run at once (default 1: ONNX
+	// Runtime already uses all intra-op threads for one call).
+	Workers int
+	// MaxBody is the largest request body in bytes (default 32 MiB).
+	MaxBody int64
+	// MaxImages is the most images in one request (default 256).
+	MaxImages int
+	// MaxPixels is the largest decoded image, width x height (default 4096 x 4096).
+	MaxPixels int
+	// Norm is the normalisation applied to decoded PNG/JPEG images after scaling pixels to
+	// [0,1]; raw tensors are passed as sent. The zero value applies none.
+	Norm data.Normalization
+	// Defenses are defense specs, applied by ApplyDefenses around the encoder.
+	Defenses []string
+	// HTTP timeouts (defaults 10 s header, 60 s read, 120 s write, 120 s idle) and the
+	// graceful-shutdown limit (default 30 s).
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout, ShutdownTimeout time.Duration
+	// Logger receives startup, shutdown and error lines (default slog.Default()).
+	Logger *slog.Logger
+	// Registry receives the Prometheus metrics; nil makes a private registry with the Go
+	// and process collectors.
+	Registry *prometheus.Registry
+}
+
+// ApplyDefenses wraps enc with the defenses described by specs. New calls it when
+// Config.Defenses is not empty. The default refuses every spec; the defense package plugs
+// its composer in here (serve.ApplyDefenses = defense.Compose, say).
+var ApplyDefenses = func(enc infer.Encoder, specs []string) (infer.Encoder, error) {
+	return nil, fmt.Errorf("defenses not available: cannot apply %q (no defense implementation is linked into this build)", specs)
+}
+
+// Server serves one encoder over HTTP: /v1/embeddings, the Open Inference Protocol v2
+// (/v2/...), /metrics and /healthz. It authenticates callers with API keys, enforces their
+// quotas and rate limits, batches their requests and records every answered image in the
+// ledger before replying. Make one with New.
+type Server struct {
+	enc   infer.Encoder
+	cfg   Config
+	info  infer.Info
+	name  string
+	dim   int
+	spec  inputSpec
+	log   *slog.Logger
+	store *Store
+	adm   *admission
+	batch *batcher
+	m     *metrics
+	mux   *http.ServeMux
+	ready atomic.Bool
+
+	closeOnce sync.Once
+}
+
+var modelName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// New makes a server for enc. enc must be goroutine-safe (OpenORT's is). The server does
+// not close enc or the store.
+func New(enc infer.Encoder, cfg Config) (*Server, error) {
+	if enc == nil {
+		return nil, errors.New("serve: nil encoder")
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("serve: Config.Store is required (API keys and ledger)")
+	}
+	if cfg.ModelName == "" {
+		cfg.ModelName = "encoder"
+	}
+	if !modelName.MatchString(cfg.ModelName) {
+		return nil, fmt.Errorf("serve: model name %q: expected 1-128 letters, digits, '.', '_', '-'", cfg.ModelName)
+	}
+	if cfg.MaxBatch < 0 || cfg.Workers < 0 || cfg.MaxBody < 0 || cfg.MaxImages < 0 || cfg.MaxPixels < 0 {
+		return nil, fmt.Errorf("serve: negative limit in config (max batch %d, workers %d, max body %d, max images %d, max pixels %d)",
+			cfg.MaxBatch, cfg.Workers, cfg.MaxBody, cfg.MaxImages, cfg.MaxPixels)
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&cfg.MaxDelay, DefaultMaxDelay)
+	def(&cfg.ReadHeaderTimeout, 10*time.Second)
+	def(&cfg.ReadTimeout, 60*time.Second)
+	def(&cfg.WriteTimeout, 120*time.Second)
+	def(&cfg.IdleTimeout, 120*time.Second)
+	def(&cfg.ShutdownTimeout, 30*time.Second)
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.MaxImages == 0 {
+		cfg.MaxImages = DefaultMaxImages
+	}
+	if cfg.MaxPixels == 0 {
+		cfg.MaxPixels = DefaultMaxPixels
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if len(cfg.Defenses) > 0 {
+		wrapped, err := ApplyDefenses(enc, cfg.Defenses)
+		if err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+		enc = wrapped
+	}
+	info := enc.Info()
+	if len(info.InputShape) != 4 {
+		return nil, fmt.Errorf("serve: model input shape %v: expected NCHW (4 dimensions)", info.InputShape)
+	}
+	c, h, w := info.InputShape[1], info.InputShape[2], info.InputShape[3]
+	if c <= 0 || h <= 0 || w <= 0 {
+		return nil, fmt.Errorf("serve: model input shape %v: C, H and W must be fixed to serve it", info.InputShape)
+	}
+	s := &Server{
+		enc: enc, cfg: cfg, info: info, name: cfg.ModelName, dim: info.OutputDim, log: cfg.Logger, store: cfg.Store,
+		spec: inputSpec{C: int(c), H: int(h), W: int(w), maxImages: cfg.MaxImages, maxPixels: cfg.MaxPixels, norm: cfg.Norm},
+	}
+	if s.dim <= 0 { // dynamic output dimension: ask the model once
+		v, err := enc.Encode(context.Background(), infer.Images{N: 1, C: s.spec.C, H: s.spec.H, W: s.spec.W, Data: make([]float32, s.spec.C*s.spec.H*s.spec.W)})
+		if err != nil {
+			return nil, fmt.Errorf("serve: probing the output dimension: %w", err)
+		}
+		s.dim = v.D
+	}
+	s.m = newMetrics(cfg.Registry)
+	s.adm = newAdmission(cfg.Store)
+	s.batch = newBatcher(cfg.MaxBatch, cfg.MaxDelay, cfg.Workers)
+	if cfg.MaxDelay < 0 {
+		s.batch.maxDelay = 0
+	}
+	s.batch.encode = enc.Encode
+	s.batch.record = func(keyID string, images, requests int) (int64, error) {
+		return s.store.Record(context.Background(), keyID, images, requests, time.Now())
+	}
+	s.batch.observe = func(images int, d time.Duration) {
+		s.m.batchSize.Observe(float64(images))
+		s.m.encodeTime.Observe(d.Seconds())
+	}
+	s.batch.depth = func(delta int) { s.m.queueDepth.Add(float64(delta)) }
+	s.routes()
+	s.ready.Store(true)
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler (for tests or embedding in another server).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Close stops the batcher after the queued requests are answered. Requests arriving
+// afterwards get 503. It does not close the encoder or the store.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.ready.Store(false)
+		s.batch.close()
+	})
+	return nil
+}
+
+// ListenAndServe listens on addr (DefaultAddr if empty) and serves until ctx is done,
+// then shuts down gracefully (see Serve).
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done (SIGTERM in the CLI). Shutdown is graceful: the
+// listener closes, readiness turns false, requests in flight are finished and answered
+// (within Config.ShutdownTimeout), then Serve returns nil.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.log.Info("serving", "model", s.name, "input", s.info.InputName, "shape", fmt.Sprintf("N,%s", s.spec.shape()),
+		"output", s.info.OutputName, "dim", s.dim, "addr", "http://"+ln.Addr().String(),
+		"max_batch", s.cfg.MaxBatch, "max_delay", s.batch.maxDelay, "workers", s.cfg.Workers)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down: finishing requests in flight", "reason", context.Cause(ctx), "timeout", s.cfg.ShutdownTimeout)
+	s.ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	<-errc
+	if err != nil {
+		hs.Close()
+		return fmt.Errorf("serve: shutdown: %w", err)
+	}
+	s.log.Info("shut down cleanly")
+	return nil
+}
+
+// routes registers every endpoint; a path with the wrong method answers 405 JSON and an
+// unknown path 404 JSON.
+func (s *Server) routes() {
+	s.mux = http.NewServeMux()
+	methods := map[string][]string{}
+	var order []string
+	route := func(method, path, endpoint string, h http.HandlerFunc) {
+		s.mux.Handle(method+" "+path, s.m.instrument(endpoint, h))
+		if _, ok := methods[path]; !ok {
+			order = append(order, path)
+		}
+		methods[path] = append(methods[path], method)
+	}
+	route("GET", "/healthz", "healthz", s.handleHealthz)
+	route("GET", "/metrics", "metrics", s.m.handler.ServeHTTP)
+	route("GET", "/v1/models", "models", s.handleModels)
+	route("POST", "/v1/embeddings", "embeddings", s.handleEmbeddings)
+	route("GET", "/v2", "v2_server", s.handleServerMetadata)
+	route("GET", "/v2/health/live", "v2_live", s.handleLive)
+	route("GET", "/v2/health/ready", "v2_ready", s.handleReady)
+	for _, prefix := range []string{"/v2/models/{name}", "/v2/models/{name}/versions/{version}"} {
+		route("GET", prefix, "v2_metadata", s.handleModelMetadata)
+		route("GET", prefix+"/ready", "v2_model_ready", s.handleModelReady)
+		route("POST", prefix+"/infer", "v2_infer", s.handleInfer)
+	}
+	for _, path := range order {
+		allow := strings.Join(methods[path], ", ")
+		if slices.Contains(methods[path], "GET") {
+			allow += ", HEAD"
+		}
+		s.mux.Handle(path, s.m.instrument("other", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s %s: method not allowed, expected %s", r.Method, r.URL.Path, allow))
+		}))
+	}
+	s.mux.Handle("/", s.m.instrument("other", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "not_found", "%s %s: no such endpoint (see /v1/embeddings, /v2/models/%s/infer, /metrics, /healthz)", r.Method, r.URL.Path, s.name))
+	}))
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]bool{"live": true})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	st := http.StatusOK
+	if !s.ready.Load() {
+		st = http.StatusServiceUnavailable
+	}
+	writeJSON(w, st, map[string]bool{"ready": st == http.StatusOK})
+}
+
+func (s *Server) handleServerMetadata(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"name": "ssl-onnx", "version": "1", "extensions": []string{}})
+}
+
+func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []map[string]any{{
+		"id": s.name, "object": "model", "dim": s.dim, "input": []int{s.spec.C, s.spec.H, s.spec.W},
+	}}})
+}
+
+func (s *Server) handleModelMetadata(w http.ResponseWriter, r *http.Request) {
+	if err := s.modelFromPath(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.modelMetadata())
+}
+
+func (s *Server) handleModelReady(w http.ResponseWriter, r *http.Request) {
+	if err := s.modelFromPath(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.handleReady(w, r)
+}
+
+// authenticate resolves the caller's key from "Authorization: Bearer <secret>".
+func (s *Server) authenticate(r *http.Request) (Key, error) {
+	h := strings.TrimSpace(r.Header.Get("Authorization"))
+	unauth := func(code, format string, a ...any) error {
+		e := errorf(http.StatusUnauthorized, code, format, a...)
+		e.header = http.Header{"Www-Authenticate": {`Bearer realm="ssl-onnx"`}}
+		return e
+	}
+	if h == "" {
+		return Key{}, unauth("missing_key", "missing API key: send the header Authorization: Bearer <secret>")
+	}
+	scheme, secret, _ := strings.Cut(h, " ")
+	secret = strings.TrimSpace(secret)
+	if !strings.EqualFold(scheme, "Bearer") || secret == "" {
+		return Key{}, unauth("bad_authorization", "Authorization header: expected \"Bearer <secret>\", found scheme %q", scheme)
+	}
+	k, err := s.store.Authenticate(r.Context(), secret)
+	switch {
+	case errors.Is(err, ErrUnknownKey):
+		return Key{}, unauth("invalid_key", "invalid API key")
+	case errors.Is(err, ErrRevokedKey):
+		return Key{}, errorf(http.StatusForbidden, "revoked_key", "%v", err)
+	case err != nil:
+		return Key{}, err
+	}
+	return k, nil
+}
+
+// readBody reads the whole body up to MaxBody bytes.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > s.cfg.MaxBody {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, s.cfg.MaxBody)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds the limit of %d bytes", s.cfg.MaxBody)
+		}
+		return nil, badRequest("bad_body", "reading the request body: %v", err)
+	}
+	return b, nil
+}
+
+// answer is a request's outcome: its vectors and the key's state after it.
+type answer struct {
+	v    infer.Vectors
+	key  Key
+	used int64
+	rate rateState
+}
+
+// run admits x for k, batches it, and returns its vectors once recorded in the ledger.
+func (s *Server) run(ctx context.Context, k Key, x infer.Images) (answer, error) {
+	rs, err := s.adm.admit(ctx, k, x.N)
+	if err != nil {
+		return answer{}, err
+	}
+	res := s.batch.submit(ctx, k.ID, x)
+	s.adm.release(k, x.N, res.err != nil)
+	if res.err != nil {
+		if ctx.Err() == nil && asAPIError(res.err).status >= 500 {
+			s.log.Error("request failed", "key", k.Name, "images", x.N, "err", res.err)
+		}
+		return answer{}, res.err
+	}
+	s.m.images.Add(float64(x.N))
+	return answer{v: res.v, key: k, used: res.used, rate: rs}, nil
+}
+
+func (a answer) setHeaders(h http.Header) {
+	h.Set("X-Quota-Used", strconv.FormatInt(a.used, 10))
+	if a.key.Quota > 0 {
+		h.Set("X-Quota-Limit", strconv.FormatInt(a.key.Quota, 10))
+		h.Set("X-Quota-Remaining", strconv.FormatInt(max(a.key.Quota-a.used, 0), 10))
+	}
+	a.rate.setHeaders(h)
+}
+
+// embeddingsRequest is the JSON body of POST /v1/embeddings.
+type embeddingsRequest struct {
+	Model  string   `json:"model,omitempty"`
+	Images []string `json:"images"`
+}
+
+func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
+	k, err := s.authenticate(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	x, err := s.parseEmbeddings(r, body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a, err := s.run(r.Context(), k, x)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a.setHeaders(w.Header())
+	if acceptsRaw(r.Header.Get("Accept")) {
+		out := make([]byte, 4*len(a.v.Data))
+		for i, f := range a.v.Data {
+			binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("X-Shape", fmt.Sprintf("%d,%d", a.v.N, a.v.D))
+		w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(out)
+		return
+	}
+	b := make([]byte, 0, 64+len(s.name)+a.v.N*a.v.D*12)
+	b = append(b, `{"model":`...)
+	b = strconv.AppendQuote(b, s.name)
+	b = append(b, `,"dim":`...)
+	b = strconv.AppendInt(b, int64(a.v.D), 10)
+	b = append(b, `,"embeddings":[`...)
+	for i := 0; i < a.v.N; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for j, f := range a.v.Row(i) {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendFloat(b, float64(f), 'g', -1, 32)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `],"usage":{"queries":`...)
+	b = strconv.AppendInt(b, int64(a.v.N), 10)
+	b = append(b, `,"used":`...)
+	b = strconv.AppendInt(b, a.used, 10)
+	if a.key.Quota > 0 {
+		b = append(b, `,"remaining":`...)
+		b = strconv.AppendInt(b, max(a.key.Quota-a.used, 0), 10)
+	}
+	b = append(b, "}}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+}
+
+// parseEmbeddings reads a /v1/embeddings body: JSON images or a raw float32 tensor.
+func (s *Server) parseEmbeddings(r *http.Request, body []byte) (infer.Images, error) {
+	ct := r.Header.Get("Content-Type")
+	mt := "application/json"
+	if ct != "" {
+		var err error
+		if mt, _, err = mime.ParseMediaType(ct); err != nil {
+			return infer.Images{}, errorf(http.StatusUnsupportedMediaType, "bad_content_type", "Content-Type %q: %v", ct, err)
+		}
+	}
+	switch mt {
+	case "application/octet-stream":
+		shape, err := parseShapeHeader(r.Header.Get("X-Shape"))
+		if err != nil {
+			return infer.Images{}, err
+		}
+		return s.spec.rawImages(shape, body)
+	case "application/json":
+		var req embeddingsRequest
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return infer.Images{}, badRequest("bad_json", `request body: %v; expected {"images": ["<base64 PNG or JPEG>", ...]}`, jsonErr(err))
+		}
+		if dec.More() {
+			return infer.Images{}, badRequest("bad_json", "request body: data after the JSON object")
+		}
+		if req.Model != "" && req.Model != s.name {
+			return infer.Images{}, errorf(http.StatusNotFound, "unknown_model", "model %q not found: this server serves %q", req.Model, s.name)
+		}
+		return s.spec.decodeImages(req.Images)
+	}
+	return infer.Images{}, errorf(http.StatusUnsupportedMediaType, "bad_content_type",
+		"Content-Type %q: expected application/json (base64 images) or application/octet-stream (float32 NCHW with X-Shape)", mt)
+}
+
+func acceptsRaw(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == "application/octet-stream" {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
+	if err := s.modelFromPath(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	k, err := s.authenticate(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	x, id, err := s.spec.parseInfer(body, s.info.InputName, s.info.OutputName)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a, err := s.run(r.Context(), k, x)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a.setHeaders(w.Header())
+	writeJSON(w, http.StatusOK, InferResponse{
+		ModelName: s.name, ModelVersion: "1", ID: id,
+		Outputs: []InferOutput{{Name: s.info.OutputName, Shape: []int64{int64(a.v.N), int64(a.v.D)}, Datatype: "FP32", Data: a.v.Data}},
+	})
+}

@@ -1,0 +1,548 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ssl-onnx/ssl-onnx/defense"
+	"github.com/ssl-onnx/ssl-onnx/infer"
+)
+
+// pngOf encodes image i of x (values in [0,1], multiples of 1/255) as a base64 PNG.
+func pngOf(tb testing.TB, x infer.Images, i int) string {
+	tb.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, x.W, x.H))
+	per, plane := x.C*x.H*x.W, x.H*x.W
+	for y := 0; y < x.H; y++ {
+		for xx := 0; xx < x.W; xx++ {
+			p := func(c int) uint8 { return uint8(math.Round(float64(x.Data[i*per+c*plane+y*x.W+xx]) * 255)) }
+			img.SetNRGBA(xx, y, color.NRGBA{p(0), p(1), p(2), 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		tb.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+// quantized returns images whose values are k/255, so a PNG holds them exactly.
+func quantized(n int, seed uint64) infer.Images {
+	x := randomImages(n, seed)
+	for i, f := range x.Data {
+		x.Data[i] = float32(math.Round(float64(f)*255)) / 255
+	}
+	return x
+}
+
+func TestEmbeddingsMatchLocalEncoder(t *testing.T) {
+	enc := sharedEncoder(t)
+	ts := startServer(t, enc, Config{})
+	_, secret := ts.addKey(t, "alice", 1000, 0)
+	x := quantized(3, 1)
+	want, err := enc.Encode(context.Background(), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := map[string]string{"Authorization": "Bearer " + secret}
+
+	t.Run("json base64 png", func(t *testing.T) {
+		body, _ := json.Marshal(map[string]any{"images": []string{pngOf(t, x, 0), pngOf(t, x, 1), pngOf(t, x, 2)}})
+		st, h, b := do(t, "POST", ts.url+"/v1/embeddings", auth, body)
+		if st != http.StatusOK {
+			t.Fatalf("status %d: %s", st, b)
+		}
+		var r embeddingsReply
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Model != "victim" || r.Dim != 512 || len(r.Embeddings) != 3 || r.Usage.Queries != 3 || r.Usage.Remaining == nil || *r.Usage.Remaining != 1000-3 {
+			t.Fatalf("reply header fields: model %q dim %d n %d usage %+v", r.Model, r.Dim, len(r.Embeddings), r.Usage)
+		}
+		if h.Get("X-Quota-Remaining") != "997" || h.Get("X-Quota-Used") != "3" {
+			t.Fatalf("quota headers %v", h)
+		}
+		assertClose(t, "png vs local", r.flat(), want.Data, 1e-4)
+	})
+	t.Run("raw in, json out", func(t *testing.T) {
+		st, r, b := postRaw(t, ts.url, secret, x)
+		if st != http.StatusOK {
+			t.Fatalf("status %d: %s", st, b)
+		}
+		assertClose(t, "raw vs local", r.flat(), want.Data, 1e-4)
+	})
+	t.Run("raw in, raw out", func(t *testing.T) {
+		st, h, b := do(t, "POST", ts.url+"/v1/embeddings", map[string]string{
+			"Authorization": "Bearer " + secret, "Content-Type": "application/octet-stream",
+			"X-Shape": "3,3,32,32", "Accept": "application/octet-stream",
+		}, rawBody(x))
+		if st != http.StatusOK || h.Get("X-Shape") != "3,512" || h.Get("Content-Type") != "application/octet-stream" {
+			t.Fatalf("status %d shape %q type %q: %.200s", st, h.Get("X-Shape"), h.Get("Content-Type"), b)
+		}
+		got, err := parseRawReply(h.Get("X-Shape"), b, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertClose(t, "raw reply vs local", got.Data, want.Data, 1e-4)
+	})
+	t.Run("gray and large jpeg are converted and resized", func(t *testing.T) {
+		gray := image.NewGray(image.Rect(0, 0, 32, 32))
+		for i := range gray.Pix {
+			gray.Pix[i] = uint8(i * 7)
+		}
+		var gb, jb bytes.Buffer
+		png.Encode(&gb, gray)
+		big := image.NewRGBA(image.Rect(0, 0, 96, 80))
+		for i := range big.Pix {
+			big.Pix[i] = uint8(i * 13)
+		}
+		jpeg.Encode(&jb, big, nil)
+		body, _ := json.Marshal(map[string]any{"images": []string{
+			base64.StdEncoding.EncodeToString(gb.Bytes()),
+			"data:image/jpeg;base64," + base64.StdEncoding.EncodeToString(jb.Bytes()),
+		}})
+		st, _, b := do(t, "POST", ts.url+"/v1/embeddings", auth, body)
+		if st != http.StatusOK {
+			t.Fatalf("status %d: %s", st, b)
+		}
+		// The gray image must equal a 3-channel tensor repeating its plane.
+		g := infer.Images{N: 1, C: 3, H: 32, W: 32, Data: make([]float32, 3*32*32)}
+		for c := 0; c < 3; c++ {
+			for i, p := range gray.Pix {
+				g.Data[c*1024+i] = float32(p) / 255
+			}
+		}
+		wantG, err := enc.Encode(context.Background(), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r embeddingsReply
+		json.Unmarshal(b, &r)
+		if len(r.Embeddings) != 2 {
+			t.Fatalf("%d embeddings, want 2", len(r.Embeddings))
+		}
+		assertClose(t, "gray png vs gray3 local", r.Embeddings[0], wantG.Data, 1e-4)
+	})
+	if got := ledgerTotal(t, ts.store, mustAuth(t, ts.store, secret).ID); got != 3+3+3+2 {
+		t.Fatalf("ledger %d images, want 11", got)
+	}
+}
+
+func mustAuth(tb testing.TB, st *Store, secret string) Key {
+	tb.Helper()
+	k, err := st.Authenticate(context.Background(), secret)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
+
+func TestOpenInferenceProtocol(t *testing.T) {
+	enc := sharedEncoder(t)
+	ts := startServer(t, enc, Config{})
+	_, secret := ts.addKey(t, "kserve", 0, 0)
+	info := enc.Info()
+
+	for _, path := range []string{"/v2/health/live", "/v2/health/ready", "/v2/models/victim/ready", "/v2/models/victim/versions/1/ready", "/healthz"} {
+		if st, _, b := do(t, "GET", ts.url+path, nil, nil); st != http.StatusOK {
+			t.Errorf("GET %s: %d %s", path, st, b)
+		}
+	}
+	st, _, b := do(t, "GET", ts.url+"/v2/models/victim", nil, nil)
+	var md ModelMetadata
+	if err := json.Unmarshal(b, &md); err != nil || st != http.StatusOK {
+		t.Fatalf("metadata %d %s: %v", st, b, err)
+	}
+	wantIn := TensorMetadata{Name: info.InputName, Datatype: "FP32", Shape: []int64{-1, 3, 32, 32}}
+	wantOut := TensorMetadata{Name: info.OutputName, Datatype: "FP32", Shape: []int64{-1, 512}}
+	if md.Name != "victim" || md.Platform != "onnxruntime_onnx" || len(md.Inputs) != 1 || fmt.Sprint(md.Inputs[0]) != fmt.Sprint(wantIn) ||
+		len(md.Outputs) != 1 || fmt.Sprint(md.Outputs[0]) != fmt.Sprint(wantOut) {
+		t.Fatalf("metadata %+v", md)
+	}
+
+	x := randomImages(2, 5)
+	want, err := enc.Encode(context.Background(), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nested := make([][][][]float32, 2)
+	for n := range nested {
+		nested[n] = make([][][]float32, 3)
+		for c := range nested[n] {
+			nested[n][c] = make([][]float32, 32)
+			for y := range nested[n][c] {
+				off := n*3072 + c*1024 + y*32
+				nested[n][c][y] = x.Data[off : off+32]
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		data any
+		path string
+	}{
+		{"flat", x.Data, "/v2/models/victim/infer"},
+		{"nested", nested, "/v2/models/victim/versions/1/infer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body, _ := json.Marshal(map[string]any{"id": "req-7", "inputs": []map[string]any{{
+				"name": info.InputName, "shape": []int{2, 3, 32, 32}, "datatype": "FP32", "data": tc.data,
+			}}})
+			st, _, b := do(t, "POST", ts.url+tc.path, map[string]string{"Authorization": "Bearer " + secret}, body)
+			if st != http.StatusOK {
+				t.Fatalf("status %d: %s", st, b)
+			}
+			var r InferResponse
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.ModelName != "victim" || r.ID != "req-7" || len(r.Outputs) != 1 || r.Outputs[0].Name != info.OutputName ||
+				fmt.Sprint(r.Outputs[0].Shape) != "[2 512]" || r.Outputs[0].Datatype != "FP32" {
+				t.Fatalf("response %+v", r)
+			}
+			assertClose(t, "v2 "+tc.name, r.Outputs[0].Data, want.Data, 1e-4)
+		})
+	}
+}
+
+// TestBadInput sends every kind of bad request: each must get its 4xx status and a JSON
+// error naming the problem, never a 5xx.
+func TestBadInput(t *testing.T) {
+	enc := sharedEncoder(t)
+	ts := startServer(t, enc, Config{MaxBody: 1 << 20, MaxImages: 8})
+	k, secret := ts.addKey(t, "mallory", 1000, 0)
+	_, revoked := ts.addKey(t, "gone", 1000, 0)
+	if _, err := ts.store.Revoke(context.Background(), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	info := enc.Info()
+	good := randomImages(1, 3)
+	nan := randomImages(1, 3)
+	nan.Data[1500] = float32(math.NaN())
+	inf := randomImages(1, 3)
+	inf.Data[7] = float32(math.Inf(-1))
+	auth := "Bearer " + secret
+	rawH := func(shape string) map[string]string {
+		return map[string]string{"Authorization": auth, "Content-Type": "application/octet-stream", "X-Shape": shape}
+	}
+	jsonH := map[string]string{"Authorization": auth, "Content-Type": "application/json"}
+	v2 := func(shape []int, datatype, name string, data any) []byte {
+		b, _ := json.Marshal(map[string]any{"inputs": []map[string]any{{"name": name, "shape": shape, "datatype": datatype, "data": data}}})
+		return b
+	}
+	var textPNG bytes.Buffer
+	textPNG.WriteString("this is not a png")
+	tooMany := make([]string, 9)
+	for i := range tooMany {
+		tooMany[i] = pngOf(t, quantized(1, 1), 0)
+	}
+	tooManyBody, _ := json.Marshal(map[string]any{"images": tooMany})
+
+	cases := []struct {
+		name    string
+		method  string
+		path    string
+		header  map[string]string
+		body    []byte
+		status  int
+		mention string
+	}{
+		{"no key", "POST", "/v1/embeddings", map[string]string{"Content-Type": "application/json"}, []byte(`{"images":[]}`), 401, "missing API key"},
+		{"basic auth", "POST", "/v1/embeddings", map[string]string{"Authorization": "Basic abc"}, nil, 401, `expected "Bearer <secret>"`},
+		{"wrong key", "POST", "/v1/embeddings", map[string]string{"Authorization": "Bearer sslk_nope"}, nil, 401, "invalid API key"},
+		{"revoked key", "POST", "/v1/embeddings", map[string]string{"Authorization": "Bearer " + revoked}, nil, 403, `"gone" was revoked`},
+		{"v2 no key", "POST", "/v2/models/victim/infer", nil, v2([]int{1, 3, 32, 32}, "FP32", info.InputName, good.Data), 401, "missing API key"},
+		{"bad json", "POST", "/v1/embeddings", jsonH, []byte(`{"images": [`), 400, "unexpected end of JSON"},
+		{"unknown field", "POST", "/v1/embeddings", jsonH, []byte(`{"image": ["x"]}`), 400, `unknown field "image"`},
+		{"wrong type", "POST", "/v1/embeddings", jsonH, []byte(`{"images": "abc"}`), 400, "expected []string"},
+		{"no images", "POST", "/v1/embeddings", jsonH, []byte(`{"images": []}`), 400, `"images" is empty`},
+		{"bad base64", "POST", "/v1/embeddings", jsonH, []byte(`{"images": ["%%%not base64"]}`), 400, "images[0]: invalid base64"},
+		{"not an image", "POST", "/v1/embeddings", jsonH, []byte(`{"images": ["` + base64.StdEncoding.EncodeToString(textPNG.Bytes()) + `"]}`), 400, "images[0]: cannot decode image"},
+		{"too many images", "POST", "/v1/embeddings", jsonH, tooManyBody, 413, "9 images in one request, the limit is 8"},
+		{"other model", "POST", "/v1/embeddings", jsonH, []byte(`{"model":"gpt","images":["x"]}`), 404, `model "gpt" not found`},
+		{"body too large", "POST", "/v1/embeddings", rawH("100,3,32,32"), make([]byte, 100*3*32*32*4), 413, "exceeds the limit of 1048576 bytes"},
+		{"no shape", "POST", "/v1/embeddings", map[string]string{"Authorization": auth, "Content-Type": "application/octet-stream"}, rawBody(good), 400, "X-Shape: N,C,H,W"},
+		{"bad shape header", "POST", "/v1/embeddings", rawH("1,3,x,32"), rawBody(good), 400, `dimension 2 ("x") is not an integer`},
+		{"wrong chw", "POST", "/v1/embeddings", rawH("1,1,32,96"), rawBody(good), 400, "expected C,H,W = 3,32,32 (the model's input), found 1,32,96"},
+		{"zero batch", "POST", "/v1/embeddings", rawH("0,3,32,32"), nil, 400, "expected at least 1"},
+		{"3 dims", "POST", "/v1/embeddings", rawH("3,32,32"), rawBody(good), 400, "expected 4 dimensions"},
+		{"short body", "POST", "/v1/embeddings", rawH("2,3,32,32"), rawBody(good), 400, "needs 6144 float32 values"},
+		{"nan", "POST", "/v1/embeddings", rawH("1,3,32,32"), rawBody(nan), 400, "value 1500 (image 0, channel 1, row 14, column 28) is NaN"},
+		{"inf", "POST", "/v1/embeddings", rawH("1,3,32,32"), rawBody(inf), 400, "is -Inf"},
+		{"content type", "POST", "/v1/embeddings", map[string]string{"Authorization": auth, "Content-Type": "text/csv"}, []byte("1,2"), 415, `"text/csv"`},
+		{"v2 datatype", "POST", "/v2/models/victim/infer", jsonH, v2([]int{1, 3, 32, 32}, "INT8", info.InputName, good.Data), 400, `datatype "INT8": expected FP32`},
+		{"v2 input name", "POST", "/v2/models/victim/infer", jsonH, v2([]int{1, 3, 32, 32}, "FP32", "pixels", good.Data), 400, fmt.Sprintf(`input "pixels": the model's input is %q`, info.InputName)},
+		{"v2 count", "POST", "/v2/models/victim/infer", jsonH, v2([]int{1, 3, 32, 32}, "FP32", info.InputName, good.Data[:100]), 400, "needs 3072 values, data has 100"},
+		{"v2 too many values", "POST", "/v2/models/victim/infer", jsonH, v2([]int{1, 3, 32, 32}, "FP32", info.InputName, append(good.Data, 1)), 400, "more than the 3072 values"},
+		{"v2 strings", "POST", "/v2/models/victim/infer", jsonH, v2([]int{1, 3, 32, 32}, "FP32", info.InputName, []string{"a"}), 400, "expected a number"},
+		{"v2 overflow", "POST", "/v2/models/victim/infer", jsonH, []byte(`{"inputs":[{"name":"` + info.InputName + `","shape":[1,3,32,32],"datatype":"FP32","data":[1e39]}]}`), 400, "not a finite float32"},
+		{"v2 shape", "POST", "/v2/models/victim/infer", jsonH, v2([]int{1, 3, 64, 64}, "FP32", info.InputName, good.Data), 400, "found 3,64,64"},
+		{"v2 no inputs", "POST", "/v2/models/victim/infer", jsonH, []byte(`{"inputs":[]}`), 400, "0 input tensors"},
+		{"v2 unknown model", "POST", "/v2/models/resnet/infer", jsonH, v2([]int{1, 3, 32, 32}, "FP32", info.InputName, good.Data), 404, `model "resnet" not found`},
+		{"v2 unknown model metadata", "GET", "/v2/models/resnet", nil, nil, 404, `model "resnet" not found`},
+		{"v2 unknown version", "GET", "/v2/models/victim/versions/3", nil, nil, 404, `version "3" not found`},
+		{"wrong method", "GET", "/v1/embeddings", nil, nil, 405, "expected POST"},
+		{"unknown path", "GET", "/v3/anything", nil, nil, 404, "no such endpoint"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st, h, b := do(t, tc.method, ts.url+tc.path, tc.header, tc.body)
+			var e struct {
+				Error string `json:"error"`
+				Code  string `json:"code"`
+			}
+			if err := json.Unmarshal(b, &e); err != nil || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+				t.Fatalf("status %d, body is not a JSON error (%v): %s", st, err, b)
+			}
+			if st != tc.status || !strings.Contains(e.Error, tc.mention) || e.Code == "" {
+				t.Fatalf("got %d %q (code %q), want %d mentioning %q", st, e.Error, e.Code, tc.status, tc.mention)
+			}
+		})
+	}
+	if got := ledgerTotal(t, ts.store, k.ID); got != 0 {
+		t.Fatalf("bad requests were counted: ledger %d, want 0", got)
+	}
+	if st, _, b := postRaw(t, ts.url, secret, good); st != http.StatusOK {
+		t.Fatalf("a good request after the bad ones: %d %s", st, b)
+	}
+}
+
+func TestQuotaAndRateLimit(t *testing.T) {
+	enc := sharedEncoder(t)
+	ts := startServer(t, enc, Config{})
+
+	t.Run("quota", func(t *testing.T) {
+		k, secret := ts.addKey(t, "small", 5, 0)
+		for i, tc := range []struct{ n, status, remaining int }{{2, 200, 3}, {2, 200, 1}, {2, 402, 1}, {1, 200, 0}, {1, 402, 0}} {
+			st, r, b := postRaw(t, ts.url, secret, randomImages(tc.n, uint64(i)))
+			if st != tc.status {
+				t.Fatalf("request %d (%d images): status %d, want %d: %s", i, tc.n, st, tc.status, b)
+			}
+			if st == 402 && !strings.Contains(string(b), fmt.Sprintf("quota exhausted for key \\\"small\\\": %d of 5 images used", 5-tc.remaining)) {
+				t.Fatalf("quota error %s", b)
+			}
+			if st == 200 && (r.Usage.Remaining == nil || *r.Usage.Remaining != int64(tc.remaining)) {
+				t.Fatalf("request %d: remaining %v, want %d", i, r.Usage.Remaining, tc.remaining)
+			}
+		}
+		if got := ledgerTotal(t, ts.store, k.ID); got != 5 {
+			t.Fatalf("ledger %d, want 5", got)
+		}
+	})
+	t.Run("rate", func(t *testing.T) {
+		k, secret := ts.addKey(t, "slow", 0, 4)
+		st, _, b := postRaw(t, ts.url, secret, randomImages(4, 1))
+		if st != 200 {
+			t.Fatalf("first 4 images: %d %s", st, b)
+		}
+		hdr := map[string]string{"Authorization": "Bearer " + secret, "Content-Type": "application/octet-stream", "X-Shape": "2,3,32,32"}
+		st, h, b := do(t, "POST", ts.url+"/v1/embeddings", hdr, rawBody(randomImages(2, 2)))
+		if st != http.StatusTooManyRequests || h.Get("Retry-After") != "1" || h.Get("X-RateLimit-Limit") != "4" ||
+			h.Get("X-RateLimit-Remaining") != "0" || h.Get("X-RateLimit-Reset") != "1" || !strings.Contains(string(b), "4 images/s") {
+			t.Fatalf("over the rate: %d %v %s", st, h, b)
+		}
+		var e struct {
+			RetryAfter float64 `json:"retry_after_seconds"`
+		}
+		json.Unmarshal(b, &e)
+		if e.RetryAfter <= 0 || e.RetryAfter > 0.5 {
+			t.Fatalf("retry_after_seconds %g, want (0, 0.5] for 2 tokens at 4/s", e.RetryAfter)
+		}
+		time.Sleep(time.Duration(e.RetryAfter*float64(time.Second)) + 20*time.Millisecond)
+		if st, h, b = do(t, "POST", ts.url+"/v1/embeddings", hdr, rawBody(randomImages(2, 2))); st != 200 || h.Get("X-RateLimit-Limit") != "4" {
+			t.Fatalf("after waiting: %d %s", st, b)
+		}
+		if got := ledgerTotal(t, ts.store, k.ID); got != 6 {
+			t.Fatalf("ledger %d, want 6 (refused requests are not counted)", got)
+		}
+	})
+	t.Run("revoked while serving", func(t *testing.T) {
+		_, secret := ts.addKey(t, "fired", 0, 0)
+		if st, _, b := postRaw(t, ts.url, secret, randomImages(1, 1)); st != 200 {
+			t.Fatalf("%d %s", st, b)
+		}
+		other, err := OpenStore(ts.store.Path()) // a second connection, as `ssl-onnx keys revoke` would be
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		if _, err := other.Revoke(context.Background(), "fired"); err != nil {
+			t.Fatal(err)
+		}
+		if st, _, b := postRaw(t, ts.url, secret, randomImages(1, 1)); st != http.StatusForbidden {
+			t.Fatalf("after revoke: %d %s", st, b)
+		}
+	})
+}
+
+// countingEncoder wraps a real encoder and records every Encode call's key and size.
+type countingEncoder struct {
+	infer.Encoder
+	mu    sync.Mutex
+	calls []call
+}
+
+type call struct {
+	key    string
+	images int
+}
+
+func (c *countingEncoder) Encode(ctx context.Context, x infer.Images) (infer.Vectors, error) {
+	c.mu.Lock()
+	c.calls = append(c.calls, call{defense.KeyFrom(ctx), x.N})
+	c.mu.Unlock()
+	return c.Encoder.Encode(ctx, x)
+}
+
+func TestDynamicBatching(t *testing.T) {
+	enc := sharedEncoder(t)
+	ce := &countingEncoder{Encoder: enc}
+	ts := startServer(t, ce, Config{MaxBatch: 64, MaxDelay: 30 * time.Millisecond})
+	ka, secretA := ts.addKey(t, "a", 0, 0)
+	kb, secretB := ts.addKey(t, "b", 0, 0)
+	const n = 32
+	x := randomImages(n, 9)
+	want := make([]infer.Vectors, n) // unbatched answers
+	for i := range want {
+		var err error
+		if want[i], err = enc.Encode(context.Background(), infer.Images{N: 1, C: 3, H: 32, W: 32, Data: x.Data[i*3072 : (i+1)*3072]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([][]float32, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			secret := secretA
+			if i%2 == 1 {
+				secret = secretB
+			}
+			st, r, b := postRaw(t, ts.url, secret, infer.Images{N: 1, C: 3, H: 32, W: 32, Data: x.Data[i*3072 : (i+1)*3072]})
+			if st != 200 {
+				errs[i] = fmt.Errorf("request %d: %d %s", i, st, b)
+				return
+			}
+			got[i] = r.flat()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range got {
+		assertClose(t, fmt.Sprintf("request %d batched vs alone", i), got[i], want[i].Data, 1e-4)
+	}
+	perKey := map[string]int{}
+	for _, c := range ce.calls {
+		perKey[c.key] += c.images
+	}
+	t.Logf("%d requests -> %d Encode calls: %v", n, len(ce.calls), ce.calls)
+	if len(ce.calls) >= n {
+		t.Fatalf("%d Encode calls for %d concurrent requests: no batching", len(ce.calls), n)
+	}
+	// Batches never mix keys: each call ran under one key, and the images per key add up.
+	if perKey[ka.ID] != n/2 || perKey[kb.ID] != n/2 || len(perKey) != 2 {
+		t.Fatalf("images per key %v, want %d each for %s and %s", perKey, n/2, ka.ID, kb.ID)
+	}
+	if ledgerTotal(t, ts.store, ka.ID) != n/2 || ledgerTotal(t, ts.store, kb.ID) != n/2 {
+		t.Fatal("ledger does not hold 16 images per key")
+	}
+	st, _, b := do(t, "GET", ts.url+"/metrics", nil, nil)
+	for _, want := range []string{
+		`ssl_onnx_requests_total{code="200",endpoint="embeddings"} 32`,
+		`ssl_onnx_images_answered_total 32`,
+		`ssl_onnx_batch_size_images_count ` + strconv.Itoa(len(ce.calls)),
+		`ssl_onnx_queue_depth 0`,
+		`ssl_onnx_request_duration_seconds_bucket{endpoint="embeddings"`,
+	} {
+		if st != 200 || !strings.Contains(string(b), want) {
+			t.Fatalf("metrics (status %d) lack %q:\n%s", st, want, b)
+		}
+	}
+}
+
+// slowEncoder delays every Encode call, so a request is surely in flight.
+type slowEncoder struct {
+	infer.Encoder
+	started chan struct{}
+	delay   time.Duration
+}
+
+func (s *slowEncoder) Encode(ctx context.Context, x infer.Images) (infer.Vectors, error) {
+	select {
+	case s.started <- struct{}{}:
+	default:
+	}
+	time.Sleep(s.delay)
+	return s.Encoder.Encode(ctx, x)
+}
+
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	se := &slowEncoder{Encoder: sharedEncoder(t), started: make(chan struct{}, 1), delay: 300 * time.Millisecond}
+	ts := startServer(t, se, Config{})
+	k, secret := ts.addKey(t, "late", 0, 0)
+	type result struct {
+		st int
+		b  []byte
+	}
+	res := make(chan result, 1)
+	go func() {
+		st, _, b := postRaw(t, ts.url, secret, randomImages(2, 1))
+		res <- result{st, b}
+	}()
+	<-se.started
+	if err := ts.stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	r := <-res
+	if r.st != 200 {
+		t.Fatalf("in-flight request during shutdown: %d %s", r.st, r.b)
+	}
+	st, err := OpenStore(ts.store.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got := ledgerTotal(t, st, k.ID); got != 2 {
+		t.Fatalf("ledger %d, want 2", got)
+	}
+	if _, err := http.Get(ts.url + "/healthz"); err == nil {
+		t.Fatal("server still listening after shutdown")
+	}
+}
+
+func TestRawReplyRoundTrip(t *testing.T) {
+	b := make([]byte, 8)
+	binary.LittleEndian.PutUint32(b, math.Float32bits(1.5))
+	binary.LittleEndian.PutUint32(b[4:], math.Float32bits(-2))
+	for _, tc := range []struct {
+		shape string
+		body  []byte
+		ok    bool
+	}{{"1,2", b, true}, {"2,1", b, false}, {"1,3", b, false}, {"x", b, false}, {"1,2", b[:7], false}} {
+		v, err := parseRawReply(tc.shape, tc.body, 1)
+		if (err == nil) != tc.ok || (tc.ok && (v.Data[0] != 1.5 || v.Data[1] != -2)) {
+			t.Errorf("shape %q len %d: %v %v", tc.shape, len(tc.body), v, err)
+		}
+	}
+}

@@ -1,0 +1,323 @@
+package serve
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
+)
+
+// Store is the server's durable state: API keys and the per-key ledger of answered queries.
+//
+// It is a SQLite database (modernc.org/sqlite, pure Go, no cgo) in WAL mode with
+// synchronous=FULL. SQLite was chosen over bbolt for one operational reason: bbolt takes an
+// exclusive file lock for the lifetime of a writer, so `ssl-onnx keys add/revoke` could not
+// run while the server holds the database; SQLite lets several processes share the file
+// (readers never block, writers take turns under busy_timeout), so keys are created, listed
+// and revoked while the server runs, and the server sees the change on the next request
+// because it reads the key row on every request. Both engines give the property the ledger
+// needs: a transaction is on disk when Commit returns and a kill -9 at any instant leaves
+// either all of a transaction or none of it.
+//
+// Secrets are stored as SHA-256 digests only. A secret is 32 bytes from crypto/rand
+// (256 bits of entropy), so, unlike a human password, it cannot be guessed from its digest
+// and needs no salt or slow hash (bcrypt/argon2 only help against low-entropy inputs); a
+// plain digest also lets a request be authenticated by one indexed lookup. Whoever reads
+// the database learns key names and usage but cannot call the API.
+//
+// A Store is safe for concurrent use. One server process per database: quota reservations
+// for requests in flight live in the server's memory.
+type Store struct {
+	db   *sql.DB
+	file string
+}
+
+// Key is one API key's record (never its secret).
+type Key struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Quota   int64     `json:"quota"` // total images the key may have answered; 0 = unlimited
+	Used    int64     `json:"used"`  // images answered so far (sum of the ledger)
+	Rate    float64   `json:"rate"`  // images per second (token bucket); 0 = unlimited
+	Created time.Time `json:"created"`
+	Revoked time.Time `json:"revoked,omitzero"` // zero while the key is active
+}
+
+// Active reports whether the key has not been revoked.
+func (k Key) Active() bool { return k.Revoked.IsZero() }
+
+// Remaining is the number of images the key may still have answered, -1 when unlimited.
+func (k Key) Remaining() int64 {
+	if k.Quota <= 0 {
+		return -1
+	}
+	return max(k.Quota-k.Used, 0)
+}
+
+// DayUsage is one row of the ledger: what one key had answered on one UTC day.
+type DayUsage struct {
+	KeyID    string `json:"key_id"`
+	Day      string `json:"day"` // YYYY-MM-DD, UTC
+	Images   int64  `json:"images"`
+	Requests int64  `json:"requests"`
+}
+
+// Errors returned by Store methods; match them with errors.Is.
+var (
+	ErrUnknownKey = errors.New("unknown API key")
+	ErrRevokedKey = errors.New("API key revoked")
+)
+
+// SecretPrefix starts every API key secret, so secrets are recognisable in logs and
+// secret scanners.
+const SecretPrefix = "sslk_"
+
+const schema = `
+CREATE TABLE IF NOT EXISTS api_keys (
+	id            TEXT PRIMARY KEY,
+	name          TEXT NOT NULL,
+	secret_sha256 BLOB NOT NULL UNIQUE,
+	quota         INTEGER NOT NULL CHECK (quota >= 0),
+	rate          REAL NOT NULL CHECK (rate >= 0),
+	used          INTEGER NOT NULL DEFAULT 0,
+	created_ms    INTEGER NOT NULL,
+	revoked_ms    INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys(name) WHERE revoked_ms IS NULL;
+CREATE TABLE IF NOT EXISTS usage_daily (
+	key_id   TEXT NOT NULL REFERENCES api_keys(id),
+	day      TEXT NOT NULL,
+	images   INTEGER NOT NULL,
+	requests INTEGER NOT NULL,
+	PRIMARY KEY (key_id, day)
+) WITHOUT ROWID;
+`
+
+// OpenStore opens (creating if needed, with its parent directory) the database at path.
+func OpenStore(path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("store: empty database path")
+	}
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("store %s: the path may not contain '?' or '#'", path)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetConnMaxIdleTime(time.Minute)
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	return &Store{db: db, file: path}, nil
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.file }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+var keyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// AddKey creates a key and returns its record and its secret. The secret is shown only
+// here: the database keeps its SHA-256 digest. quota is the total number of images the key
+// may have answered (0 = unlimited); rate is images per second (0 = unlimited).
+func (s *Store) AddKey(ctx context.Context, name string, quota int64, rate float64) (Key, string, error) {
+	if !keyName.MatchString(name) {
+		return Key{}, "", fmt.Errorf("key name %q: expected 1-64 characters of letters, digits, '.', '_', '-', starting with a letter or digit", name)
+	}
+	if quota < 0 {
+		return Key{}, "", fmt.Errorf("quota %d: expected >= 0 (0 = unlimited)", quota)
+	}
+	if !(rate >= 0) || rate > 1e9 {
+		return Key{}, "", fmt.Errorf("rate %g: expected 0 (unlimited) or a positive number of images per second", rate)
+	}
+	var raw [32]byte
+	var id [6]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return Key{}, "", err
+	}
+	if _, err := rand.Read(id[:]); err != nil {
+		return Key{}, "", err
+	}
+	secret := SecretPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	sum := sha256.Sum256([]byte(secret))
+	k := Key{ID: "k" + hex.EncodeToString(id[:]), Name: name, Quota: quota, Rate: rate, Created: time.UnixMilli(time.Now().UnixMilli()).UTC()}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys(id, name, secret_sha256, quota, rate, created_ms) VALUES(?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, sum[:], k.Quota, k.Rate, k.Created.UnixMilli())
+	if err != nil {
+		if strings.Contains(err.Error(), "UNIQUE") {
+			return Key{}, "", fmt.Errorf("key name %q is already used by an active key (revoke it first)", name)
+		}
+		return Key{}, "", fmt.Errorf("add key: %w", err)
+	}
+	return k, secret, nil
+}
+
+const keyColumns = `id, name, quota, rate, used, created_ms, revoked_ms`
+
+func scanKey(sc interface{ Scan(...any) error }) (Key, error) {
+	var k Key
+	var created int64
+	var revoked sql.NullInt64
+	if err := sc.Scan(&k.ID, &k.Name, &k.Quota, &k.Rate, &k.Used, &created, &revoked); err != nil {
+		return Key{}, err
+	}
+	k.Created = time.UnixMilli(created).UTC()
+	if revoked.Valid {
+		k.Revoked = time.UnixMilli(revoked.Int64).UTC()
+	}
+	return k, nil
+}
+
+// Keys lists every key, revoked ones included, oldest first.
+func (s *Store) Keys(ctx context.Context) ([]Key, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+keyColumns+` FROM api_keys ORDER BY created_ms, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Key
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// Key returns the key with the given ID, or ErrUnknownKey.
+func (s *Store) Key(ctx context.Context, id string) (Key, error) {
+	k, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Key{}, fmt.Errorf("%w: no key with id %q", ErrUnknownKey, id)
+	}
+	return k, err
+}
+
+// Revoke revokes the key named by ref: a key ID, or the name of an active key. Revoking
+// takes effect at the caller's next request, also in a running server. The key's ledger
+// is kept.
+func (s *Store) Revoke(ctx context.Context, ref string) (Key, error) {
+	k, err := scanKey(s.db.QueryRowContext(ctx,
+		`UPDATE api_keys SET revoked_ms = ?1 WHERE revoked_ms IS NULL AND (id = ?2 OR name = ?2) RETURNING `+keyColumns,
+		time.Now().UnixMilli(), ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		if old, err2 := s.Key(ctx, ref); err2 == nil && !old.Active() {
+			return old, fmt.Errorf("key %s (%s) was already revoked at %s", old.ID, old.Name, old.Revoked.Format(time.RFC3339))
+		}
+		return Key{}, fmt.Errorf("%w: no active key with id or name %q", ErrUnknownKey, ref)
+	}
+	return k, err
+}
+
+// HashSecret is the digest under which a secret is stored.
+func HashSecret(secret string) []byte {
+	sum := sha256.Sum256([]byte(secret))
+	return sum[:]
+}
+
+// Authenticate returns the key whose secret is secret. It fails with ErrUnknownKey or
+// ErrRevokedKey (wrapped with the key's name) when the secret cannot be used.
+func (s *Store) Authenticate(ctx context.Context, secret string) (Key, error) {
+	k, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE secret_sha256 = ?`, HashSecret(secret)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Key{}, ErrUnknownKey
+	}
+	if err != nil {
+		return Key{}, err
+	}
+	if !k.Active() {
+		return k, fmt.Errorf("%w: key %q was revoked at %s", ErrRevokedKey, k.Name, k.Revoked.Format(time.RFC3339))
+	}
+	return k, nil
+}
+
+// Record adds images answered in requests replies to the key's ledger (the day of at, UTC)
+// and to its used total, in one transaction, and returns the new total. When Record
+// returns nil the count is durable (synchronous=FULL); when it returns an error nothing
+// was counted.
+func (s *Store) Record(ctx context.Context, keyID string, images, requests int, at time.Time) (int64, error) {
+	if images < 0 || requests < 0 {
+		return 0, fmt.Errorf("record: negative count %d images / %d requests", images, requests)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("record: %w", err)
+	}
+	defer tx.Rollback()
+	var used int64
+	err = tx.QueryRowContext(ctx, `UPDATE api_keys SET used = used + ? WHERE id = ? RETURNING used`, images, keyID).Scan(&used)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("record: %w: %q", ErrUnknownKey, keyID)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("record: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO usage_daily(key_id, day, images, requests) VALUES(?, ?, ?, ?)
+		ON CONFLICT(key_id, day) DO UPDATE SET images = images + excluded.images, requests = requests + excluded.requests`,
+		keyID, at.UTC().Format(time.DateOnly), images, requests)
+	if err != nil {
+		return 0, fmt.Errorf("record: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("record: commit: %w", err)
+	}
+	return used, nil
+}
+
+// Usage returns the ledger, per key and day; keyID "" returns every key's.
+func (s *Store) Usage(ctx context.Context, keyID string) ([]DayUsage, error) {
+	q := `SELECT key_id, day, images, requests FROM usage_daily`
+	var args []any
+	if keyID != "" {
+		q += ` WHERE key_id = ?`
+		args = append(args, keyID)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY key_id, day`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []DayUsage
+	for rows.Next() {
+		var u DayUsage
+		if err := rows.Scan(&u.KeyID, &u.Day, &u.Images, &u.Requests); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// quotaState reads a key's current quota and used count.
+func (s *Store) quotaState(ctx context.Context, keyID string) (quota, used int64, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT quota, used FROM api_keys WHERE id = ?`, keyID).Scan(&quota, &used)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("%w: %q", ErrUnknownKey, keyID)
+	}
+	return quota, used, err
+}
