@@ -10,7 +10,7 @@ import (
 // Distortion measures what a defense costs a legitimate user: the mean cosine similarity and
 // the mean L2 distance between each clean vector and the defended answer to the same image.
 // The two batches must have the same shape (compare a truncating defense against the clean
-// vectors truncated alike, and a B4B answer against B4B.Transform of the clean vectors). A
+// vectors truncated alike, and clean vectors against B4B.Untransform of a B4B caller's answers). A
 // pair with a zero vector counts as cosine 0.
 func Distortion(clean, defended infer.Vectors) (meanCos, meanL2 float64, err error) {
 	if clean.N != defended.N || clean.D != defended.D {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ssl-onnx/ssl-onnx/infer"
 )
@@ -187,4 +188,40 @@ func TestPRADARepeatedImage(t *testing.T) {
 	if s := p.Stats("r"); s.Blocked || s.Tested || s.Distances != 19 {
 		t.Errorf("Stats = %+v; want 19 distances, untested, not blocked", s)
 	}
+}
+
+// TestPRADAOverhead measures PRADA's bookkeeping per query (nearest-neighbour search over a
+// full growing set of 3x32x32 images) and per Shapiro-Wilk test on 5000 distances.
+func TestPRADAOverhead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing measurement")
+	}
+	cfg := DefaultPRADAConfig()
+	x := noiseImages(9, 1100)
+	per := 3 * 32 * 32
+	for _, size := range []int{256, 1000} {
+		var s pradaState
+		for i := range size {
+			s.set = append(s.set, slices.Clone(x.Data[i*per:(i+1)*per]))
+		}
+		cfg.Set = size
+		s.dist, s.count, s.sum, s.sum2 = []float64{1}, 1, 1, 1
+		t0 := time.Now()
+		for i := 1000; i < 1100; i++ {
+			s.add(x.Data[i*per:(i+1)*per], cfg)
+		}
+		t.Logf("growing set of %d x 3072 values: %v per query", size, time.Since(t0)/100)
+	}
+	d := make([]float64, 5000)
+	r := rand.New(rand.NewPCG(1, 1))
+	for i := range d {
+		d[i] = r.NormFloat64()
+	}
+	t0 := time.Now()
+	for range 10 {
+		if _, _, err := ShapiroWilk(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("Shapiro-Wilk on 5000 distances: %v per test (coefficients cached)", time.Since(t0)/10)
 }

@@ -4,7 +4,26 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 )
+
+// swLast caches the coefficients of the last sample size: PRADA tests windows of one size
+// (5000 once full) over and over, and the coefficients cost n inverse-erf evaluations.
+var swLast struct {
+	sync.Mutex
+	n int
+	a []float64
+}
+
+// swCoefficientsCached is swCoefficients through swLast; the result must not be modified.
+func swCoefficientsCached(n int) []float64 {
+	swLast.Lock()
+	defer swLast.Unlock()
+	if swLast.n != n {
+		swLast.n, swLast.a = n, swCoefficients(n)
+	}
+	return swLast.a
+}
 
 // ShapiroWilk tests whether x comes from a normal distribution. It returns the statistic W
 // (in (0, 1]; small W = not normal) and its p-value, by Royston's 1992 approximation (the one
@@ -29,7 +48,7 @@ func ShapiroWilk(x []float64) (w, p float64, err error) {
 	if !(span > 0) || span < 1e-300 {
 		return 0, 0, fmt.Errorf("defense: Shapiro-Wilk is undefined when all %d values are equal (%v)", n, y[0])
 	}
-	a := swCoefficients(n)
+	a := swCoefficientsCached(n)
 
 	// W = (sum a_i y_(i))^2 / sum (y_i - mean)^2, on values scaled by the range.
 	var mean float64

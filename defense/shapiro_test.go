@@ -77,7 +77,7 @@ func TestShapiroWilkMatchesSciPy(t *testing.T) {
 	// one does), and near W=1 a large n's p-value amplifies them. So W is compared within
 	// 1e-5, the p-value transform on scipy's own W within 1e-4, and p directly within 1e-4
 	// for n <= 50 and 5e-4 for n = 500 (scipy's W rounding alone moves p by 1.5e-4 there).
-	var worstW, worstP, worstPW float64
+	var worstW, worstP, worstP500, worstPW float64
 	for i, s := range samples {
 		w, p, err := ShapiroWilk(s.x)
 		if err != nil {
@@ -89,7 +89,11 @@ func TestShapiroWilkMatchesSciPy(t *testing.T) {
 		dp, tolP := 0.0, 1e-4
 		if len(s.x) <= 500 {
 			dp = math.Abs(p - refP)
-			worstP = max(worstP, dp)
+			if len(s.x) <= 50 {
+				worstP = max(worstP, dp)
+			} else {
+				worstP500 = max(worstP500, dp)
+			}
 		}
 		if len(s.x) > 50 {
 			tolP = 5e-4
@@ -98,8 +102,8 @@ func TestShapiroWilkMatchesSciPy(t *testing.T) {
 			t.Errorf("%s: W=%.7f p=%.7f (p at scipy's W %.7f); scipy W=%.7f p=%.7f", s.name, w, p, swPValue(refW, len(s.x)), refW, refP)
 		}
 	}
-	t.Logf("%d samples vs scipy %s: max |dW| = %.2g, max |dp| (n <= 500) = %.2g, max |dp| at scipy's W = %.2g",
-		len(samples), ref.SciPy, worstW, worstP, worstPW)
+	t.Logf("%d samples vs scipy %s: max |dW| = %.2g; max |dp| = %.2g (n <= 50), %.2g (n = 500), %.2g (at scipy's W, all n)",
+		len(samples), ref.SciPy, worstW, worstP, worstP500, worstPW)
 }
 
 func TestShapiroWilkErrors(t *testing.T) {

@@ -50,9 +50,9 @@ var kinds = []kind{
 		{"calib", "256", "representations averaged for center=auto, >= 1"},
 	}, parseDetect},
 	{"prada", "PRADA (Juuti et al. 2019): Shapiro-Wilk test on each caller's minimum input distances; blocks callers whose distances are not normal", []paramDoc{
-		{"delta", "0.9", "block when W < delta, in (0, 1]"},
+		{"delta", "0.9", "block when W < delta, in [0, 1]"},
 		{"min", "50", "distances needed before testing, 3..5000"},
-		{"set", "1000", "largest growing set of past queries kept per caller, >= 1"},
+		{"set", "256", "largest growing set of past queries kept per caller (oldest forgotten), >= 1"},
 		{"window", "5000", "most recent distances tested, min..5000"},
 		{"keys", "100", "callers remembered (blocked callers are never forgotten), >= 1"},
 	}, parsePRADA},

@@ -378,6 +378,10 @@ func evaluate(ctx context.Context, c Config, victim string, attacks []Attack, lo
 	cfg.Probe.Epochs = c.ProbeEpochs
 	cfg.Threads = c.Threads
 	cfg.TempDir = c.Dir
+	if rep := loadReport(path, append([]string{victim}, cfg.Models...)); rep != nil {
+		fmt.Fprintf(log, "%s exists and covers every model: skipping\n", path)
+		return rep, nil
+	}
 	rep, err := eval.Evaluate(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -495,3 +499,25 @@ func evalSplits(c Config, info infer.Info) (data.Dataset, data.Dataset, error) {
 	return tr, te, err
 }
 
+
+// loadReport returns the evaluation saved at path if it has a row for every model, else nil.
+func loadReport(path string, models []string) *eval.Report {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var rep eval.Report
+	if json.Unmarshal(b, &rep) != nil {
+		return nil
+	}
+	have := map[string]bool{}
+	for _, r := range rep.Rows {
+		have[r.Model] = true
+	}
+	for _, m := range models {
+		if !have[m] {
+			return nil
+		}
+	}
+	return &rep
+}
