@@ -319,7 +319,8 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	if c.RequeryEachEpoch {
 		res.QueriesSpent = spent
 	} else {
-		res.QueriesSpent = cache.Len()
+		// The answers this attack used (a larger earlier budget in the same directory paid for more).
+		res.QueriesSpent = nImages * views
 	}
 	res.Seconds = time.Since(start).Seconds()
 	b, _ := json.MarshalIndent(res, "", "  ")

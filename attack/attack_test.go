@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -235,8 +234,18 @@ func TestRunExactBudgetOneViewAndResume(t *testing.T) {
 	}
 	got, ok := cache.Get(99, 0)
 	cache.Close()
-	if !ok || !slices.Equal(got, want.Data) {
-		t.Fatalf("cached answer of query 99 differs from the victim's answer to test image 8999")
+	if !ok || len(got) != len(want.Data) {
+		t.Fatalf("cached answer of query 99: %d values (found %v), want %d", len(got), ok, len(want.Data))
+	}
+	worst, scale := 0.0, 1e-6
+	for i := range got {
+		worst = math.Max(worst, math.Abs(float64(got[i]-want.Data[i])))
+		scale = math.Max(scale, math.Abs(float64(want.Data[i])))
+	}
+	// The cached answer came from a batch of 36, the check from a batch of 1.
+	t.Logf("cached answer vs the victim's answer to test image 8999 alone: max |diff| %.2g (scale %.3g)", worst, scale)
+	if worst > 1e-5*scale {
+		t.Fatalf("cached answer of query 99 differs from the victim's answer to test image 8999 by %g", worst)
 	}
 
 	// Resume into the same directory with more epochs: no query is paid again.

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -245,20 +246,12 @@ func exportCheckpoint(dir, path string) error {
 	if err != nil {
 		return err
 	}
-	om, err := export.Model(m.Graph, sd, export.Options{Output: outputOf(ck), Metadata: map[string]string{
+	om, err := export.Model(m.Graph, sd, export.Options{Output: ck.DefaultOutput(), Metadata: map[string]string{
 		"train_dataset": ck.Config.Dataset, "train_loss": ck.Config.Loss, "epochs": strconv.Itoa(ck.Epoch)}})
 	if err != nil {
 		return err
 	}
 	return onnxpb.WriteFile(path, om)
-}
-
-// outputOf: a stolen encoder with a linear head answers through it; others give h.
-func outputOf(ck *train.Checkpoint) string {
-	if ck.Spec.Head == "linear" {
-		return "projection"
-	}
-	return "representation"
 }
 
 type server struct {
@@ -284,7 +277,8 @@ func startServer(ctx context.Context, model string, store *serve.Store, defenses
 	if len(defenses) > 0 {
 		name = "defended"
 	}
-	srv, err := serve.New(enc, serve.Config{Store: store, ModelName: "victim", Defenses: defenses, MaxBatch: 256})
+	srv, err := serve.New(enc, serve.Config{Store: store, ModelName: "victim", Defenses: defenses, MaxBatch: 256,
+		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		enc.Close()
 		return nil, err
@@ -498,7 +492,6 @@ func evalSplits(c Config, info infer.Info) (data.Dataset, data.Dataset, error) {
 	te, err := open("test", c.EvalTest)
 	return tr, te, err
 }
-
 
 // loadReport returns the evaluation saved at path if it has a row for every model, else nil.
 func loadReport(path string, models []string) *eval.Report {

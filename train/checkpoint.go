@@ -207,3 +207,13 @@ func LoadModel(dir string) (*Checkpoint, *torchnet.Model, error) {
 	}
 	return ck, m, nil
 }
+
+// DefaultOutput is the output an export of this checkpoint should give by default: the
+// representation, except for a stolen encoder with a linear head, whose projection is what
+// matches the victim's answers.
+func (ck *Checkpoint) DefaultOutput() string {
+	if ck.Spec.Head == "linear" {
+		return models.OutputProjection
+	}
+	return models.OutputRepresentation
+}

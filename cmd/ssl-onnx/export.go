@@ -8,7 +8,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ssl-onnx/ssl-onnx/export"
-	"github.com/ssl-onnx/ssl-onnx/models"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 	"github.com/ssl-onnx/ssl-onnx/train"
 )
@@ -20,7 +19,7 @@ func exportCommand() *cli.Command {
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "checkpoint", Value: "runs/victim", Usage: "run directory (or its checkpoint.json)"},
-			&cli.StringFlag{Name: "output", Value: models.OutputRepresentation, Usage: "representation (pooled feature) or projection (after the head)"},
+			&cli.StringFlag{Name: "output", Usage: "representation (pooled feature) or projection (after the head); default: representation, or projection for a stolen encoder with a linear head"},
 			&cli.StringFlag{Name: "out", Value: "", Usage: "ONNX file to write (default: <checkpoint>/model.onnx)"},
 			&cli.StringFlag{Name: "triton", Usage: "also write a Triton model repository in this directory"},
 			&cli.StringFlag{Name: "name", Value: "encoder", Usage: "model name in the Triton repository"},
@@ -40,7 +39,11 @@ func exportCommand() *cli.Command {
 				"train_loss":    ck.Config.Loss,
 				"epochs":        strconv.Itoa(ck.Epoch),
 			}
-			om, err := export.Model(m.Graph, sd, export.Options{Output: c.String("output"), Metadata: meta})
+			output := c.String("output")
+			if output == "" {
+				output = ck.DefaultOutput()
+			}
+			om, err := export.Model(m.Graph, sd, export.Options{Output: output, Metadata: meta})
 			if err != nil {
 				return err
 			}
@@ -60,7 +63,7 @@ func exportCommand() *cli.Command {
 				out, md["architecture"], md["stem"], md["input_shape"], md["output"], md["output_dim"],
 				len(om.Graph.Nodes), len(om.Graph.Initializers))
 			if dir := c.String("triton"); dir != "" {
-				if err := export.WriteTriton(dir, c.String("name"), om, m.Graph, c.String("output"), 256); err != nil {
+				if err := export.WriteTriton(dir, c.String("name"), om, m.Graph, output, 256); err != nil {
 					return err
 				}
 				fmt.Printf("wrote Triton repository %s/%s\n", dir, c.String("name"))
