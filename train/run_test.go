@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -39,6 +40,14 @@ var scratch struct {
 }
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(killChildEnv); dir != "" {
+		// Child of TestKill9MidEpochResumes: train until killed.
+		if _, err := Run(context.Background(), smokeConfig(dir, 50), io.Discard); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	if scratch.dir != "" {
 		os.RemoveAll(scratch.dir)
