@@ -24,9 +24,10 @@ import (
 // model is busy join the next batch. A request is never split; one larger than maxBatch
 // runs alone. Collectors exit after a second without requests.
 //
-// After Encode, the batch's images that are still wanted (the client has not gone away)
-// are recorded in the ledger in one transaction, and only then are the results handed
-// back, so a reply can only be written for a recorded request.
+// After Encode, the worker is free for the next batch, and the batch's images that are
+// still wanted (the client has not gone away) are recorded in the ledger (one entry per
+// batch, group-committed with other batches' entries, see ledgerWriter); only then are the
+// results handed back, so a reply can only be written for a recorded request.
 type batcher struct {
 	encode   func(ctx context.Context, x infer.Images) (infer.Vectors, error)
 	record   func(keyID string, images, requests int) (used int64, err error)
@@ -156,8 +157,7 @@ func (b *batcher) collect(keyID string, q *queue) {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			defer func() { <-b.sem }()
-			b.execute(keyID, batch)
+			b.execute(keyID, batch, func() { <-b.sem })
 		}()
 	}
 }
@@ -188,8 +188,9 @@ func (b *batcher) take(q *queue) []*job {
 	return batch
 }
 
-// execute runs one batch of one key and answers its jobs.
-func (b *batcher) execute(keyID string, batch []*job) {
+// execute runs one batch of one key and answers its jobs. It calls release once the model
+// is done, before the ledger commit, so the next batch's Encode overlaps this commit.
+func (b *batcher) execute(keyID string, batch []*job, release func()) {
 	answerAll := func(err error) {
 		for _, j := range batch {
 			j.done <- jobResult{err: err}
@@ -208,6 +209,7 @@ func (b *batcher) execute(keyID string, batch []*job) {
 	}
 	start := time.Now()
 	v, err := b.safeEncode(defense.WithKey(context.Background(), keyID), x)
+	release()
 	b.observe(x.N, time.Since(start))
 	if err == nil && (v.N != x.N || v.D <= 0 || len(v.Data) != v.N*v.D) {
 		err = fmt.Errorf("the model returned %d x %d vectors (%d values) for %d images", v.N, v.D, len(v.Data), x.N)

@@ -34,6 +34,18 @@
 // the network drops it. No protocol without client acknowledgements can close that gap,
 // and acknowledgements would move the gap to the acknowledgement instead.
 //
+// # Errors and limits
+//
+// Every error is a JSON body {"error": "<what is wrong, expected vs found>", "code":
+// "<machine-readable>"} with a 4xx status for bad input (400 malformed, 401 missing or
+// invalid key, 403 revoked key, 404 unknown model or path, 405 wrong method, 413 body or
+// image count over the limit, 415 content type, 402 quota exhausted, 429 rate limited);
+// 5xx only for server faults (503 while shutting down). Rate-limit replies carry
+// Retry-After (whole seconds, rounded up) and X-RateLimit-Limit (images/s), -Remaining
+// (images that may be sent now) and -Reset (seconds until the bucket is full); the JSON
+// body also has the exact retry_after_seconds. Successful replies carry X-Quota-Used and,
+// for keys with a quota, X-Quota-Limit and X-Quota-Remaining.
+//
 // Concurrent requests of the same key are coalesced into one Encode call (dynamic
 // batching, see Config.MaxBatch and MaxDelay); requests of different keys never share a
 // call, because defenses keep per-caller state and read the key from the Encode context

@@ -97,17 +97,25 @@ func checkFinite(v []float32, s inputSpec) error {
 	return nil
 }
 
+// checkCount validates the number of images in a JSON request.
+func (s inputSpec) checkCount(n int) error {
+	if n == 0 {
+		return badRequest("no_images", `"images" is empty: expected 1 to %d base64-encoded PNG or JPEG images`, s.maxImages)
+	}
+	if n > s.maxImages {
+		return errorf(413, "too_many_images", "%d images in one request, the limit is %d", n, s.maxImages)
+	}
+	return nil
+}
+
 // decodeImages turns base64 PNG/JPEG strings into model input: float32 CHW scaled to
 // [0,1], then normalised with the model's normalisation; gray images are repeated to 3
 // channels (or colour turned to luma for a 1-channel model) and resized to H x W with a
 // bilinear, antialiased filter (package data's). Images are decoded one at a time, so
 // memory stays bounded by one decoded image.
 func (s inputSpec) decodeImages(items []string) (infer.Images, error) {
-	if len(items) == 0 {
-		return infer.Images{}, badRequest("no_images", `"images" is empty: expected 1 to %d base64-encoded PNG or JPEG images`, s.maxImages)
-	}
-	if len(items) > s.maxImages {
-		return infer.Images{}, errorf(413, "too_many_images", "%d images in one request, the limit is %d", len(items), s.maxImages)
+	if err := s.checkCount(len(items)); err != nil {
+		return infer.Images{}, err
 	}
 	per := s.C * s.H * s.W
 	x := infer.Images{N: len(items), C: s.C, H: s.H, W: s.W, Data: make([]float32, len(items)*per)}

@@ -18,6 +18,8 @@ type metrics struct {
 	batchSize  prometheus.Histogram     // images per Encode call
 	encodeTime prometheus.Histogram     // seconds per Encode call
 	queueDepth prometheus.Gauge         // requests waiting to be batched
+	commitTime prometheus.Histogram     // seconds per ledger transaction
+	commitSize prometheus.Histogram     // batches per ledger transaction
 	handler    http.Handler
 }
 
@@ -49,7 +51,15 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "ssl_onnx_queue_depth", Help: "Requests waiting for a batch.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.images, m.batchSize, m.encodeTime, m.queueDepth)
+	m.commitTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "ssl_onnx_ledger_commit_seconds", Help: "Seconds per durable ledger transaction (group commit).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
+	m.commitSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "ssl_onnx_ledger_commit_entries", Help: "Batches recorded per ledger transaction.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+	})
+	reg.MustRegister(m.requests, m.latency, m.images, m.batchSize, m.encodeTime, m.queueDepth, m.commitTime, m.commitSize)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	return m
 }

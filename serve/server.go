@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -37,7 +38,7 @@ const (
 	DefaultWorkers   = 1
 	DefaultMaxBody   = 32 << 20
 	DefaultMaxImages = 256
-	DefaultMaxPixels = 4096 * 4096
+	DefaultMaxPixels = 2048 * 2048
 )
 
 // Config configures a Server. Zero fields take the defaults above.
@@ -58,7 +59,7 @@ type Config struct {
 	MaxBody int64
 	// MaxImages is the most images in one request (default 256).
 	MaxImages int
-	// MaxPixels is the largest decoded image, width x height (default 4096 x 4096).
+	// MaxPixels is the largest decoded image, width x height (default 2048 x 2048).
 	MaxPixels int
 	// Norm is the normalisation applied to decoded PNG/JPEG images after scaling pixels to
 	// [0,1]; raw tensors are passed as sent. The zero value applies none.
@@ -87,19 +88,20 @@ var ApplyDefenses = func(enc infer.Encoder, specs []string) (infer.Encoder, erro
 // quotas and rate limits, batches their requests and records every answered image in the
 // ledger before replying. Make one with New.
 type Server struct {
-	enc   infer.Encoder
-	cfg   Config
-	info  infer.Info
-	name  string
-	dim   int
-	spec  inputSpec
-	log   *slog.Logger
-	store *Store
-	adm   *admission
-	batch *batcher
-	m     *metrics
-	mux   *http.ServeMux
-	ready atomic.Bool
+	enc    infer.Encoder
+	cfg    Config
+	info   infer.Info
+	name   string
+	dim    int
+	spec   inputSpec
+	log    *slog.Logger
+	store  *Store
+	adm    *admission
+	batch  *batcher
+	ledger *ledgerWriter
+	m      *metrics
+	mux    *http.ServeMux
+	ready  atomic.Bool
 
 	closeOnce sync.Once
 }
@@ -187,8 +189,12 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 		s.batch.maxDelay = 0
 	}
 	s.batch.encode = enc.Encode
+	s.ledger = newLedgerWriter(cfg.Store, func(entries int, d time.Duration) {
+		s.m.commitSize.Observe(float64(entries))
+		s.m.commitTime.Observe(d.Seconds())
+	})
 	s.batch.record = func(keyID string, images, requests int) (int64, error) {
-		return s.store.Record(context.Background(), keyID, images, requests, time.Now())
+		return s.ledger.record(Entry{KeyID: keyID, Images: images, Requests: requests})
 	}
 	s.batch.observe = func(images int, d time.Duration) {
 		s.m.batchSize.Observe(float64(images))
@@ -209,6 +215,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.ready.Store(false)
 		s.batch.close()
+		s.ledger.close()
 	})
 	return nil
 }
@@ -407,6 +414,11 @@ func (s *Server) run(ctx context.Context, k Key, x infer.Images) (answer, error)
 	if err != nil {
 		return answer{}, err
 	}
+	return s.runAdmitted(ctx, k, x, rs)
+}
+
+// runAdmitted is run after admission: it ends the reservation made for x.N images.
+func (s *Server) runAdmitted(ctx context.Context, k Key, x infer.Images, rs rateState) (answer, error) {
 	res := s.batch.submit(ctx, k.ID, x)
 	s.adm.release(k, x.N, res.err != nil)
 	if res.err != nil {
@@ -445,12 +457,26 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	x, err := s.parseEmbeddings(r, body)
+	x, images, err := s.parseEmbeddings(r, body)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	a, err := s.run(r.Context(), k, x)
+	var a answer
+	if images == nil {
+		a, err = s.run(r.Context(), k, x)
+	} else {
+		// Admit before decoding, so a key over its rate cannot make the server decode
+		// (expensive) images; a request with a bad image keeps its rate tokens spent.
+		var rs rateState
+		if rs, err = s.adm.admit(r.Context(), k, len(images)); err == nil {
+			if x, err = s.spec.decodeImages(images); err != nil {
+				s.adm.release(k, len(images), false)
+			} else {
+				a, err = s.runAdmitted(r.Context(), k, x, rs)
+			}
+		}
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -502,39 +528,43 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
-// parseEmbeddings reads a /v1/embeddings body: JSON images or a raw float32 tensor.
-func (s *Server) parseEmbeddings(r *http.Request, body []byte) (infer.Images, error) {
+// parseEmbeddings reads a /v1/embeddings body: a raw float32 tensor (returned as x) or
+// JSON base64 images (returned undecoded, their number checked).
+func (s *Server) parseEmbeddings(r *http.Request, body []byte) (x infer.Images, images []string, err error) {
 	ct := r.Header.Get("Content-Type")
 	mt := "application/json"
 	if ct != "" {
-		var err error
 		if mt, _, err = mime.ParseMediaType(ct); err != nil {
-			return infer.Images{}, errorf(http.StatusUnsupportedMediaType, "bad_content_type", "Content-Type %q: %v", ct, err)
+			return infer.Images{}, nil, errorf(http.StatusUnsupportedMediaType, "bad_content_type", "Content-Type %q: %v", ct, err)
 		}
 	}
 	switch mt {
 	case "application/octet-stream":
 		shape, err := parseShapeHeader(r.Header.Get("X-Shape"))
 		if err != nil {
-			return infer.Images{}, err
+			return infer.Images{}, nil, err
 		}
-		return s.spec.rawImages(shape, body)
+		x, err := s.spec.rawImages(shape, body)
+		return x, nil, err
 	case "application/json":
 		var req embeddingsRequest
-		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			return infer.Images{}, badRequest("bad_json", `request body: %v; expected {"images": ["<base64 PNG or JPEG>", ...]}`, jsonErr(err))
+			return infer.Images{}, nil, badRequest("bad_json", `request body: %v; expected {"images": ["<base64 PNG or JPEG>", ...]}`, jsonErr(err))
 		}
 		if dec.More() {
-			return infer.Images{}, badRequest("bad_json", "request body: data after the JSON object")
+			return infer.Images{}, nil, badRequest("bad_json", "request body: data after the JSON object")
 		}
 		if req.Model != "" && req.Model != s.name {
-			return infer.Images{}, errorf(http.StatusNotFound, "unknown_model", "model %q not found: this server serves %q", req.Model, s.name)
+			return infer.Images{}, nil, errorf(http.StatusNotFound, "unknown_model", "model %q not found: this server serves %q", req.Model, s.name)
 		}
-		return s.spec.decodeImages(req.Images)
+		if err := s.spec.checkCount(len(req.Images)); err != nil {
+			return infer.Images{}, nil, err
+		}
+		return infer.Images{}, req.Images, nil
 	}
-	return infer.Images{}, errorf(http.StatusUnsupportedMediaType, "bad_content_type",
+	return infer.Images{}, nil, errorf(http.StatusUnsupportedMediaType, "bad_content_type",
 		"Content-Type %q: expected application/json (base64 images) or application/octet-stream (float32 NCHW with X-Shape)", mt)
 }
 

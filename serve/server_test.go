@@ -350,6 +350,11 @@ func TestQuotaAndRateLimit(t *testing.T) {
 		if st != 200 {
 			t.Fatalf("first 4 images: %d %s", st, b)
 		}
+		// Over the rate, images are not even decoded: 429, not 400, for a bad image.
+		if st, _, b := do(t, "POST", ts.url+"/v1/embeddings", map[string]string{"Authorization": "Bearer " + secret},
+			[]byte(`{"images":["not base64!"]}`)); st != http.StatusTooManyRequests {
+			t.Fatalf("bad image over the rate: %d %s", st, b)
+		}
 		hdr := map[string]string{"Authorization": "Bearer " + secret, "Content-Type": "application/octet-stream", "X-Shape": "2,3,32,32"}
 		st, h, b := do(t, "POST", ts.url+"/v1/embeddings", hdr, rawBody(randomImages(2, 2)))
 		if st != http.StatusTooManyRequests || h.Get("Retry-After") != "1" || h.Get("X-RateLimit-Limit") != "4" ||
@@ -449,9 +454,14 @@ func TestDynamicBatching(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	var gotAll, wantAll []float32
 	for i := range got {
-		assertClose(t, fmt.Sprintf("request %d batched vs alone", i), got[i], want[i].Data, 1e-4)
+		if len(got[i]) != 512 {
+			t.Fatalf("request %d: %d values, want 512", i, len(got[i]))
+		}
+		gotAll, wantAll = append(gotAll, got[i]...), append(wantAll, want[i].Data...)
 	}
+	assertClose(t, "32 batched requests vs each encoded alone", gotAll, wantAll, 1e-5)
 	perKey := map[string]int{}
 	for _, c := range ce.calls {
 		perKey[c.key] += c.images
@@ -544,5 +554,36 @@ func TestRawReplyRoundTrip(t *testing.T) {
 		if (err == nil) != tc.ok || (tc.ok && (v.Data[0] != 1.5 || v.Data[1] != -2)) {
 			t.Errorf("shape %q len %d: %v %v", tc.shape, len(tc.body), v, err)
 		}
+	}
+}
+
+func TestDefenseHook(t *testing.T) {
+	enc := sharedEncoder(t)
+	st, err := OpenStore(t.TempDir() + "/d.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := New(enc, Config{Store: st, Defenses: []string{"noise:0.1"}}); err == nil || !strings.Contains(err.Error(), "defenses not available") {
+		t.Fatalf("default hook: %v", err)
+	}
+	// A plugged-in hook wraps the encoder that is served; the wrapper sees each caller's key.
+	var wrapped *countingEncoder
+	old := ApplyDefenses
+	defer func() { ApplyDefenses = old }()
+	ApplyDefenses = func(e infer.Encoder, specs []string) (infer.Encoder, error) {
+		if fmt.Sprint(specs) != "[count]" {
+			return nil, fmt.Errorf("unknown defense %v", specs)
+		}
+		wrapped = &countingEncoder{Encoder: e}
+		return wrapped, nil
+	}
+	ts := startServer(t, enc, Config{Defenses: []string{"count"}})
+	k, secret := ts.addKey(t, "eve", 0, 0)
+	if st, _, b := postRaw(t, ts.url, secret, randomImages(2, 1)); st != 200 {
+		t.Fatalf("%d %s", st, b)
+	}
+	if len(wrapped.calls) != 1 || wrapped.calls[0] != (call{k.ID, 2}) {
+		t.Fatalf("defense saw calls %v, want one of 2 images for key %s", wrapped.calls, k.ID)
 	}
 }

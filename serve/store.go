@@ -261,30 +261,52 @@ func (s *Store) Authenticate(ctx context.Context, secret string) (Key, error) {
 // returns nil the count is durable (synchronous=FULL); when it returns an error nothing
 // was counted.
 func (s *Store) Record(ctx context.Context, keyID string, images, requests int, at time.Time) (int64, error) {
-	if images < 0 || requests < 0 {
-		return 0, fmt.Errorf("record: negative count %d images / %d requests", images, requests)
+	used, err := s.RecordAll(ctx, []Entry{{KeyID: keyID, Images: images, Requests: requests}}, at)
+	if err != nil {
+		return 0, err
+	}
+	return used[0], nil
+}
+
+// Entry is one addition to the ledger.
+type Entry struct {
+	KeyID    string
+	Images   int
+	Requests int
+}
+
+// RecordAll records every entry in one transaction (all or none: one fsync for many
+// answers) and returns each key's used total after its entry.
+func (s *Store) RecordAll(ctx context.Context, entries []Entry, at time.Time) ([]int64, error) {
+	for _, e := range entries {
+		if e.Images < 0 || e.Requests < 0 {
+			return nil, fmt.Errorf("record: negative count %d images / %d requests", e.Images, e.Requests)
+		}
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("record: %w", err)
+		return nil, fmt.Errorf("record: %w", err)
 	}
 	defer tx.Rollback()
-	var used int64
-	err = tx.QueryRowContext(ctx, `UPDATE api_keys SET used = used + ? WHERE id = ? RETURNING used`, images, keyID).Scan(&used)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("record: %w: %q", ErrUnknownKey, keyID)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("record: %w", err)
-	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO usage_daily(key_id, day, images, requests) VALUES(?, ?, ?, ?)
-		ON CONFLICT(key_id, day) DO UPDATE SET images = images + excluded.images, requests = requests + excluded.requests`,
-		keyID, at.UTC().Format(time.DateOnly), images, requests)
-	if err != nil {
-		return 0, fmt.Errorf("record: %w", err)
+	day := at.UTC().Format(time.DateOnly)
+	used := make([]int64, len(entries))
+	for i, e := range entries {
+		err = tx.QueryRowContext(ctx, `UPDATE api_keys SET used = used + ? WHERE id = ? RETURNING used`, e.Images, e.KeyID).Scan(&used[i])
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("record: %w: %q", ErrUnknownKey, e.KeyID)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("record: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO usage_daily(key_id, day, images, requests) VALUES(?, ?, ?, ?)
+			ON CONFLICT(key_id, day) DO UPDATE SET images = images + excluded.images, requests = requests + excluded.requests`,
+			e.KeyID, day, e.Images, e.Requests)
+		if err != nil {
+			return nil, fmt.Errorf("record: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("record: commit: %w", err)
+		return nil, fmt.Errorf("record: commit: %w", err)
 	}
 	return used, nil
 }

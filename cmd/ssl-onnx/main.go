@@ -30,6 +30,7 @@ func main() {
 			keysCommand(),
 			demoCommand(),
 			evalCommand(),
+			watermarkCommand(),
 		},
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -28,12 +28,13 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "model", Required: true, Usage: "ONNX encoder to serve"},
 			&cli.StringFlag{Name: "name", Usage: "model name in the API (default: the file name without .onnx)"},
 			&cli.StringFlag{Name: "addr", Value: serve.DefaultAddr, Usage: "listen address (loopback by default; 0.0.0.0:8700 exposes it)"},
-			&cli.StringFlag{Name: "db", Value: defaultDB, Usage: "SQLite database of API keys and the ledger (see `ssl-onnx keys`)"},
+			&cli.StringFlag{Name: "db", Value: defaultDB, Usage: "SQLite database of API keys and the ledger (see: ssl-onnx keys)"},
 			&cli.IntFlag{Name: "max-batch", Value: serve.DefaultMaxBatch, Usage: "most images per model call when batching concurrent requests (1 = no batching)"},
 			&cli.DurationFlag{Name: "max-delay", Value: serve.DefaultMaxDelay, Usage: "how long a request waits for others to batch with (negative = no wait)"},
 			&cli.IntFlag{Name: "workers", Value: serve.DefaultWorkers, Usage: "model calls allowed at once"},
 			&cli.StringFlag{Name: "max-body", Value: "32MB", Usage: "largest request body (B, KB, MB, GB: powers of 1024)"},
 			&cli.IntFlag{Name: "max-images", Value: serve.DefaultMaxImages, Usage: "most images per request"},
+			&cli.IntFlag{Name: "max-pixels", Value: serve.DefaultMaxPixels, Usage: "largest decoded PNG/JPEG image, width x height"},
 			&cli.StringFlag{Name: "norm", Value: "auto", Usage: "normalisation of decoded PNG/JPEG images: auto (from model metadata), none, or a dataset name"},
 			&cli.StringSliceFlag{Name: "defense", Usage: "defense spec to wrap the encoder with (repeatable)"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight"},
@@ -82,7 +83,7 @@ func serveCommand() *cli.Command {
 			}
 			srv, err := serve.New(enc, serve.Config{
 				Store: st, ModelName: name, MaxBatch: c.Int("max-batch"), MaxDelay: c.Duration("max-delay"), Workers: c.Int("workers"),
-				MaxBody: maxBody, MaxImages: c.Int("max-images"), Norm: norm, Defenses: c.StringSlice("defense"),
+				MaxBody: maxBody, MaxImages: c.Int("max-images"), MaxPixels: c.Int("max-pixels"), Norm: norm, Defenses: c.StringSlice("defense"),
 				ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log,
 			})
 			if err != nil {
@@ -129,7 +130,7 @@ func keysCommand() *cli.Command {
 	dbFlag := &cli.StringFlag{Name: "db", Value: defaultDB, Usage: "SQLite database of the server (may be in use by a running server)"}
 	return &cli.Command{
 		Name:  "keys",
-		Usage: "manage the API keys of `ssl-onnx serve` and read its ledger",
+		Usage: "manage the API keys of ssl-onnx serve and read its ledger",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "add",
@@ -198,7 +199,7 @@ func keysCommand() *cli.Command {
 				Flags:     []cli.Flag{dbFlag},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
-						return cli.Exit("keys revoke: expected one argument, the key's name or id", 2)
+						return cli.Exit(fmt.Sprintf("keys revoke: expected one argument, the key's name or id, found %d (%q); flags go before it: ssl-onnx keys revoke --db runs/server.db alice", c.NArg(), c.Args().Slice()), 2)
 					}
 					st, err := serve.OpenStore(c.String("db"))
 					if err != nil {
