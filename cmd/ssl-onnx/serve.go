@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ssl-onnx/ssl-onnx/defense"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/serve"
 )
@@ -36,7 +37,8 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-images", Value: serve.DefaultMaxImages, Usage: "most images per request"},
 			&cli.IntFlag{Name: "max-pixels", Value: serve.DefaultMaxPixels, Usage: "largest decoded PNG/JPEG image, width x height"},
 			&cli.StringFlag{Name: "norm", Value: "auto", Usage: "normalisation of decoded PNG/JPEG images: auto (from model metadata), none, or a dataset name"},
-			&cli.StringSliceFlag{Name: "defense", Usage: "defense spec to wrap the encoder with (repeatable)"},
+			&cli.StringSliceFlag{Name: "defense", Usage: "defense spec to wrap the encoder with (repeatable, applied in order): " + strings.Join(defense.Names(), ", ")},
+			&cli.Int64Flag{Name: "defense-seed", Value: 1, Usage: "seed of the defenses' randomness and per-key secrets"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight"},
 		),
 		Action: func(c *cli.Context) error {
@@ -80,6 +82,10 @@ func serveCommand() *cli.Command {
 			log.Info("key store opened", "db", c.String("db"), "active_keys", active)
 			if active == 0 {
 				log.Warn("no active API key: every inference request will get 401; add one with `ssl-onnx keys add --name NAME --quota N --db " + c.String("db") + "`")
+			}
+			seed := c.Int64("defense-seed")
+			serve.ApplyDefenses = func(enc infer.Encoder, specs []string) (infer.Encoder, error) {
+				return defense.Compose(enc, specs, seed)
 			}
 			srv, err := serve.New(enc, serve.Config{
 				Store: st, ModelName: name, MaxBatch: c.Int("max-batch"), MaxDelay: c.Duration("max-delay"), Workers: c.Int("workers"),
