@@ -2,7 +2,6 @@ package defense
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/ssl-onnx/ssl-onnx/infer"
 )
@@ -17,31 +16,12 @@ func Distortion(clean, defended infer.Vectors) (meanCos, meanL2 float64, err err
 		return 0, 0, fmt.Errorf("defense: Distortion: clean is %dx%d, defended is %dx%d; expected the same shape",
 			clean.N, clean.D, defended.N, defended.D)
 	}
-	for _, v := range []struct {
-		name string
-		v    infer.Vectors
-	}{{"clean", clean}, {"defended", defended}} {
-		if v.v.N < 0 || v.v.D < 0 || len(v.v.Data) != v.v.N*v.v.D {
-			return 0, 0, fmt.Errorf("defense: Distortion: %s has %d values, expected N*D = %d*%d", v.name, len(v.v.Data), v.v.N, v.v.D)
-		}
-	}
 	if clean.N == 0 {
 		return 0, 0, fmt.Errorf("defense: Distortion: no vectors to compare (N=0)")
 	}
-	for i := range clean.N {
-		a, b := clean.Row(i), defended.Row(i)
-		var ab, aa, bb, dd float64
-		for j := range a {
-			x, y := float64(a[j]), float64(b[j])
-			ab += x * y
-			aa += x * x
-			bb += y * y
-			dd += (x - y) * (x - y)
-		}
-		if aa > 0 && bb > 0 {
-			meanCos += ab / math.Sqrt(aa*bb)
-		}
-		meanL2 += math.Sqrt(dd)
+	meanCos, meanL2, err = infer.Similarity(clean, defended)
+	if err != nil {
+		return 0, 0, fmt.Errorf("defense: Distortion: %w", err)
 	}
-	return meanCos / float64(clean.N), meanL2 / float64(clean.N), nil
+	return meanCos, meanL2, nil
 }

@@ -175,7 +175,7 @@ func TestDistortion(t *testing.T) {
 		{"scaled", v(1, 2, 3, 4), v(1, 2, 6, 8), 1, 5, ""},
 		{"zero vector", v(1, 2, 0, 0), v(1, 2, 3, 4), 0, 5, ""},
 		{"shape", v(1, 2, 1, 2), v(1, 3, 1, 2, 3), 0, 0, "clean is 1x2, defended is 1x3"},
-		{"short data", v(2, 2, 1, 2, 3), v(2, 2, 1, 2, 3, 4), 0, 0, "clean has 3 values, expected N*D = 2*2"},
+		{"short data", v(2, 2, 1, 2, 3), v(2, 2, 1, 2, 3, 4), 0, 0, "first batch is 2 x 2 with 3 values"},
 		{"empty", v(0, 2), v(0, 2), 0, 0, "no vectors"},
 	}
 	for _, tc := range tests {

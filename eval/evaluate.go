@@ -191,7 +191,7 @@ func (c *Config) validate() error {
 	if c.Batch < 1 {
 		return fmt.Errorf("eval: inference batch %d: expected >= 1", c.Batch)
 	}
-	if _, err := normalization(c.Norm, nil); err != nil {
+	if _, err := infer.Normalization(c.Norm, nil); err != nil {
 		return err
 	}
 	if err := c.Probe.Validate(); err != nil {
@@ -495,7 +495,7 @@ func (c *Config) encoderFeatures(ctx context.Context, path, name string, train, 
 	}
 	defer enc.Close()
 	info := enc.Info()
-	norm, err := normalization(c.Norm, info.Metadata)
+	norm, err := infer.Normalization(c.Norm, info.Metadata)
 	if err != nil {
 		return infer.Vectors{}, infer.Vectors{}, err
 	}
@@ -521,23 +521,6 @@ func (c *Config) encoderFeatures(ctx context.Context, path, name string, train, 
 		out[i] = v
 	}
 	return out[0], out[1], nil
-}
-
-// normalization resolves Config.Norm for a model with the given metadata.
-func normalization(flag string, meta map[string]string) (data.Normalization, error) {
-	name := flag
-	if flag == "auto" || flag == "" {
-		name = meta["normalization"]
-	}
-	switch strings.ToLower(name) {
-	case "", "none":
-		return data.Normalization{}, nil
-	}
-	n := data.NormalizationFor(name)
-	if n.Mean == nil {
-		return n, fmt.Errorf("eval: normalization %q: expected auto, none or a dataset name (imagenet, cifar10, svhn, stl10, fmnist ...)", name)
-	}
-	return n, nil
 }
 
 // Print writes the report as an aligned table.

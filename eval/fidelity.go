@@ -34,24 +34,11 @@ func Fidelity(a, b infer.Vectors) (FidelityResult, error) {
 	if a.N != b.N {
 		return FidelityResult{}, fmt.Errorf("fidelity: %d representations: expected one per reference representation, %d", a.N, b.N)
 	}
-	var cos, l2 float64
-	d := a.D
-	for i := range a.N {
-		ra, rb := a.Data[i*d:(i+1)*d], b.Data[i*d:(i+1)*d]
-		var dot, na, nb, dist float64
-		for j := range ra {
-			x, y := float64(ra[j]), float64(rb[j])
-			dot += x * y
-			na += x * x
-			nb += y * y
-			dist += (x - y) * (x - y)
-		}
-		if na > 0 && nb > 0 {
-			cos += dot / math.Sqrt(na*nb)
-		}
-		l2 += math.Sqrt(dist)
+	cos, l2, err := infer.Similarity(a, b)
+	if err != nil {
+		return FidelityResult{}, err
 	}
-	r := FidelityResult{MeanCosine: cos / float64(a.N), MeanL2: l2 / float64(a.N)}
+	r := FidelityResult{MeanCosine: cos, MeanL2: l2}
 	if math.IsNaN(r.MeanCosine) || math.IsNaN(r.MeanL2) || math.IsInf(r.MeanL2, 0) {
 		return FidelityResult{}, fmt.Errorf("fidelity: the representations hold non-finite values (cosine %v, L2 %v): expected finite values", r.MeanCosine, r.MeanL2)
 	}

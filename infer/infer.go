@@ -242,3 +242,36 @@ func cloneInfo(info Info) Info {
 	}
 	return c
 }
+
+// Similarity compares a and b row by row (the representations of the same images, in the
+// same order) and returns the mean cosine similarity (a zero row has cosine 0 with anything)
+// and the mean Euclidean distance of matching rows. Both must be N x D with N >= 1.
+func Similarity(a, b Vectors) (meanCos, meanL2 float64, err error) {
+	for _, v := range []struct {
+		name string
+		x    Vectors
+	}{{"first", a}, {"second", b}} {
+		if v.x.N < 1 || v.x.D < 1 || len(v.x.Data) != v.x.N*v.x.D {
+			return 0, 0, fmt.Errorf("infer: similarity: %s batch is %d x %d with %d values: expected N, D >= 1 and N*D values", v.name, v.x.N, v.x.D, len(v.x.Data))
+		}
+	}
+	if a.N != b.N || a.D != b.D {
+		return 0, 0, fmt.Errorf("infer: similarity: batches are %d x %d and %d x %d: expected the same shape", a.N, a.D, b.N, b.D)
+	}
+	for i := range a.N {
+		ra, rb := a.Row(i), b.Row(i)
+		var dot, na, nb, dist float64
+		for j := range ra {
+			x, y := float64(ra[j]), float64(rb[j])
+			dot += x * y
+			na += x * x
+			nb += y * y
+			dist += (x - y) * (x - y)
+		}
+		if na > 0 && nb > 0 {
+			meanCos += dot / math.Sqrt(na*nb)
+		}
+		meanL2 += math.Sqrt(dist)
+	}
+	return meanCos / float64(a.N), meanL2 / float64(a.N), nil
+}

@@ -1,0 +1,256 @@
+package watermark
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/libtch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/ssl-onnx/ssl-onnx/data"
+	"github.com/ssl-onnx/ssl-onnx/export"
+	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
+	"github.com/ssl-onnx/ssl-onnx/onnxpb"
+	"github.com/ssl-onnx/ssl-onnx/train"
+)
+
+// refPython is Debian's interpreter with torch, torchvision and scipy. The cross-checks fail,
+// not skip, when it is missing.
+const refPython = "/usr/bin/python3"
+
+// runRef runs testdata/<script> with refPython and decodes its JSON stdout into out.
+func runRef(t *testing.T, script string, out any, args ...string) {
+	t.Helper()
+	if _, err := os.Stat(refPython); err != nil {
+		t.Fatalf("reference interpreter %s is required for this cross-check: %v", refPython, err)
+	}
+	path, err := filepath.Abs(filepath.Join("testdata", script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(refPython, append([]string{path}, args...)...)
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\nstderr:\n%s", refPython, script, err, stderr.String())
+	}
+	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
+		t.Fatalf("%s: output is not the expected JSON: %v\nstdout:\n%s\nstderr:\n%s", script, err, stdout.String(), stderr.String())
+	}
+}
+
+// writeRaw writes v as little-endian raw values.
+func writeRaw(t *testing.T, path string, v any) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.LittleEndian, v); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Sizes of the jointly trained fixture: small enough for two shared cores.
+const (
+	fixSize    = 32  // input height = width
+	fixTrainN  = 128 // FMNIST training images
+	fixBatch   = 64
+	fixSteps   = 90
+	fixLR      = 0.05 // SGD, momentum 0.9: on two shared cores our Adam's update costs as much as the backward pass
+	fixHeldOut = 256  // FMNIST test images for the accuracy check
+)
+
+// fixSpec is the fixture's encoder: ResNet-18 with the ImageNet stem at 32x32 (512-d h).
+var fixSpec = models.Spec{Arch: "resnet18", Stem: "imagenet", Head: "simclr", OutDim: 128, InputC: 3, InputHW: fixSize}
+
+// fixture is an encoder trained jointly with a watermark head (rotation loss only), exported.
+type fixture struct {
+	dir       string  // temporary directory holding the files
+	onnx      string  // the watermarked encoder (representation output)
+	secret    string  // the head's .ot file (sidecar next to it)
+	firstLoss float64 // mean watermark loss of the first 10 steps
+	lastLoss  float64 // ... of the last 10
+	chance    float64 // held-out rotation accuracy of the untrained encoder + head
+	heldOut   float64 // held-out rotation accuracy after training
+	seconds   float64 // training time
+}
+
+var fix struct {
+	once sync.Once
+	f    *fixture
+	err  error
+}
+
+// trained returns the shared fixture, training it on first use.
+func trained(t *testing.T) *fixture {
+	t.Helper()
+	fix.once.Do(func() { fix.f, fix.err = buildFixture() })
+	if fix.err != nil {
+		t.Fatal(fix.err)
+	}
+	return fix.f
+}
+
+// loadFloats opens split of FMNIST as first n 3 x size x size images in [0,1].
+func loadFloats(split string, n int) ([]float32, error) {
+	ds, err := data.Open("fmnist", "", split)
+	if err != nil {
+		return nil, err
+	}
+	if ds, err = data.First(ds, n); err != nil {
+		return nil, err
+	}
+	if ds, err = train.Prepare(ds, fixSize); err != nil {
+		return nil, err
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	x := make([]float32, n*ds.Shape().Size())
+	return x, data.Batch(ds, idx, data.Normalization{}, x)
+}
+
+// rotationAccuracy is the head's accuracy on the encoder's representations of the images
+// rotated at random (seed).
+func rotationAccuracy(m *torchnet.Model, h *Head, images []float32, n int, seed int64) (float64, error) {
+	rot, labels, err := RotationBatch(rand.New(rand.NewSource(seed)), images, n, 3, fixSize, fixSize)
+	if err != nil {
+		return 0, err
+	}
+	reps, _, err := m.Embed(rot, n, m.Graph.Representation)
+	if err != nil {
+		return 0, err
+	}
+	pred, err := h.Predict(reps, n)
+	if err != nil {
+		return 0, err
+	}
+	ok := 0
+	for i := range pred {
+		if pred[i] == labels[i] {
+			ok++
+		}
+	}
+	return float64(ok) / float64(n), nil
+}
+
+func buildFixture() (f *fixture, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("training fixture: libtorch: %v", r)
+		}
+	}()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	// One libtorch thread: the cores are shared and OpenMP's spinning threads slow to a crawl
+	// when oversubscribed.
+	libtch.AtSetNumThreads(1)
+	libtch.AtManualSeed(1)
+	dir, err := os.MkdirTemp("", "watermark-test-")
+	if err != nil {
+		return nil, err
+	}
+	f = &fixture{dir: dir, onnx: filepath.Join(dir, "victim.onnx"), secret: filepath.Join(dir, "wm.ot")}
+	trainX, err := loadFloats("train", fixTrainN)
+	if err != nil {
+		return nil, err
+	}
+	testX, err := loadFloats("test", fixHeldOut)
+	if err != nil {
+		return nil, err
+	}
+	g, err := models.Build(fixSpec)
+	if err != nil {
+		return nil, err
+	}
+	m, err := torchnet.New(g, gotch.CPU, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	head, err := NewHead(512, gotch.CPU, 2)
+	if err != nil {
+		return nil, err
+	}
+	defer head.Close()
+	head.Protocol.ImageSize = fixSize
+	head.Protocol.Normalization = "none"
+	if f.chance, err = rotationAccuracy(m, head, testX, fixHeldOut, 99); err != nil {
+		return nil, err
+	}
+	opt, err := train.NewOptimizer("sgd", append(m.Trainable(), head.Trainable()...), 0, 0.9)
+	if err != nil {
+		return nil, err
+	}
+	defer opt.Close()
+	rng := rand.New(rand.NewSource(3))
+	size := 3 * fixSize * fixSize
+	batch := make([]float32, fixBatch*size)
+	var losses []float64
+	t0 := time.Now()
+	for step := 0; step < fixSteps; step++ {
+		for i, j := range rng.Perm(fixTrainN)[:fixBatch] {
+			copy(batch[i*size:(i+1)*size], trainX[j*size:(j+1)*size])
+		}
+		rot, labels, err := RotationBatch(rng, batch, fixBatch, 3, fixSize, fixSize)
+		if err != nil {
+			return nil, err
+		}
+		x := ts.MustOfSlice(rot).MustView([]int64{fixBatch, 3, fixSize, fixSize}, true)
+		h := m.Forward(x, true, g.Representation)[0]
+		x.MustDrop()
+		l := Loss(head, h, labels)
+		h.MustDrop()
+		opt.ZeroGrad()
+		l.MustBackward()
+		ts.NoGrad(func() { opt.Update(fixLR) })
+		losses = append(losses, l.Float64Values(true)[0])
+	}
+	f.seconds = time.Since(t0).Seconds()
+	for i := 0; i < 10; i++ {
+		f.firstLoss += losses[i] / 10
+		f.lastLoss += losses[len(losses)-1-i] / 10
+	}
+	if f.heldOut, err = rotationAccuracy(m, head, testX, fixHeldOut, 99); err != nil {
+		return nil, err
+	}
+	if err := head.Save(f.secret); err != nil {
+		return nil, err
+	}
+	sd, err := m.StateDict()
+	if err != nil {
+		return nil, err
+	}
+	om, err := export.Model(g, sd, export.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := onnxpb.WriteFile(f.onnx, om); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// TestMain removes the fixture's files.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fix.f != nil {
+		os.RemoveAll(fix.f.dir)
+	}
+	os.Exit(code)
+}
