@@ -58,7 +58,7 @@ func StepBenchmark(c Config, warmup, steps int) (float64, error) {
 		if i == warmup {
 			t0 = time.Now()
 		}
-		if _, err := step(m, opt, ls, c, nil, pair, c.LR, dev); err != nil {
+		if _, err := step(m, opt, ls, c, nil, pair, c.LR, dev, nil, 0); err != nil {
 			return 0, err
 		}
 	}

@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/models"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 	"github.com/ssl-onnx/ssl-onnx/progress"
+	"github.com/ssl-onnx/ssl-onnx/watermark"
 )
 
 // Config is everything one training run needs. Zero values take the reference defaults
@@ -50,6 +53,13 @@ type Config struct {
 	Warmup      int     `json:"warmup"`
 	BatchSize   int     `json:"batch_size"`
 	CropMin     float64 `json:"crop_min"` // RandomResizedCrop minimum scale (0.08)
+
+	// Watermark trains the owner's secret rotation-task head jointly with the encoder
+	// (package watermark): each step adds WatermarkWeight x its cross-entropy on WatermarkBatch
+	// rotated images. The secret is written to <dir>/watermark.ot.
+	Watermark       bool    `json:"watermark,omitempty"`
+	WatermarkWeight float64 `json:"watermark_weight,omitempty"`
+	WatermarkBatch  int     `json:"watermark_batch,omitempty"`
 
 	Seed    int64  `json:"seed"`
 	Threads int    `json:"threads"`
@@ -122,7 +132,16 @@ func (c *Config) Defaults() {
 	if c.Threads == 0 {
 		c.Threads = runtime.NumCPU()
 	}
+	if c.Watermark && c.WatermarkWeight == 0 {
+		c.WatermarkWeight = 1
+	}
+	if c.Watermark && c.WatermarkBatch == 0 {
+		c.WatermarkBatch = 32
+	}
 }
+
+// WatermarkName is the owner's secret watermark head inside a run directory.
+const WatermarkName = "watermark.ot"
 
 // EpochLog is the JSON line written per epoch (to the log file and the Result).
 type EpochLog struct {
@@ -234,7 +253,23 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 		return nil, err
 	}
 	defer model.Close()
-	opt, err := NewOptimizer(c.Optimizer, model.Trainable(), c.WeightDecay, c.Momentum)
+	trainable := model.Trainable()
+	var wm *watermark.Head
+	if c.Watermark {
+		wmPath := filepath.Join(c.Dir, WatermarkName)
+		if c.Resume && fileExists(wmPath) {
+			wm, err = watermark.LoadHeadOn(wmPath, dev)
+		} else {
+			wm, err = watermark.NewHead(models.RepresentationDim(c.Arch), dev, c.Seed+1)
+		}
+		if err != nil {
+			return nil, err
+		}
+		defer wm.Close()
+		wm.Protocol.ImageSize, wm.Protocol.Normalization = c.Size, "none"
+		trainable = append(trainable, wm.Trainable()...)
+	}
+	opt, err := NewOptimizer(c.Optimizer, trainable, c.WeightDecay, c.Momentum)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +328,7 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 				cancel()
 				return logs, pair.Err
 			}
-			loss, err := step(model, opt, lossSpec, c, ds, pair, lr, dev)
+			loss, err := step(model, opt, lossSpec, c, ds, pair, lr, dev, wm, epoch)
 			if err != nil {
 				cancel()
 				return logs, err
@@ -313,6 +348,12 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 		if math.IsNaN(el.Loss) {
 			return logs, fmt.Errorf("epoch %d: loss is NaN (try a lower --lr)", epoch+1)
 		}
+		if wm != nil {
+			// Saved before the checkpoint that needs it, so a checkpoint never lacks its head.
+			if err := wm.Save(filepath.Join(c.Dir, WatermarkName)); err != nil {
+				return logs, err
+			}
+		}
 		if err := SaveCheckpoint(c.Dir, Checkpoint{Config: c, Spec: spec, Epoch: epoch + 1, Step: opt.Step, Loss: el.Loss}, model, opt); err != nil {
 			return logs, err
 		}
@@ -325,7 +366,7 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 }
 
 // step runs one optimisation step on a batch of view pairs and returns the loss value.
-func step(model *torchnet.Model, opt *Optimizer, ls LossSpec, c Config, ds data.Dataset, pair augment.Pair, lr float64, dev gotch.Device) (loss float64, err error) {
+func step(model *torchnet.Model, opt *Optimizer, ls LossSpec, c Config, ds data.Dataset, pair augment.Pair, lr float64, dev gotch.Device, wm *watermark.Head, epoch int) (loss float64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("training step: libtorch: %v", r)
@@ -358,9 +399,40 @@ func step(model *torchnet.Model, opt *Optimizer, ls LossSpec, c Config, ds data.
 	za.MustDrop()
 	zb.MustDrop()
 	z.MustDrop()
+	if wm != nil {
+		wl, err := watermarkLoss(model, wm, c, pair, dev, epoch)
+		if err != nil {
+			l.MustDrop()
+			return 0, err
+		}
+		l = l.MustAdd(wl.MustMulScalar(ts.FloatScalar(c.WatermarkWeight), true), true)
+	}
 	opt.ZeroGrad()
 	l.MustBackward()
 	ts.NoGrad(func() { opt.Update(lr) })
 	loss = l.Float64Values(true)[0]
 	return loss, nil
 }
+
+// watermarkLoss is the rotation task's cross-entropy on the first WatermarkBatch images of
+// the batch's first view, each rotated by a random angle (seeded by epoch and batch).
+func watermarkLoss(model *torchnet.Model, wm *watermark.Head, c Config, pair augment.Pair, dev gotch.Device, epoch int) (*ts.Tensor, error) {
+	n := min(c.WatermarkBatch, pair.N)
+	per := 3 * c.Size * c.Size
+	rng := rand.New(rand.NewSource(c.Seed ^ int64(epoch)<<32 ^ int64(pair.Index[0])<<1))
+	rot, labels, err := watermark.RotationBatch(rng, pair.View1[:n*per], n, 3, c.Size, c.Size)
+	if err != nil {
+		return nil, err
+	}
+	x := ts.MustOfSlice(rot).MustView([]int64{int64(n), 3, int64(c.Size), int64(c.Size)}, true)
+	if dev != gotch.CPU {
+		x = x.MustTo(dev, true)
+	}
+	h := model.Forward(x, true, model.Graph.Representation)[0]
+	x.MustDrop()
+	l := watermark.Loss(wm, h, labels)
+	h.MustDrop()
+	return l, nil
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

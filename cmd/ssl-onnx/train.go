@@ -37,6 +37,9 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or cuda"},
 			&cli.StringFlag{Name: "out", Value: "runs/victim", Usage: "run directory (checkpoints, log)"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue from the run directory's last checkpoint"},
+			&cli.BoolFlag{Name: "watermark", Usage: "train the owner's secret rotation-task watermark head jointly (saved as <out>/watermark.ot)"},
+			&cli.Float64Flag{Name: "watermark-weight", Value: 1, Usage: "weight of the watermark loss"},
+			&cli.IntFlag{Name: "watermark-batch", Value: 32, Usage: "rotated images per step for the watermark loss"},
 		),
 		Action: func(c *cli.Context) error {
 			cfg := train.Config{
@@ -47,6 +50,7 @@ func trainCommand() *cli.Command {
 				Epochs: c.Int("epochs"), Warmup: c.Int("warmup"), BatchSize: c.Int("batch-size"), CropMin: c.Float64("crop-min"),
 				Seed: c.Int64("seed"), Threads: c.Int("threads"), Workers: c.Int("workers"), Device: c.String("device"),
 				Dir: c.String("out"), Resume: c.Bool("resume"),
+				Watermark: c.Bool("watermark"), WatermarkWeight: c.Float64("watermark-weight"), WatermarkBatch: c.Int("watermark-batch"),
 			}
 			logs, err := train.Run(c.Context, cfg, os.Stderr)
 			if err != nil {
