@@ -18,14 +18,17 @@ import (
 	"time"
 
 	"github.com/ssl-onnx/ssl-onnx/attack"
+	"github.com/ssl-onnx/ssl-onnx/bench"
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/defense"
 	"github.com/ssl-onnx/ssl-onnx/eval"
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
+	"github.com/ssl-onnx/ssl-onnx/models"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 	"github.com/ssl-onnx/ssl-onnx/serve"
 	"github.com/ssl-onnx/ssl-onnx/train"
+	"github.com/ssl-onnx/ssl-onnx/watermark"
 )
 
 // Config sizes the study. Default and Quick give the two presets.
@@ -49,6 +52,7 @@ type Config struct {
 
 	EvalTrain, EvalTest int // downstream probe: fmnist train[0,EvalTrain) / test[0,EvalTest)
 	ProbeEpochs         int
+	WatermarkImages     int // rotated test images per watermark check
 }
 
 // Default is the full demo (about ten minutes on a 2-core machine).
@@ -57,7 +61,7 @@ func Default() Config {
 		Dir: "runs/demo", VictimImages: 10000, VictimEpochs: 3, VictimBatch: 128,
 		QueryOffset: 30000, Losses: []string{"mse", "infonce", "softnn"}, Budgets: []int{500, 1000, 2000},
 		StealEpochs: 5, StealBatch: 64, Defense: "noise:sigma=0.5", DefenseLoss: "infonce", DefenseBudget: 2000,
-		EvalTrain: 5000, EvalTest: 2000, ProbeEpochs: 100,
+		EvalTrain: 5000, EvalTest: 2000, ProbeEpochs: 100, WatermarkImages: 1000,
 	}
 }
 
@@ -67,7 +71,7 @@ func Quick() Config {
 		Dir: "runs/demo-quick", VictimImages: 1024, VictimEpochs: 1, VictimBatch: 128,
 		QueryOffset: 30000, Losses: []string{"mse", "infonce"}, Budgets: []int{128, 256},
 		StealEpochs: 2, StealBatch: 64, Defense: "noise:sigma=0.5", DefenseLoss: "mse", DefenseBudget: 256,
-		EvalTrain: 1000, EvalTest: 500, ProbeEpochs: 30,
+		EvalTrain: 1000, EvalTest: 500, ProbeEpochs: 30, WatermarkImages: 300,
 	}
 }
 
@@ -102,6 +106,12 @@ type Cost struct {
 	AttackDefTop1   float64 `json:"attacker_defended_top1"`
 }
 
+// Verdict is one watermark verification.
+type Verdict struct {
+	Encoder string           `json:"encoder"`
+	Result  watermark.Result `json:"result"`
+}
+
 // Results is everything the demo measured (results.json).
 type Results struct {
 	Config  Config       `json:"config"`
@@ -110,7 +120,9 @@ type Results struct {
 	Ledger  []Ledger     `json:"ledger"`
 	Eval    *eval.Report `json:"eval"`
 	Cost    *Cost        `json:"defense_cost"`
-	Seconds float64      `json:"seconds"`
+	// Watermark is the owner's verification of the victim's watermark in each encoder.
+	Watermark []Verdict `json:"watermark"`
+	Seconds   float64   `json:"seconds"`
 }
 
 // Run performs the demo and returns its results; progress goes to log.
@@ -201,6 +213,9 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 		return nil, err
 	}
 	res.Cost = cost
+	if res.Watermark, err = verifyWatermarks(ctx, c, victim, res.Attacks, log); err != nil {
+		return nil, err
+	}
 
 	// 5. Report.
 	stage("5/5 report")
@@ -225,7 +240,8 @@ func trainVictim(ctx context.Context, c Config, log io.Writer) (string, error) {
 		return path, nil
 	}
 	cfg := train.Config{Dataset: "fmnist", Split: "train", Limit: c.VictimImages, Arch: "resnet18", Stem: "imagenet", Size: 32,
-		Loss: "infonce", Epochs: c.VictimEpochs, BatchSize: c.VictimBatch, Warmup: -1, Seed: 1, Threads: c.Threads, Dir: dir, Resume: true}
+		Loss: "infonce", Epochs: c.VictimEpochs, BatchSize: c.VictimBatch, Warmup: -1, Seed: 1, Threads: c.Threads, Dir: dir, Resume: true,
+		Watermark: true}
 	if cfg.Warmup < 0 {
 		cfg.Warmup = 0
 	}
@@ -513,4 +529,46 @@ func loadReport(path string, models []string) *eval.Report {
 		}
 	}
 	return &rep
+}
+
+// verifyWatermarks runs the owner's watermark check on the victim, on the stolen copies with
+// the largest budget, and on an independent (randomly initialised) encoder of the victim's
+// architecture.
+func verifyWatermarks(ctx context.Context, c Config, victim string, attacks []Attack, log io.Writer) ([]Verdict, error) {
+	secret := filepath.Join(c.Dir, "victim", train.WatermarkName)
+	independent := filepath.Join(c.Dir, "independent-random.onnx")
+	if err := bench.RandomModel(independent, models.Spec{Arch: "resnet18", Stem: "imagenet", Head: "none", InputC: 3, InputHW: 32}, 99); err != nil {
+		return nil, err
+	}
+	type cand struct{ name, path string }
+	cands := []cand{{"victim", victim}}
+	maxB := 0
+	for _, a := range attacks {
+		maxB = max(maxB, a.Budget)
+	}
+	for _, a := range attacks {
+		if a.Budget == maxB && !a.Defended {
+			cands = append(cands, cand{"stolen " + a.Row, a.Model})
+		}
+	}
+	cands = append(cands, cand{"independent (random init)", independent})
+	test, err := data.Open("fmnist", "", "test")
+	if err != nil {
+		return nil, err
+	}
+	var out []Verdict
+	for _, cd := range cands {
+		enc, err := infer.OpenORT(cd.path, infer.Options{Threads: c.Threads})
+		if err != nil {
+			return nil, err
+		}
+		r, err := watermark.Verify(ctx, enc, secret, test, c.WatermarkImages, 1)
+		enc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("watermark check of %s: %w", cd.name, err)
+		}
+		fmt.Fprintf(log, "watermark in %s: rotation accuracy %.3f, p %.2g: %s\n", cd.name, r.Accuracy, r.PValue, r.Verdict)
+		out = append(out, Verdict{Encoder: cd.name, Result: r})
+	}
+	return out, nil
 }

@@ -126,7 +126,12 @@ func PrintSummary(w interface{ Write([]byte) (int, error) }, r *Results) {
 		fmt.Fprintf(w, "\ndefense %s: legitimate user's probe %.3f -> %.3f; attacker's copy %.3f -> %.3f\n",
 			c.Defense, c.UserCleanTop1, c.UserDefTop1, c.AttackCleanTop1, c.AttackDefTop1)
 	}
-	fmt.Fprintf(w, "watermark verdict: not measured (the watermark defense is not implemented yet)\n")
+	if len(r.Watermark) > 0 {
+		fmt.Fprintf(w, "\nwatermark check (owner's secret rotation head):\n")
+		for _, v := range r.Watermark {
+			fmt.Fprintf(w, "  %-28s accuracy %.3f  p %-9.2g %s\n", v.Encoder, v.Result.Accuracy, v.Result.PValue, v.Result.Verdict)
+		}
+	}
 }
 
 var reportTmpl = template.Must(template.New("report").Parse(`<!DOCTYPE html>
