@@ -42,12 +42,16 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--optimizer", default="adam")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     net = model(a.arch, a.stem, 128)
     net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=3e-4, weight_decay=1e-4)
+    if a.optimizer == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=3e-4, weight_decay=1e-4)
+    else:
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
     v1 = torch.rand(a.batch_size, 3, a.size, a.size)
     v2 = torch.rand(a.batch_size, 3, a.size, a.size)
     for i in range(a.warmup + a.steps):

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -20,6 +21,7 @@ type Optimizer struct {
 
 	params []*ts.Tensor
 	m, v   []*ts.Tensor // Adam moments, or SGD momentum buffer in m
+	den    []*ts.Tensor // Adam's scratch for the denominator (reused: allocating it each step is slow)
 }
 
 // NewOptimizer builds an Adam or SGD optimiser over params, with torch.optim's defaults for
@@ -33,6 +35,7 @@ func NewOptimizer(kind string, params []*ts.Tensor, weightDecay, momentum float6
 		o.m = append(o.m, p.MustZerosLike(false))
 		if kind == "adam" {
 			o.v = append(o.v, p.MustZerosLike(false))
+			o.den = append(o.den, p.MustZerosLike(false))
 		}
 	}
 	return o, nil
@@ -58,18 +61,36 @@ func (o *Optimizer) ZeroGrad() {
 }
 
 // Update applies one step with learning rate lr. Call it after Backward, with grad mode off.
+//
+// Every operation is in place, into buffers allocated once: a fresh multi-megabyte tensor per
+// parameter per step costs more than the arithmetic (allocation and page faults), so scalar
+// factors are applied with addcmul_ against one-element tensors. Adam keeps v/(1-beta2) rather than v
+// (v' <- beta2 v' + g^2), which is the same update with one multiplication fewer.
 func (o *Optimizer) Update(lr float64) {
 	o.Step++
+	scalar := func(v float64) *ts.Tensor { return ts.MustOfSlice([]float32{float32(v)}) } // shape [1] broadcasts
+	var consts []*ts.Tensor
+	mk := func(v float64, dev gotch.Device) *ts.Tensor {
+		t := scalar(v)
+		if dev != gotch.CPU {
+			t = t.MustTo(dev, true)
+		}
+		consts = append(consts, t)
+		return t
+	}
+	var wd, negLR, oneMinusB1 *ts.Tensor
 	for i, p := range o.params {
 		g := p.MustGrad(false)
 		if !g.MustDefined() {
 			g.MustDrop()
 			continue
 		}
+		if wd == nil {
+			dev := p.MustDevice()
+			wd, negLR, oneMinusB1 = mk(o.WeightDecay, dev), mk(-lr, dev), mk(1-o.Beta1, dev)
+		}
 		if o.WeightDecay != 0 {
-			pw := p.MustMulScalar(ts.FloatScalar(o.WeightDecay), false)
-			g = g.MustAdd(pw, true)
-			pw.MustDrop()
+			g.MustAddcmul_(p, wd) // g += wd * p
 		}
 		switch o.Kind {
 		case "sgd":
@@ -84,36 +105,33 @@ func (o *Optimizer) Update(lr float64) {
 				}
 				upd = o.m[i]
 			}
-			d := upd.MustMulScalar(ts.FloatScalar(-lr), false)
-			p.MustAdd_(d)
-			d.MustDrop()
+			p.MustAddcmul_(upd, negLR) // p -= lr * upd
 		case "adam":
 			b1c := 1 - math.Pow(o.Beta1, float64(o.Step))
 			b2c := 1 - math.Pow(o.Beta2, float64(o.Step))
 			o.m[i].MustMulScalar_(ts.FloatScalar(o.Beta1))
-			gs := g.MustMulScalar(ts.FloatScalar(1-o.Beta1), false)
-			o.m[i].MustAdd_(gs)
-			gs.MustDrop()
+			o.m[i].MustAddcmul_(g, oneMinusB1) // m = b1 m + (1-b1) g
 			o.v[i].MustMulScalar_(ts.FloatScalar(o.Beta2))
-			gs = g.MustMulScalar(ts.FloatScalar(1-o.Beta2), false)
-			o.v[i].MustAddcmul_(gs, g)
-			gs.MustDrop()
-			den := o.v[i].MustSqrt(false)
-			den.MustDivScalar_(ts.FloatScalar(math.Sqrt(b2c)))
+			o.v[i].MustAddcmul_(g, g) // v' = b2 v' + g^2, v = (1-b2) v'
+			// p += m / den, den = (sqrt(v / b2c) + eps) * (-b1c / lr)
+			den := o.den[i]
+			den.Copy_(o.v[i])
+			den.MustSqrt_()
+			den.MustMulScalar_(ts.FloatScalar(math.Sqrt((1 - o.Beta2) / b2c)))
 			den.MustAddScalar_(ts.FloatScalar(o.Eps))
-			upd := o.m[i].MustDiv(den, false)
-			den.MustDrop()
-			upd.MustMulScalar_(ts.FloatScalar(-lr / b1c))
-			p.MustAdd_(upd)
-			upd.MustDrop()
+			den.MustMulScalar_(ts.FloatScalar(-b1c / lr))
+			p.MustAddcdiv_(o.m[i], den)
 		}
 		g.MustDrop()
+	}
+	for _, t := range consts {
+		t.MustDrop()
 	}
 }
 
 // Close frees the optimiser's state.
 func (o *Optimizer) Close() {
-	for _, t := range append(o.m, o.v...) {
+	for _, t := range append(append(o.m, o.v...), o.den...) {
 		t.MustDrop()
 	}
 }
