@@ -35,6 +35,7 @@ type Config struct {
 	TrainStem []string // stems for the training-step benchmark; empty = skip
 	TrainBS   int
 	Steps     int
+	Rounds    int    // gotch/PyTorch alternations for the training step
 	PyTorch   string // path of bench/simclr_step.py to compare against; "" = skip
 	Python    string // interpreter for PyTorch
 	TempDir   string
@@ -60,6 +61,21 @@ type TrainStep struct {
 	GotchIPS   float64 `json:"gotch_images_per_s"`
 	PyTorchIPS float64 `json:"pytorch_images_per_s,omitempty"`
 	Ratio      float64 `json:"gotch_over_pytorch,omitempty"`
+	// Every round's measurement (the fields above are their medians).
+	GotchRounds   []float64 `json:"gotch_rounds"`
+	PyTorchRounds []float64 `json:"pytorch_rounds,omitempty"`
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // Report is what Run measured.
@@ -129,16 +145,22 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 		enc.Close()
 	}
 	for _, stem := range c.TrainStem {
+		// gotch and PyTorch take turns, Rounds times, and the medians are compared: the
+		// machine's load drifts, so interleaving keeps the ratio honest.
 		ts := TrainStep{Arch: "resnet18", Stem: stem, Batch: c.TrainBS, Threads: c.Threads}
-		ips, err := train.StepBenchmark(train.Config{Arch: "resnet18", Stem: stem, Size: 32, BatchSize: c.TrainBS, Threads: c.Threads, Seed: 1}, 2, c.Steps)
-		if err != nil {
-			return nil, err
-		}
-		ts.GotchIPS = ips
-		fmt.Fprintf(log, "gotch SimCLR step resnet18/%s batch %d: %.1f images/s\n", stem, c.TrainBS, ips)
-		if c.PyTorch != "" {
+		var gotchIPS, torchIPS []float64
+		for round := 0; round < max(c.Rounds, 1); round++ {
+			ips, err := train.StepBenchmark(train.Config{Arch: "resnet18", Stem: stem, Size: 32, BatchSize: c.TrainBS, Threads: c.Threads, Seed: 1}, 1, c.Steps)
+			if err != nil {
+				return nil, err
+			}
+			gotchIPS = append(gotchIPS, ips)
+			fmt.Fprintf(log, "round %d: gotch SimCLR step resnet18/%s batch %d: %.1f images/s\n", round+1, stem, c.TrainBS, ips)
+			if c.PyTorch == "" {
+				continue
+			}
 			out, err := exec.CommandContext(ctx, c.Python, c.PyTorch, "--arch", "resnet18", "--stem", stem, "--size", "32",
-				"--batch-size", fmt.Sprint(c.TrainBS), "--threads", fmt.Sprint(c.Threads), "--steps", fmt.Sprint(c.Steps)).Output()
+				"--batch-size", fmt.Sprint(c.TrainBS), "--threads", fmt.Sprint(c.Threads), "--steps", fmt.Sprint(c.Steps), "--warmup", "1").Output()
 			if err != nil {
 				return nil, fmt.Errorf("pytorch reference %s: %w", c.PyTorch, err)
 			}
@@ -148,9 +170,13 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 			if err := json.Unmarshal(out, &py); err != nil {
 				return nil, fmt.Errorf("pytorch reference printed %q: %w", out, err)
 			}
-			ts.PyTorchIPS = py.ImagesPS
-			ts.Ratio = ips / py.ImagesPS
-			fmt.Fprintf(log, "PyTorch SimCLR step resnet18/%s batch %d: %.1f images/s (gotch/PyTorch %.2f)\n", stem, c.TrainBS, py.ImagesPS, ts.Ratio)
+			torchIPS = append(torchIPS, py.ImagesPS)
+			fmt.Fprintf(log, "round %d: PyTorch SimCLR step resnet18/%s batch %d: %.1f images/s\n", round+1, stem, c.TrainBS, py.ImagesPS)
+		}
+		ts.GotchIPS, ts.GotchRounds = median(gotchIPS), gotchIPS
+		if len(torchIPS) > 0 {
+			ts.PyTorchIPS, ts.PyTorchRounds = median(torchIPS), torchIPS
+			ts.Ratio = ts.GotchIPS / ts.PyTorchIPS
 		}
 		r.Training = append(r.Training, ts)
 	}

@@ -23,7 +23,8 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
 			&cli.StringSliceFlag{Name: "train-stem", Value: cli.NewStringSlice("imagenet", "cifar"), Usage: "stems for the training-step benchmark (none to skip)"},
 			&cli.IntFlag{Name: "train-batch", Value: 64},
-			&cli.IntFlag{Name: "steps", Value: 5, Usage: "timed training steps"},
+			&cli.IntFlag{Name: "steps", Value: 3, Usage: "timed training steps per round"},
+			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "gotch/PyTorch alternations (medians are compared)"},
 			&cli.StringFlag{Name: "pytorch", Value: "bench/simclr_step.py", Usage: "PyTorch reference script to compare the training step with (empty to skip)"},
 			&cli.StringFlag{Name: "python", Value: "/usr/bin/python3"},
 			&cli.StringFlag{Name: "out", Value: "runs/bench.json"},
@@ -46,7 +47,7 @@ func benchCommand() *cli.Command {
 			}
 			r, err := bench.Run(c.Context, bench.Config{
 				Models: c.StringSlice("model"), Batches: c.IntSlice("batch"), MinTime: c.Duration("min-time"),
-				Threads: c.Int("threads"), TrainStem: stems, TrainBS: c.Int("train-batch"), Steps: c.Int("steps"),
+				Threads: c.Int("threads"), TrainStem: stems, TrainBS: c.Int("train-batch"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
 				PyTorch: py, Python: c.String("python"), TempDir: tmp,
 			}, os.Stderr)
 			if err != nil {

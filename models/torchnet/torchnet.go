@@ -57,10 +57,11 @@ func New(g *models.Graph, device gotch.Device, seed int64) (m *Model, err error)
 				vals[i] = float32((2*rng.Float64() - 1) * b)
 			}
 		}
-		t := ts.MustOfSlice(vals).MustView(p.Shape, true)
-		if device != gotch.CPU {
-			t = t.MustTo(device, true)
-		}
+		// A tensor of its own (not a view of the 1-D slice tensor), like a torch.nn parameter.
+		src := ts.MustOfSlice(vals).MustView(p.Shape, true)
+		t := ts.MustZeros(p.Shape, gotch.Float, device)
+		t.Copy_(src)
+		src.MustDrop()
 		path := vs.Root()
 		parts := strings.Split(p.Name, ".")
 		for _, s := range parts[:len(parts)-1] {
@@ -155,6 +156,16 @@ func (m *Model) Forward(x *ts.Tensor, train bool, outputs ...int) []*ts.Tensor {
 			y = ts.MustBatchNorm(a, w, b, m.params[n.Name+".running_mean"], m.params[n.Name+".running_var"],
 				train, models.BNMomentum, models.BNEpsilon, false)
 		case models.ReLU:
+			if readers[n.In[0]] == 1 && !keep[n.In[0]] {
+				// Sole reader: rectify in place (as torchvision's ReLU(inplace=True)) and take
+				// over the tensor, saving an activation-sized allocation.
+				a.MustRelu_()
+				y = a
+				vals[n.In[0]] = nil
+				readers[n.In[0]] = 0
+				vals[i] = y
+				continue
+			}
 			y = a.MustRelu(false)
 		case models.MaxPool:
 			k, s, p := int64(n.Kernel), int64(n.Stride), int64(n.Pad)
