@@ -14,7 +14,6 @@ import (
 
 	"github.com/sugarme/gotch"
 
-	"github.com/ssl-onnx/ssl-onnx/bench"
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
@@ -44,7 +43,7 @@ func victimFiles(t *testing.T) (representation, projection string) {
 			return
 		}
 		victims.representation = filepath.Join(victims.dir, "victim.onnx")
-		if victims.err = bench.RandomModel(victims.representation, victimSpec, 3); victims.err != nil {
+		if victims.err = export.RandomModel(victims.representation, victimSpec, 3); victims.err != nil {
 			return
 		}
 		victims.projection = filepath.Join(victims.dir, "victim-projection.onnx")

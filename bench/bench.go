@@ -16,13 +16,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/sugarme/gotch"
-
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"
-	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
-	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 	"github.com/ssl-onnx/ssl-onnx/train"
 )
 
@@ -87,28 +83,6 @@ type Report struct {
 	When      time.Time   `json:"when"`
 }
 
-// RandomModel exports a randomly initialised encoder (representation output) to path.
-func RandomModel(path string, spec models.Spec, seed int64) error {
-	g, err := models.Build(spec)
-	if err != nil {
-		return err
-	}
-	m, err := torchnet.New(g, gotch.CPU, seed)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	sd, err := m.StateDict()
-	if err != nil {
-		return err
-	}
-	om, err := export.Model(g, sd, export.Options{Metadata: map[string]string{"train_dataset": "none (random init)", "epochs": "0"}})
-	if err != nil {
-		return err
-	}
-	return onnxpb.WriteFile(path, om)
-}
-
 // Run performs the measurements, printing progress to log.
 func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 	r := &Report{Machine: fmt.Sprintf("%s/%s, %d cores", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()), Threads: c.Threads, When: time.Now().UTC()}
@@ -116,7 +90,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 	if len(modelsToRun) == 0 {
 		for _, stem := range []string{"cifar", "imagenet"} {
 			p := filepath.Join(c.TempDir, "resnet18-"+stem+"-random.onnx")
-			if err := RandomModel(p, models.Spec{Arch: "resnet18", Stem: stem, Head: "simclr", OutDim: 128, InputC: 3, InputHW: 32}, 1); err != nil {
+			if err := export.RandomModel(p, models.Spec{Arch: "resnet18", Stem: stem, Head: "simclr", OutDim: 128, InputC: 3, InputHW: 32}, 1); err != nil {
 				return nil, err
 			}
 			modelsToRun = append(modelsToRun, p)

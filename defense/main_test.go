@@ -3,6 +3,7 @@ package defense
 import (
 	"context"
 	"fmt"
+	"github.com/ssl-onnx/ssl-onnx/export"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -12,7 +13,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/ssl-onnx/ssl-onnx/bench"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"
 )
@@ -50,7 +50,7 @@ func encoder(tb testing.TB) infer.Encoder {
 	shared.once.Do(func() {
 		path := filepath.Join(shared.dir, "resnet18-random.onnx")
 		spec := models.Spec{Arch: "resnet18", Stem: "imagenet", Head: "simclr", OutDim: 128, InputC: 3, InputHW: 32}
-		if shared.err = bench.RandomModel(path, spec, 7); shared.err != nil {
+		if shared.err = export.RandomModel(path, spec, 7); shared.err != nil {
 			return
 		}
 		shared.enc, shared.err = infer.OpenORT(path, infer.Options{Threads: 2})

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/ssl-onnx/ssl-onnx/attack"
-	"github.com/ssl-onnx/ssl-onnx/bench"
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/defense"
 	"github.com/ssl-onnx/ssl-onnx/eval"
@@ -537,7 +536,7 @@ func loadReport(path string, models []string) *eval.Report {
 func verifyWatermarks(ctx context.Context, c Config, victim string, attacks []Attack, log io.Writer) ([]Verdict, error) {
 	secret := filepath.Join(c.Dir, "victim", train.WatermarkName)
 	independent := filepath.Join(c.Dir, "independent-random.onnx")
-	if err := bench.RandomModel(independent, models.Spec{Arch: "resnet18", Stem: "imagenet", Head: "none", InputC: 3, InputHW: 32}, 99); err != nil {
+	if err := export.RandomModel(independent, models.Spec{Arch: "resnet18", Stem: "imagenet", Head: "none", InputC: 3, InputHW: 32}, 99); err != nil {
 		return nil, err
 	}
 	type cand struct{ name, path string }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ssl-onnx/ssl-onnx/export"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,7 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ssl-onnx/ssl-onnx/bench"
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"
@@ -454,7 +454,7 @@ func (c *Config) randomFeatures(ctx context.Context, name string, train, test da
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "random.onnx")
 	fmt.Fprintf(log, "eval: random baseline %s/%s head %s, input %dx%dx%d, seed %d\n", spec.Arch, spec.Stem, spec.Head, spec.InputC, spec.InputHW, spec.InputHW, c.RandomSeed)
-	if err := bench.RandomModel(path, spec, c.RandomSeed); err != nil {
+	if err := export.RandomModel(path, spec, c.RandomSeed); err != nil {
 		return infer.Vectors{}, infer.Vectors{}, fmt.Errorf("random baseline: %w", err)
 	}
 	return c.encoderFeatures(ctx, path, name, train, test, log)

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/ssl-onnx/ssl-onnx/export"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/ssl-onnx/ssl-onnx/bench"
 	"github.com/ssl-onnx/ssl-onnx/data"
 )
 
@@ -21,7 +21,7 @@ func TestEvaluateFMNIST(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim.onnx")
-	if err := bench.RandomModel(victim, DefaultRandomSpec, 1); err != nil {
+	if err := export.RandomModel(victim, DefaultRandomSpec, 1); err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()

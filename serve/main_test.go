@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/ssl-onnx/ssl-onnx/export"
 	"io"
 	"log/slog"
 	"math"
@@ -18,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssl-onnx/ssl-onnx/bench"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"
 )
@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 	shared.root = root
 	shared.model = filepath.Join(root, "resnet18.onnx")
 	spec := models.Spec{Arch: "resnet18", Stem: "imagenet", Head: "simclr", OutDim: 128, InputC: 3, InputHW: 32}
-	if err := bench.RandomModel(shared.model, spec, 7); err != nil {
+	if err := export.RandomModel(shared.model, spec, 7); err != nil {
 		fmt.Fprintln(os.Stderr, "random model:", err)
 		os.RemoveAll(root)
 		os.Exit(1)

@@ -27,6 +27,7 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/models"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 	"github.com/ssl-onnx/ssl-onnx/progress"
+	"github.com/ssl-onnx/ssl-onnx/train/optim"
 	"github.com/ssl-onnx/ssl-onnx/watermark"
 )
 
@@ -436,3 +437,13 @@ func watermarkLoss(model *torchnet.Model, wm *watermark.Head, c Config, pair aug
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// Optimizer, NewOptimizer and CosineLR are package optim's, named here for the callers of
+// train.
+type Optimizer = optim.Optimizer
+
+// NewOptimizer builds an Adam or SGD optimiser (see optim.New).
+var NewOptimizer = optim.New
+
+// CosineLR is the warm-up + cosine learning-rate schedule (see optim.CosineLR).
+var CosineLR = optim.CosineLR

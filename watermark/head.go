@@ -14,6 +14,8 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 )
 
 // Hidden layer widths of the secret head: dim -> Hidden1 -> Hidden2 -> Classes, ReLU between.
@@ -89,7 +91,6 @@ func NewHead(dim int, device gotch.Device, seed int64) (h *Head, err error) {
 	for l := 0; l < 3; l++ {
 		in, out := widths[l], widths[l+1]
 		bound := 1 / math.Sqrt(float64(in))
-		sub := vs.Root().Sub(fmt.Sprint(2 * l))
 		for _, p := range []struct {
 			name  string
 			shape []int64
@@ -99,15 +100,10 @@ func NewHead(dim int, device gotch.Device, seed int64) (h *Head, err error) {
 			for i := range vals {
 				vals[i] = float32((2*rng.Float64() - 1) * bound)
 			}
-			t := ts.MustOfSlice(vals).MustView(p.shape, true)
-			if device != gotch.CPU {
-				t = t.MustTo(device, true)
-			}
-			v, err := sub.Add(p.name, t, true, nn.WithVarType("parameter"))
-			t.MustDrop()
+			v, err := torchnet.AddVar(vs, fmt.Sprintf("%d.%s", 2*l, p.name), p.shape, vals, true)
 			if err != nil {
 				vs.Destroy()
-				return nil, fmt.Errorf("watermark: head parameter %d.%s: %w", 2*l, p.name, err)
+				return nil, fmt.Errorf("watermark: head: %w", err)
 			}
 			*p.dst = v
 		}

@@ -23,7 +23,7 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/models"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
-	"github.com/ssl-onnx/ssl-onnx/train"
+	"github.com/ssl-onnx/ssl-onnx/train/optim"
 )
 
 // refPython is Debian's interpreter with torch, torchvision and scipy. The cross-checks fail,
@@ -114,7 +114,7 @@ func loadFloats(split string, n int) ([]float32, error) {
 	if ds, err = data.First(ds, n); err != nil {
 		return nil, err
 	}
-	if ds, err = train.Prepare(ds, fixSize); err != nil {
+	if ds, err = prepare(ds, fixSize); err != nil {
 		return nil, err
 	}
 	idx := make([]int, n)
@@ -193,7 +193,7 @@ func buildFixture() (f *fixture, err error) {
 	if f.chance, err = rotationAccuracy(m, head, testX, fixHeldOut, 99); err != nil {
 		return nil, err
 	}
-	opt, err := train.NewOptimizer("sgd", append(m.Trainable(), head.Trainable()...), 0, 0.9)
+	opt, err := optim.New("sgd", append(m.Trainable(), head.Trainable()...), 0, 0.9)
 	if err != nil {
 		return nil, err
 	}
@@ -253,4 +253,17 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(fix.f.dir)
 	}
 	os.Exit(code)
+}
+
+// prepare makes images 3 x size x size (as train.Prepare, which this package cannot import:
+// train imports watermark).
+func prepare(ds data.Dataset, size int) (data.Dataset, error) {
+	ds, err := data.Gray3(ds)
+	if err != nil {
+		return nil, err
+	}
+	if s := ds.Shape(); s.H != size || s.W != size {
+		return data.Resize(ds, size)
+	}
+	return ds, nil
 }

@@ -3,6 +3,7 @@ package watermark
 import (
 	"context"
 	"encoding/json"
+	"github.com/ssl-onnx/ssl-onnx/export"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/sugarme/gotch"
 
-	"github.com/ssl-onnx/ssl-onnx/bench"
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 )
@@ -93,7 +93,7 @@ func TestVerifyWatermarkedEncoder(t *testing.T) {
 func TestVerifyIndependentEncoder(t *testing.T) {
 	f := trained(t)
 	path := filepath.Join(t.TempDir(), "random.onnx")
-	if err := bench.RandomModel(path, fixSpec, 7); err != nil {
+	if err := export.RandomModel(path, fixSpec, 7); err != nil {
 		t.Fatal(err)
 	}
 	enc := openORT(t, path)

@@ -57,28 +57,42 @@ func New(g *models.Graph, device gotch.Device, seed int64) (m *Model, err error)
 				vals[i] = float32((2*rng.Float64() - 1) * b)
 			}
 		}
-		// A tensor of its own (not a view of the 1-D slice tensor), like a torch.nn parameter.
-		src := ts.MustOfSlice(vals).MustView(p.Shape, true)
-		t := ts.MustZeros(p.Shape, gotch.Float, device)
-		t.Copy_(src)
-		src.MustDrop()
-		path := vs.Root()
-		parts := strings.Split(p.Name, ".")
-		for _, s := range parts[:len(parts)-1] {
-			path = path.Sub(s)
-		}
-		opt := nn.WithVarType("parameter")
-		if !p.Trainable {
-			opt = nn.WithVarType("buffer")
-		}
-		v, err := path.Add(parts[len(parts)-1], t, p.Trainable, opt, nn.WithPersistent(true))
-		t.MustDrop()
+		v, err := AddVar(vs, p.Name, p.Shape, vals, p.Trainable)
 		if err != nil {
-			return nil, fmt.Errorf("parameter %s: %w", p.Name, err)
+			return nil, err
 		}
 		m.params[p.Name] = v
 	}
 	return m, nil
+}
+
+// AddVar adds the tensor name (dotted, torchvision style: "layer1.0.conv1.weight") to vs with
+// the given values: a trainable parameter, or a persistent buffer (batch-norm statistics).
+// The tensor is one of its own on vs's device, not a view of the Go slice.
+func AddVar(vs *nn.VarStore, name string, shape []int64, vals []float32, trainable bool) (v *ts.Tensor, err error) {
+	defer recoverTorch(&err)
+	if int64(len(vals)) != numel(shape) {
+		return nil, fmt.Errorf("parameter %s: %d values for shape %v", name, len(vals), shape)
+	}
+	src := ts.MustOfSlice(vals).MustView(shape, true)
+	t := ts.MustZeros(shape, gotch.Float, vs.Device())
+	t.Copy_(src)
+	src.MustDrop()
+	path := vs.Root()
+	parts := strings.Split(name, ".")
+	for _, s := range parts[:len(parts)-1] {
+		path = path.Sub(s)
+	}
+	kind := "parameter"
+	if !trainable {
+		kind = "buffer"
+	}
+	v, err = path.Add(parts[len(parts)-1], t, trainable, nn.WithVarType(kind), nn.WithPersistent(true))
+	t.MustDrop()
+	if err != nil {
+		return nil, fmt.Errorf("parameter %s: %w", name, err)
+	}
+	return v, nil
 }
 
 func numel(shape []int64) int64 {

@@ -1,4 +1,7 @@
-package train
+// Package optim holds the optimisers of every training loop (victim, stolen encoder,
+// watermark head): Adam and SGD with torch.optim's semantics, whose state is a list of tensors
+// that a checkpoint saves and restores exactly.
+package optim
 
 import (
 	"fmt"
@@ -24,9 +27,9 @@ type Optimizer struct {
 	den    []*ts.Tensor // Adam's scratch for the denominator (reused: allocating it each step is slow)
 }
 
-// NewOptimizer builds an Adam or SGD optimiser over params, with torch.optim's defaults for
+// New builds an Adam or SGD optimiser over params, with torch.optim's defaults for
 // the constants (Adam betas 0.9/0.999, eps 1e-8).
-func NewOptimizer(kind string, params []*ts.Tensor, weightDecay, momentum float64) (*Optimizer, error) {
+func New(kind string, params []*ts.Tensor, weightDecay, momentum float64) (*Optimizer, error) {
 	if kind != "adam" && kind != "sgd" {
 		return nil, fmt.Errorf("optimizer %q: expected adam or sgd", kind)
 	}

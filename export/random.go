@@ -1,0 +1,32 @@
+package export
+
+import (
+	"github.com/sugarme/gotch"
+
+	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
+	"github.com/ssl-onnx/ssl-onnx/onnxpb"
+)
+
+// RandomModel writes a randomly initialised encoder of the given spec (the representation
+// output) to path: the random-init baseline, and a real model for tests and benchmarks.
+func RandomModel(path string, spec models.Spec, seed int64) error {
+	g, err := models.Build(spec)
+	if err != nil {
+		return err
+	}
+	m, err := torchnet.New(g, gotch.CPU, seed)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	sd, err := m.StateDict()
+	if err != nil {
+		return err
+	}
+	om, err := Model(g, sd, Options{Metadata: map[string]string{"train_dataset": "none (random init)", "epochs": "0"}})
+	if err != nil {
+		return err
+	}
+	return onnxpb.WriteFile(path, om)
+}
