@@ -238,6 +238,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	torchnet.FlushDenormals()
 	libtch.AtSetNumThreads(c.Threads)
 	libtch.AtManualSeed(c.Seed)
 	model, err := torchnet.New(g, dev, c.Seed)

@@ -36,6 +36,7 @@ func StepBenchmark(c Config, warmup, steps int) (float64, error) {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	torchnet.FlushDenormals()
 	libtch.AtSetNumThreads(c.Threads)
 	m, err := torchnet.New(g, dev, c.Seed)
 	if err != nil {

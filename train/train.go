@@ -246,6 +246,7 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 	// libtorch state (grad mode, threads) is per OS thread: train on one.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	torchnet.FlushDenormals()
 	libtch.AtSetNumThreads(c.Threads)
 	libtch.AtManualSeed(c.Seed)
 
