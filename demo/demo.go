@@ -271,6 +271,7 @@ func exportCheckpoint(dir, path string) error {
 
 type server struct {
 	url    string
+	model  string
 	name   string
 	cancel context.CancelFunc
 	done   chan error
@@ -304,7 +305,7 @@ func startServer(ctx context.Context, model string, store *serve.Store, defenses
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	s := &server{url: "http://" + ln.Addr().String(), name: name, cancel: cancel, done: make(chan error, 1), enc: enc}
+	s := &server{url: "http://" + ln.Addr().String(), model: model, name: name, cancel: cancel, done: make(chan error, 1), enc: enc}
 	go func() { s.done <- srv.Serve(sctx, ln) }()
 	fmt.Fprintf(log, "%s victim API at %s (defenses: %v)\n", name, s.url, defenses)
 	return s, nil
@@ -344,7 +345,9 @@ func steal(ctx context.Context, c Config, store *serve.Store, r attackRun, log i
 		return a, err
 	}
 	defer victim.Close()
-	res, err := attack.Run(ctx, attack.Config{Victim: victim, VictimName: r.srv.url, QueryDataset: "fmnist", QuerySplit: "train",
+	// The victim's name must not include the port (it changes per run): an interrupted attack
+	// resumes from its answer cache only if the name matches.
+	res, err := attack.Run(ctx, attack.Config{Victim: victim, VictimName: r.srv.name + " API serving " + r.srv.model, QueryDataset: "fmnist", QuerySplit: "train",
 		QueryOffset: c.QueryOffset, NumQueries: r.budget, Loss: r.loss, Arch: "resnet18", Stem: "imagenet", Size: 32,
 		Epochs: c.StealEpochs, BatchSize: c.StealBatch, Seed: 2, Threads: c.Threads, Dir: dir, Resume: true}, log)
 	if err != nil {
