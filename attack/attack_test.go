@@ -12,13 +12,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/sugarme/gotch"
-
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"
-	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 	"github.com/ssl-onnx/ssl-onnx/train"
 )
@@ -47,33 +44,12 @@ func victimFiles(t *testing.T) (representation, projection string) {
 			return
 		}
 		victims.projection = filepath.Join(victims.dir, "victim-projection.onnx")
-		victims.err = exportProjection(victims.projection, victimSpec, 4)
+		victims.err = export.RandomModelOutput(victims.projection, victimSpec, 4, models.OutputProjection)
 	})
 	if victims.err != nil {
 		t.Fatalf("writing the victim models: %v", victims.err)
 	}
 	return victims.representation, victims.projection
-}
-
-func exportProjection(path string, spec models.Spec, seed int64) error {
-	g, err := models.Build(spec)
-	if err != nil {
-		return err
-	}
-	m, err := torchnet.New(g, gotch.CPU, seed)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	sd, err := m.StateDict()
-	if err != nil {
-		return err
-	}
-	om, err := export.Model(g, sd, export.Options{Output: models.OutputProjection})
-	if err != nil {
-		return err
-	}
-	return onnxpb.WriteFile(path, om)
 }
 
 func TestMain(m *testing.M) {

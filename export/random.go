@@ -11,6 +11,11 @@ import (
 // RandomModel writes a randomly initialised encoder of the given spec (the representation
 // output) to path: the random-init baseline, and a real model for tests and benchmarks.
 func RandomModel(path string, spec models.Spec, seed int64) error {
+	return RandomModelOutput(path, spec, seed, models.OutputRepresentation)
+}
+
+// RandomModelOutput is RandomModel with the output to export (representation or projection).
+func RandomModelOutput(path string, spec models.Spec, seed int64, output string) error {
 	g, err := models.Build(spec)
 	if err != nil {
 		return err
@@ -24,7 +29,7 @@ func RandomModel(path string, spec models.Spec, seed int64) error {
 	if err != nil {
 		return err
 	}
-	om, err := Model(g, sd, Options{Metadata: map[string]string{"train_dataset": "none (random init)", "epochs": "0"}})
+	om, err := Model(g, sd, Options{Output: output, Metadata: map[string]string{"train_dataset": "none (random init)", "epochs": "0"}})
 	if err != nil {
 		return err
 	}

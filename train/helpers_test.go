@@ -3,19 +3,14 @@ package train
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 	"math"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/sugarme/gotch/ts"
 )
 
-// refPython is Debian's interpreter, which has torch 1.13 (the libtorch gotch links here),
-// torchvision and numpy. The cross-checks fail, not skip, when it is missing.
-const refPython = "/usr/bin/python3"
 
 // writeRaw writes a []float32 or []int64 as little-endian raw values (numpy.fromfile's '<f4' / '<i8').
 func writeRaw(t *testing.T, path string, v any) {
@@ -29,27 +24,10 @@ func writeRaw(t *testing.T, path string, v any) {
 	}
 }
 
-// runRef runs testdata/<script> with refPython and decodes its JSON stdout into out.
+// runRef runs testdata/<script> with the reference interpreter (see pyref.Run).
 func runRef(t *testing.T, script string, out any, args ...string) {
 	t.Helper()
-	if _, err := os.Stat(refPython); err != nil {
-		t.Fatalf("reference interpreter %s is required for this cross-check: %v", refPython, err)
-	}
-	path, err := filepath.Abs(filepath.Join("testdata", script))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(refPython, append([]string{path}, args...)...)
-	// One thread: the reference is tiny and the machine is shared.
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\nstderr:\n%s", refPython, script, err, stderr.String())
-	}
-	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
-		t.Fatalf("%s: output is not the expected JSON: %v\nstdout:\n%s\nstderr:\n%s", script, err, stdout.String(), stderr.String())
-	}
+	pyref.Run(t, script, out, args...)
 }
 
 // tensorOf makes a float32 tensor of the given shape from vals (the caller checks the sizes).

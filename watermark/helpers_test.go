@@ -3,11 +3,10 @@ package watermark
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -26,30 +25,11 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/train/optim"
 )
 
-// refPython is Debian's interpreter with torch, torchvision and scipy. The cross-checks fail,
-// not skip, when it is missing.
-const refPython = "/usr/bin/python3"
 
-// runRef runs testdata/<script> with refPython and decodes its JSON stdout into out.
+// runRef runs testdata/<script> with the reference interpreter (see pyref.Run).
 func runRef(t *testing.T, script string, out any, args ...string) {
 	t.Helper()
-	if _, err := os.Stat(refPython); err != nil {
-		t.Fatalf("reference interpreter %s is required for this cross-check: %v", refPython, err)
-	}
-	path, err := filepath.Abs(filepath.Join("testdata", script))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(refPython, append([]string{path}, args...)...)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\nstderr:\n%s", refPython, script, err, stderr.String())
-	}
-	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
-		t.Fatalf("%s: output is not the expected JSON: %v\nstdout:\n%s\nstderr:\n%s", script, err, stdout.String(), stderr.String())
-	}
+	pyref.Run(t, script, out, args...)
 }
 
 // writeRaw writes v as little-endian raw values.

@@ -1,0 +1,40 @@
+// Package pyref runs the Python reference scripts that tests cross-check against (PyTorch,
+// torchvision, scipy from Debian). The cross-checks fail, never skip, when the interpreter is
+// missing: the project's setup installs it.
+package pyref
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// Python is Debian's interpreter, which sees python3-torch, -torchvision, -onnx and -scipy.
+const Python = "/usr/bin/python3"
+
+// Run runs testdata/<script> (relative to the test's package) with Python, one thread, and
+// decodes its JSON stdout into out.
+func Run(t testing.TB, script string, out any, args ...string) {
+	t.Helper()
+	if _, err := os.Stat(Python); err != nil {
+		t.Fatalf("reference interpreter %s is required for this cross-check: %v", Python, err)
+	}
+	path, err := filepath.Abs(filepath.Join("testdata", script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(Python, append([]string{path}, args...)...)
+	// One thread: the references are tiny and the machine is shared.
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\nstderr:\n%s", Python, script, err, stderr.String())
+	}
+	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
+		t.Fatalf("%s: output is not the expected JSON: %v\nstdout:\n%s\nstderr:\n%s", script, err, stdout.String(), stderr.String())
+	}
+}
