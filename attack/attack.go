@@ -485,6 +485,6 @@ func (q *querier) step(ctx context.Context, m *torchnet.Model, opt *train.Optimi
 	tt.MustDrop()
 	opt.ZeroGrad()
 	l.MustBackward()
-	ts.NoGrad(func() { opt.Update(lr) })
+	torchnet.NoGrad(func() { opt.Update(lr) })
 	return l.Float64Values(true)[0], nil
 }

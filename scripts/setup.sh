@@ -54,7 +54,7 @@ fi
 
 # --- gotch ---------------------------------------------------------------------------------
 # The stamp records what the copy was patched for; a different LIBTORCH re-patches it.
-stamp="gotch=$GOTCH_VERSION libtorch=${LIBTORCH:-debian} abi=${LIBTORCH_CXX11_ABI:-1} patch=4"
+stamp="gotch=$GOTCH_VERSION libtorch=${LIBTORCH:-debian} abi=${LIBTORCH_CXX11_ABI:-1} patch=5"
 if [ "$(cat "$DEPS/gotch/.ssl-onnx-patched" 2>/dev/null)" != "$stamp" ]; then
   say "fetching gotch $GOTCH_VERSION through the Go module proxy"
   src=$(cd "$ROOT" && GOFLAGS=-mod=mod go mod download -json "github.com/sugarme/gotch@$GOTCH_VERSION" \
@@ -104,6 +104,16 @@ func AtGetNumThreads() int { return int(C.at_get_num_threads()) }
 
 // AtSetNumThreads sets libtorch's intra-op thread count.
 func AtSetNumThreads(n int) { C.at_set_num_threads(C.int(n)) }
+
+// AtSetGradEnabled sets autograd's grad mode on the calling OS thread and returns the previous
+// mode (gotch's own GradSetEnabled reads the C int as a Go int, so its answer is garbage).
+func AtSetGradEnabled(on bool) bool {
+	b := C.int(0)
+	if on {
+		b = 1
+	}
+	return C.at_grad_set_enabled(b) == 1
+}
 GO
   # Wrappers generated for libtorch 2.1 that the installed libtorch lacks are replaced by
   # stubs that raise a libtorch error when called. Found by compiling, so it adapts to any version.

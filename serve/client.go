@@ -19,8 +19,10 @@ import (
 )
 
 // Client is a remote encoder: it implements infer.Encoder by calling a server's
-// /v1/embeddings with raw float32 tensors, so an attacker (or an evaluation) uses a remote
-// victim exactly like a local ONNX file. It is goroutine-safe.
+// /v1/embeddings with raw float32 tensors, or, when dialled with a model URL
+// (".../v2/models/<name>"), the Open Inference Protocol v2 infer endpoint with JSON tensors
+// (so it also talks to Triton or KServe). An attacker (or an evaluation) uses a remote victim
+// exactly like a local ONNX file. It is goroutine-safe.
 type Client struct {
 	// MaxRetries bounds how often one request is retried after 429/503 with Retry-After
 	// (default 5). MaxWait caps a single wait (default 60 s); a longer Retry-After fails.
@@ -34,6 +36,7 @@ type Client struct {
 	model  string
 	apiKey string
 	hc     *http.Client
+	v2     bool // Open Inference Protocol v2 instead of /v1/embeddings
 	info   infer.Info
 	dim    int
 
@@ -50,8 +53,9 @@ type Usage struct {
 }
 
 // Dial connects to a server. rawURL is the server's base URL ("http://127.0.0.1:8700"),
-// whose single model is discovered through /v1/models, or a model URL
-// ("http://host:8700/v2/models/victim"). Info comes from the v2 model metadata.
+// whose single model is discovered through /v1/models and queried through /v1/embeddings, or
+// a model URL ("http://host:8700/v2/models/victim"), queried through the v2 infer endpoint.
+// Info comes from the v2 model metadata.
 func Dial(rawURL, apiKey string) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(rawURL, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -61,6 +65,7 @@ func Dial(rawURL, apiKey string) (*Client, error) {
 	if i := strings.Index(u.Path, "/v2/models/"); i >= 0 {
 		c.model = strings.SplitN(u.Path[i+len("/v2/models/"):], "/", 2)[0]
 		u.Path = u.Path[:i]
+		c.v2 = true
 	}
 	c.base = u
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -170,20 +175,81 @@ func (c *Client) Encode(ctx context.Context, x infer.Images) (infer.Vectors, err
 	return out, nil
 }
 
-func (c *Client) encodeOnce(ctx context.Context, x infer.Images) (infer.Vectors, error) {
+// request is one prepared HTTP request body and how to read its answer.
+type request struct {
+	path, contentType string
+	body              []byte
+	parse             func(h http.Header, b []byte) (infer.Vectors, error)
+}
+
+func (c *Client) newRequest(x infer.Images) (request, error) {
+	if c.v2 {
+		b, err := json.Marshal(InferRequest{
+			Inputs:  []InferTensor{{Name: c.info.InputName, Shape: []int64{int64(x.N), int64(x.C), int64(x.H), int64(x.W)}, Datatype: "FP32", Data: floatsJSON(x.Data)}},
+			Outputs: []map[string]any{{"name": c.info.OutputName}},
+		})
+		return request{path: "/v2/models/" + url.PathEscape(c.model) + "/infer", contentType: "application/json", body: b,
+			parse: func(_ http.Header, b []byte) (infer.Vectors, error) {
+				return parseInferReply(b, c.info.OutputName, x.N)
+			}}, err
+	}
 	body := make([]byte, 4*len(x.Data))
 	for i, f := range x.Data {
 		binary.LittleEndian.PutUint32(body[4*i:], math.Float32bits(f))
 	}
+	return request{path: "/v1/embeddings", contentType: "application/octet-stream", body: body,
+		parse: func(h http.Header, b []byte) (infer.Vectors, error) { return parseRawReply(h.Get("X-Shape"), b, x.N) }}, nil
+}
+
+// floatsJSON writes a flat JSON array of float32 values (shortest form that reads back exactly).
+func floatsJSON(v []float32) json.RawMessage {
+	b := make([]byte, 0, 12*len(v)+2)
+	b = append(b, '[')
+	for i, f := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendFloat(b, float64(f), 'g', -1, 32)
+	}
+	return append(b, ']')
+}
+
+// parseInferReply reads a v2 inference response holding output name as an FP32 [n, D] tensor.
+func parseInferReply(b []byte, name string, n int) (infer.Vectors, error) {
+	var r InferResponse
+	if err := json.Unmarshal(b, &r); err != nil {
+		return infer.Vectors{}, fmt.Errorf("v2 reply: %w", err)
+	}
+	for _, o := range r.Outputs {
+		if o.Name != name && len(r.Outputs) > 1 {
+			continue
+		}
+		if len(o.Shape) != 2 || o.Shape[0] != int64(n) || o.Shape[1] <= 0 || int64(len(o.Data)) != o.Shape[0]*o.Shape[1] {
+			return infer.Vectors{}, fmt.Errorf("v2 reply output %q: shape %v with %d values, expected [%d, D]", o.Name, o.Shape, len(o.Data), n)
+		}
+		return infer.Vectors{N: n, D: int(o.Shape[1]), Data: o.Data}, nil
+	}
+	return infer.Vectors{}, fmt.Errorf("v2 reply has no output %q", name)
+}
+
+func (c *Client) encodeOnce(ctx context.Context, x infer.Images) (infer.Vectors, error) {
+	r, err := c.newRequest(x)
+	if err != nil {
+		return infer.Vectors{}, err
+	}
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+"/v1/embeddings", bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+r.path, bytes.NewReader(r.body))
 		if err != nil {
 			return infer.Vectors{}, err
 		}
-		req.Header.Set("Content-Type", "application/octet-stream")
-		req.Header.Set("Accept", "application/octet-stream")
-		req.Header.Set("X-Shape", fmt.Sprintf("%d,%d,%d,%d", x.N, x.C, x.H, x.W))
-		req.Header.Set("Authorization", "Bearer "+c.apiKey)
+		req.Header.Set("Content-Type", r.contentType)
+		if !c.v2 {
+			req.Header.Set("Accept", "application/octet-stream")
+			req.Header.Set("X-Shape", fmt.Sprintf("%d,%d,%d,%d", x.N, x.C, x.H, x.W))
+		}
+		if c.apiKey != "" {
+			req.Header.Set("Authorization", "Bearer "+c.apiKey)
+		}
 		resp, err := c.hc.Do(req)
 		if err != nil {
 			return infer.Vectors{}, err
@@ -195,7 +261,7 @@ func (c *Client) encodeOnce(ctx context.Context, x infer.Images) (infer.Vectors,
 		}
 		if resp.StatusCode == http.StatusOK {
 			c.noteUsage(resp.Header)
-			return parseRawReply(resp.Header.Get("X-Shape"), b, x.N)
+			return r.parse(resp.Header, b)
 		}
 		rerr := remoteError(resp.StatusCode, b)
 		if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {

@@ -52,6 +52,25 @@ func TestClientMatchesLocalEncoder(t *testing.T) {
 		t.Fatalf("usage %+v", u)
 	}
 
+	t.Run("open inference protocol v2", func(t *testing.T) {
+		_, secret := ts.addKey(t, "v2-attacker", 100, 0)
+		c, err := Dial(ts.url+"/v2/models/victim", secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		got, err := c.Encode(context.Background(), x) // JSON tensors, 16+16+8
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.N != 40 || got.D != 512 {
+			t.Fatalf("%d x %d vectors", got.N, got.D)
+		}
+		assertClose(t, "remote v2 vs local", got.Data, want.Data, 1e-4)
+		if u := c.Usage(); u.Used != 40 || u.Remaining != 60 {
+			t.Fatalf("usage %+v", u)
+		}
+	})
 	t.Run("errors", func(t *testing.T) {
 		if _, err := c.Encode(context.Background(), infer.Images{N: 1, C: 1, H: 32, W: 32, Data: make([]float32, 1024)}); err == nil ||
 			!strings.Contains(err.Error(), "takes C,H,W = 3,32,32, got 1,32,32") {

@@ -37,8 +37,8 @@
 // # Errors and limits
 //
 // Every error is a JSON body {"error": "<what is wrong, expected vs found>", "code":
-// "<machine-readable>"} with a 4xx status for bad input (400 malformed, 401 missing or
-// invalid key, 403 revoked key, 404 unknown model or path, 405 wrong method, 413 body or
+// "<machine-readable>"} with a 4xx status for bad input (400 malformed, 401 missing,
+// invalid or revoked key, 404 unknown model or path, 405 wrong method, 413 body or
 // image count over the limit, 415 content type, 402 quota exhausted, 429 rate limited);
 // 5xx only for server faults (503 while shutting down). Rate-limit replies carry
 // Retry-After (whole seconds, rounded up) and X-RateLimit-Limit (images/s), -Remaining

@@ -377,7 +377,7 @@ func (s *Server) authenticate(r *http.Request) (Key, error) {
 	case errors.Is(err, ErrUnknownKey):
 		return Key{}, unauth("invalid_key", "invalid API key")
 	case errors.Is(err, ErrRevokedKey):
-		return Key{}, errorf(http.StatusForbidden, "revoked_key", "%v", err)
+		return Key{}, unauth("revoked_key", "%v", err)
 	case err != nil:
 		return Key{}, err
 	}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,7 +266,7 @@ func TestBadInput(t *testing.T) {
 		{"no key", "POST", "/v1/embeddings", map[string]string{"Content-Type": "application/json"}, []byte(`{"images":[]}`), 401, "missing API key"},
 		{"basic auth", "POST", "/v1/embeddings", map[string]string{"Authorization": "Basic abc"}, nil, 401, `expected "Bearer <secret>"`},
 		{"wrong key", "POST", "/v1/embeddings", map[string]string{"Authorization": "Bearer sslk_nope"}, nil, 401, "invalid API key"},
-		{"revoked key", "POST", "/v1/embeddings", map[string]string{"Authorization": "Bearer " + revoked}, nil, 403, `"gone" was revoked`},
+		{"revoked key", "POST", "/v1/embeddings", map[string]string{"Authorization": "Bearer " + revoked}, nil, 401, `"gone" was revoked`},
 		{"v2 no key", "POST", "/v2/models/victim/infer", nil, v2([]int{1, 3, 32, 32}, "FP32", info.InputName, good.Data), 401, "missing API key"},
 		{"bad json", "POST", "/v1/embeddings", jsonH, []byte(`{"images": [`), 400, "unexpected end of JSON"},
 		{"unknown field", "POST", "/v1/embeddings", jsonH, []byte(`{"image": ["x"]}`), 400, `unknown field "image"`},
@@ -344,6 +345,44 @@ func TestQuotaAndRateLimit(t *testing.T) {
 			t.Fatalf("ledger %d, want 5", got)
 		}
 	})
+	t.Run("quota under 32 concurrent clients", func(t *testing.T) {
+		// 32 clients race for a quota of 100 with requests of 1-3 images until refused: the
+		// images answered, the ledger and the quota agree exactly, and nothing fails with 5xx.
+		const quota = 100
+		k, secret := ts.addKey(t, "crowd", quota, 0)
+		var answered, refused, other atomic.Int64
+		var wg sync.WaitGroup
+		for c := 0; c < 32; c++ {
+			wg.Add(1)
+			go func(c int) {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					n := 1 + (c+i)%3
+					st, r, _ := postRaw(t, ts.url, secret, randomImages(n, uint64(c*1000+i)))
+					switch {
+					case st == 200 && len(r.Embeddings) == n:
+						answered.Add(int64(n))
+					case st == http.StatusPaymentRequired:
+						refused.Add(1)
+						if n == 1 {
+							return // nothing left for anyone
+						}
+					default:
+						other.Add(1)
+						return
+					}
+				}
+			}(c)
+		}
+		wg.Wait()
+		if other.Load() != 0 {
+			t.Fatalf("%d requests answered neither 200 nor 402", other.Load())
+		}
+		if got, led := answered.Load(), ledgerTotal(t, ts.store, k.ID); got != quota || led != quota {
+			t.Fatalf("answered %d images, ledger %d, quota %d", got, led, quota)
+		}
+		t.Logf("32 clients: %d images answered, %d requests refused with 402", answered.Load(), refused.Load())
+	})
 	t.Run("rate", func(t *testing.T) {
 		k, secret := ts.addKey(t, "slow", 0, 4)
 		st, _, b := postRaw(t, ts.url, secret, randomImages(4, 1))
@@ -389,7 +428,7 @@ func TestQuotaAndRateLimit(t *testing.T) {
 		if _, err := other.Revoke(context.Background(), "fired"); err != nil {
 			t.Fatal(err)
 		}
-		if st, _, b := postRaw(t, ts.url, secret, randomImages(1, 1)); st != http.StatusForbidden {
+		if st, _, b := postRaw(t, ts.url, secret, randomImages(1, 1)); st != http.StatusUnauthorized {
 			t.Fatalf("after revoke: %d %s", st, b)
 		}
 	})

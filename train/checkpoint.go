@@ -172,7 +172,7 @@ func (ck *Checkpoint) Restore(dir string, model *torchnet.Model, opt *Optimizer)
 	found := 0
 	for _, nt := range named {
 		if t, ok := st[nt.Name]; ok {
-			ts.NoGrad(func() { t.Copy_(nt.Tensor) })
+			torchnet.NoGrad(func() { t.Copy_(nt.Tensor) })
 			found++
 		}
 		nt.Tensor.MustDrop()

@@ -11,7 +11,6 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-
 // writeRaw writes a []float32 or []int64 as little-endian raw values (numpy.fromfile's '<f4' / '<i8').
 func writeRaw(t *testing.T, path string, v any) {
 	t.Helper()

@@ -14,6 +14,8 @@ import (
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 )
 
 type optParam struct {
@@ -113,7 +115,7 @@ func TestOptimizerMatchesTorchOptim(t *testing.T) {
 				lin.MustDrop()
 				l.MustBackward()
 				l.MustDrop()
-				ts.NoGrad(func() { opt.Update(lr) })
+				torchnet.NoGrad(func() { opt.Update(lr) })
 				if opt.Step != int64(s+1) {
 					t.Errorf("step %d: Optimizer.Step = %d", s+1, opt.Step)
 				}

@@ -411,7 +411,7 @@ func step(model *torchnet.Model, opt *Optimizer, ls LossSpec, c Config, ds data.
 	}
 	opt.ZeroGrad()
 	l.MustBackward()
-	ts.NoGrad(func() { opt.Update(lr) })
+	torchnet.NoGrad(func() { opt.Update(lr) })
 	loss = l.Float64Values(true)[0]
 	return loss, nil
 }

@@ -233,7 +233,7 @@ func (h *Head) Logits(reps []float32, n int) (out []float32, err error) {
 	// libtorch's grad mode is per OS thread: stay on this one while it is off.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	ts.NoGrad(func() {
+	torchnet.NoGrad(func() {
 		x := ts.MustOfSlice(reps).MustView([]int64{int64(n), int64(d)}, true)
 		if h.Device != gotch.CPU {
 			x = x.MustTo(h.Device, true)

@@ -25,7 +25,6 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/train/optim"
 )
 
-
 // runRef runs testdata/<script> with the reference interpreter (see pyref.Run).
 func runRef(t *testing.T, script string, out any, args ...string) {
 	t.Helper()
@@ -198,7 +197,7 @@ func buildFixture() (f *fixture, err error) {
 		h.MustDrop()
 		opt.ZeroGrad()
 		l.MustBackward()
-		ts.NoGrad(func() { opt.Update(fixLR) })
+		torchnet.NoGrad(func() { opt.Update(fixLR) })
 		losses = append(losses, l.Float64Values(true)[0])
 	}
 	f.seconds = time.Since(t0).Seconds()

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
 
@@ -277,7 +278,7 @@ func (m *Model) Embed(images []float32, n int, output int) (out []float32, dim i
 	if len(images) != n*s.InputC*s.InputHW*s.InputHW {
 		return nil, 0, fmt.Errorf("embed: got %d values for %d images of %dx%dx%d", len(images), n, s.InputC, s.InputHW, s.InputHW)
 	}
-	ts.NoGrad(func() {
+	NoGrad(func() {
 		x := ts.MustOfSlice(images).MustView([]int64{int64(n), int64(s.InputC), int64(s.InputHW), int64(s.InputHW)}, true)
 		if m.Device != gotch.CPU {
 			x = x.MustTo(m.Device, true)
@@ -308,7 +309,18 @@ func (m *Model) SetParam(name string, vals []float32) (err error) {
 	if m.Device != gotch.CPU {
 		src = src.MustTo(m.Device, true)
 	}
-	ts.NoGrad(func() { t.Copy_(src) })
+	NoGrad(func() { t.Copy_(src) })
 	src.MustDrop()
 	return nil
+}
+
+// NoGrad runs fn with libtorch's autograd off. Grad mode is per OS thread in libtorch, so the
+// goroutine stays on one thread for the whole call (otherwise fn can resume on a thread where
+// grad mode is on, and leave grad mode off on another), and the previous mode is restored.
+func NoGrad(fn func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev := libtch.AtSetGradEnabled(false)
+	defer libtch.AtSetGradEnabled(prev)
+	fn()
 }

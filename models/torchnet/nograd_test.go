@@ -1,0 +1,55 @@
+package torchnet
+
+import (
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// tracked reports whether an op on a leaf that requires grad records a graph on this thread.
+func tracked(x *ts.Tensor) bool {
+	y := x.MustMulScalar(ts.FloatScalar(2), false)
+	defer y.MustDrop()
+	return y.MustRequiresGrad()
+}
+
+// TestNoGradRestoresModeOnItsThread: NoGrad turns autograd off for its closure only, nests, and
+// leaves every OS thread as it found it, even with many goroutines switching at once.
+func TestNoGradRestoresModeOnItsThread(t *testing.T) {
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			x := ts.MustOnes([]int64{4}, gotch.Float, gotch.CPU).MustSetRequiresGrad(true, true)
+			defer x.MustDrop()
+			for i := 0; i < 50; i++ {
+				if !tracked(x) {
+					errs <- "grad mode off before NoGrad"
+					return
+				}
+				NoGrad(func() {
+					NoGrad(func() {})
+					if tracked(x) {
+						errs <- "grad mode on inside NoGrad after a nested NoGrad"
+					}
+				})
+				if !tracked(x) {
+					errs <- "grad mode left off after NoGrad"
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+}
