@@ -8,17 +8,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/serve"
 	"github.com/ssl-onnx/ssl-onnx/train"
 )
 
@@ -35,6 +36,12 @@ type Config struct {
 	PyTorch   string // path of bench/simclr_step.py to compare against; "" = skip
 	Python    string // interpreter for PyTorch
 	TempDir   string
+	// HTTP also serves each model on a loopback port and measures it through the API.
+	HTTP        bool
+	Concurrency []int // concurrent single-image clients for the HTTP patterns
+	// URL benchmarks a running server instead (our API, or any Open Inference Protocol v2
+	// server such as Triton with ".../v2/models/<name>"), with APIKey if it needs one.
+	URL, APIKey string
 }
 
 // Inference is one model at one batch size.
@@ -76,18 +83,19 @@ func median(xs []float64) float64 {
 
 // Report is what Run measured.
 type Report struct {
-	Machine   string      `json:"machine"`
-	Threads   int         `json:"threads"`
-	Inference []Inference `json:"inference"`
-	Training  []TrainStep `json:"training"`
-	When      time.Time   `json:"when"`
+	Machine   string       `json:"machine"`
+	Threads   int          `json:"threads"`
+	Inference []Inference  `json:"inference"`
+	HTTP      []HTTPResult `json:"http,omitempty"`
+	Training  []TrainStep  `json:"training"`
+	When      time.Time    `json:"when"`
 }
 
 // Run performs the measurements, printing progress to log.
 func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 	r := &Report{Machine: fmt.Sprintf("%s/%s, %d cores", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()), Threads: c.Threads, When: time.Now().UTC()}
 	modelsToRun := c.Models
-	if len(modelsToRun) == 0 {
+	if len(modelsToRun) == 0 && c.URL == "" {
 		for _, stem := range []string{"cifar", "imagenet"} {
 			p := filepath.Join(c.TempDir, "resnet18-"+stem+"-random.onnx")
 			if err := export.RandomModel(p, models.Spec{Arch: "resnet18", Stem: stem, Head: "simclr", OutDim: 128, InputC: 3, InputHW: 32}, 1); err != nil {
@@ -96,6 +104,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 			modelsToRun = append(modelsToRun, p)
 		}
 	}
+	var raw map[int]float64 // in-process images/s per batch of the last model
 	for _, path := range modelsToRun {
 		enc, err := infer.OpenORT(path, infer.Options{Threads: c.Threads})
 		if err != nil {
@@ -103,20 +112,48 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 		}
 		info := enc.Info()
 		ch, h, w := dim(info.InputShape, 1, 3), dim(info.InputShape, 2, 32), dim(info.InputShape, 3, 32)
-		for _, b := range c.Batches {
+		raw = map[int]float64{}
+		batches := c.Batches
+		if c.HTTP && !slices.Contains(batches, 64) {
+			batches = append(slices.Clone(batches), 64) // the reference for concurrent clients
+		}
+		for _, b := range batches {
 			if info.FixedBatch > 0 && b%info.FixedBatch != 0 {
 				continue
 			}
-			res, err := inference(ctx, enc, b, ch, h, w, c.MinTime)
+			ips, p50, p99, calls, err := load(ctx, enc, b, 1, ch, h, w, c.MinTime)
 			if err != nil {
 				enc.Close()
 				return nil, err
 			}
-			res.Model = filepath.Base(path)
+			res := Inference{Model: filepath.Base(path), Batch: b, ImagesPS: ips, P50ms: p50, P99ms: p99, Calls: calls, InputSize: fmt.Sprintf("%dx%dx%d", ch, h, w)}
+			raw[b] = ips
 			fmt.Fprintf(log, "ORT %s batch %d: %.0f images/s, p50 %.1f ms, p99 %.1f ms\n", res.Model, b, res.ImagesPS, res.P50ms, res.P99ms)
 			r.Inference = append(r.Inference, res)
 		}
 		enc.Close()
+		if c.HTTP {
+			res, err := inProcessHTTP(ctx, c, path, raw, log)
+			if err != nil {
+				return nil, fmt.Errorf("HTTP benchmark of %s: %w", path, err)
+			}
+			r.HTTP = append(r.HTTP, res...)
+		}
+	}
+	if c.URL != "" {
+		client, err := serve.Dial(c.URL, c.APIKey)
+		if err != nil {
+			return nil, err
+		}
+		if len(modelsToRun) != 1 {
+			raw = nil // no single local model to compare the server with
+		}
+		res, err := httpPatterns(ctx, c, client, client.Model(), c.URL, raw, log)
+		client.Close()
+		if err != nil {
+			return nil, err
+		}
+		r.HTTP = append(r.HTTP, res...)
 	}
 	for _, stem := range c.TrainStem {
 		// gotch and PyTorch take turns, Rounds times, and the medians are compared: the
@@ -162,31 +199,6 @@ func dim(shape []int64, i int, def int) int {
 		return int(shape[i])
 	}
 	return def
-}
-
-func inference(ctx context.Context, enc infer.Encoder, b, ch, h, w int, minTime time.Duration) (Inference, error) {
-	rng := rand.New(rand.NewSource(int64(b)))
-	x := infer.Images{N: b, C: ch, H: h, W: w, Data: make([]float32, b*ch*h*w)}
-	for i := range x.Data {
-		x.Data[i] = rng.Float32()
-	}
-	if _, err := enc.Encode(ctx, x); err != nil { // warm-up
-		return Inference{}, err
-	}
-	var lat []time.Duration
-	start := time.Now()
-	for time.Since(start) < minTime || len(lat) < 3 {
-		t0 := time.Now()
-		if _, err := enc.Encode(ctx, x); err != nil {
-			return Inference{}, err
-		}
-		lat = append(lat, time.Since(t0))
-	}
-	total := time.Since(start)
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
-	return Inference{Batch: b, ImagesPS: float64(b*len(lat)) / total.Seconds(), P50ms: pct(0.5), P99ms: pct(0.99), Calls: len(lat),
-		InputSize: fmt.Sprintf("%dx%dx%d", ch, h, w)}, nil
 }
 
 // WriteJSON writes the report to path.

@@ -11,10 +11,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ssl-onnx/ssl-onnx/attack"
@@ -24,6 +23,7 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/models/zoo"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 	"github.com/ssl-onnx/ssl-onnx/serve"
 	"github.com/ssl-onnx/ssl-onnx/train"
@@ -36,7 +36,11 @@ type Config struct {
 	Fresh   bool
 	Threads int
 
-	VictimImages int // victim trains on fmnist train[0, VictimImages)
+	// Victim is the encoder to steal: a built-in one ("builtin:fmnist", see models/zoo; its
+	// training images are fmnist train[0, 30000)), or "" to train one here on fmnist
+	// train[0, VictimImages) for VictimEpochs.
+	Victim       string
+	VictimImages int
 	VictimEpochs int
 	VictimBatch  int
 
@@ -142,8 +146,19 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 	stage := func(s string) { fmt.Fprintf(log, "\n== %s ==\n", s) }
 
 	// 1. Victim.
-	stage("1/5 train the victim (SimCLR, ResNet-18) and export it to ONNX")
-	victim, err := trainVictim(ctx, c, log)
+	var victim, secret string
+	var err error
+	if c.Victim != "" {
+		stage("1/5 the victim: " + c.Victim + " (SimCLR, ResNet-18, shipped in models/zoo)")
+		if victim, err = zoo.Resolve(c.Victim); err == nil && strings.HasPrefix(c.Victim, zoo.Prefix) {
+			secret, err = zoo.ResolveSecret(c.Victim)
+		}
+		fmt.Fprintf(log, "victim %s, the owner's watermark secret %q\n", victim, secret)
+	} else {
+		stage("1/5 train the victim (SimCLR, ResNet-18) and export it to ONNX")
+		victim, err = trainVictim(ctx, c, log)
+		secret = filepath.Join(c.Dir, "victim", train.WatermarkName)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("victim: %w", err)
 	}
@@ -156,12 +171,12 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 		return nil, err
 	}
 	defer store.Close()
-	plain, err := startServer(ctx, victim, store, nil, c.Threads, log)
+	plain, err := startServer(victim, store, nil, c.Threads, log)
 	if err != nil {
 		return nil, err
 	}
 	defer plain.stop()
-	defended, err := startServer(ctx, victim, store, []string{c.Defense}, c.Threads, log)
+	defended, err := startServer(victim, store, []string{c.Defense}, c.Threads, log)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +227,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 		return nil, err
 	}
 	res.Cost = cost
-	if res.Watermark, err = verifyWatermarks(ctx, c, victim, res.Attacks, log); err != nil {
+	if res.Watermark, err = verifyWatermarks(ctx, c, victim, secret, res.Attacks, log); err != nil {
 		return nil, err
 	}
 
@@ -252,17 +267,7 @@ func trainVictim(ctx context.Context, c Config, log io.Writer) (string, error) {
 
 // exportCheckpoint writes the representation ONNX of the checkpoint in dir.
 func exportCheckpoint(dir, path string) error {
-	ck, m, err := train.LoadModel(dir)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	sd, err := m.StateDict()
-	if err != nil {
-		return err
-	}
-	om, err := export.Model(m.Graph, sd, export.Options{Output: ck.DefaultOutput(), Metadata: map[string]string{
-		"train_dataset": ck.Config.Dataset, "train_loss": ck.Config.Loss, "epochs": strconv.Itoa(ck.Epoch)}})
+	om, _, _, err := train.Export(dir, "")
 	if err != nil {
 		return err
 	}
@@ -270,22 +275,20 @@ func exportCheckpoint(dir, path string) error {
 }
 
 type server struct {
-	url    string
-	model  string
-	name   string
-	cancel context.CancelFunc
-	done   chan error
-	enc    infer.Encoder
+	*serve.Running
+	url   string
+	model string
+	name  string
+	enc   infer.Encoder
 }
 
 func (s *server) stop() {
-	s.cancel()
-	<-s.done
+	s.Stop()
 	s.enc.Close()
 }
 
-func startServer(ctx context.Context, model string, store *serve.Store, defenses []string, threads int, log io.Writer) (*server, error) {
-	enc, err := infer.OpenORT(model, infer.Options{Threads: threads})
+func startServer(model string, store *serve.Store, defenses []string, threads int, log io.Writer) (*server, error) {
+	enc, err := infer.OpenORT(model, infer.Options{Threads: threads, NoSpin: true})
 	if err != nil {
 		return nil, err
 	}
@@ -293,20 +296,13 @@ func startServer(ctx context.Context, model string, store *serve.Store, defenses
 	if len(defenses) > 0 {
 		name = "defended"
 	}
-	srv, err := serve.New(enc, serve.Config{Store: store, ModelName: "victim", Defenses: defenses, MaxBatch: 256,
-		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	r, err := serve.Start(enc, serve.Config{Store: store, ModelName: "victim", Defenses: defenses, MaxBatch: 256,
+		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))}, "127.0.0.1:0")
 	if err != nil {
 		enc.Close()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		enc.Close()
-		return nil, err
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	s := &server{url: "http://" + ln.Addr().String(), model: model, name: name, cancel: cancel, done: make(chan error, 1), enc: enc}
-	go func() { s.done <- srv.Serve(sctx, ln) }()
+	s := &server{Running: r, url: r.URL, model: model, name: name, enc: enc}
 	fmt.Fprintf(log, "%s victim API at %s (defenses: %v)\n", name, s.url, defenses)
 	return s, nil
 }
@@ -536,8 +532,11 @@ func loadReport(path string, models []string) *eval.Report {
 // verifyWatermarks runs the owner's watermark check on the victim, on the stolen copies with
 // the largest budget, and on an independent (randomly initialised) encoder of the victim's
 // architecture.
-func verifyWatermarks(ctx context.Context, c Config, victim string, attacks []Attack, log io.Writer) ([]Verdict, error) {
-	secret := filepath.Join(c.Dir, "victim", train.WatermarkName)
+func verifyWatermarks(ctx context.Context, c Config, victim, secret string, attacks []Attack, log io.Writer) ([]Verdict, error) {
+	if secret == "" {
+		fmt.Fprintln(log, "no watermark secret for this victim: skipping the watermark check")
+		return nil, nil
+	}
 	independent := filepath.Join(c.Dir, "independent-random.onnx")
 	if err := export.RandomModel(independent, models.Spec{Arch: "resnet18", Stem: "imagenet", Head: "none", InputC: 3, InputHW: 32}, 99); err != nil {
 		return nil, err

@@ -83,6 +83,10 @@ type Options struct {
 	Library string
 	// Output names the output to use when the model has several; "" = first.
 	Output string
+	// NoSpin stops ONNX Runtime's intra-op threads from spin-waiting for work between and
+	// within runs (they spin by default). A server wants this: its request handling shares
+	// the cores with the model, and spinning threads take them away.
+	NoSpin bool
 }
 
 // shapeString formats a shape as [a, b, ...] with "?" for dynamic dimensions.

@@ -158,6 +158,11 @@ func OpenORT(path string, opt Options) (Encoder, error) {
 	if err := so.SetInterOpNumThreads(1); err != nil {
 		return nil, fmt.Errorf("infer: set inter-op threads: %w", err)
 	}
+	if opt.NoSpin {
+		if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+			return nil, fmt.Errorf("infer: disable spinning: %w", err)
+		}
+	}
 	if cuda {
 		co, err := ort.NewCUDAProviderOptions()
 		if err != nil {

@@ -61,7 +61,7 @@ func Dial(rawURL, apiKey string) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("dial %q: expected an http(s) URL such as http://127.0.0.1:8700", rawURL)
 	}
-	c := &Client{MaxRetries: 5, MaxWait: time.Minute, apiKey: apiKey, hc: &http.Client{Timeout: 10 * time.Minute}}
+	c := &Client{MaxRetries: 5, MaxWait: time.Minute, apiKey: apiKey, hc: newHTTPClient()}
 	if i := strings.Index(u.Path, "/v2/models/"); i >= 0 {
 		c.model = strings.SplitN(u.Path[i+len("/v2/models/"):], "/", 2)[0]
 		u.Path = u.Path[:i]
@@ -106,8 +106,26 @@ func Dial(rawURL, apiKey string) (*Client, error) {
 	return c, nil
 }
 
+// newHTTPClient keeps enough idle connections for many goroutines sharing one Client (the
+// default transport keeps 2 per host, so concurrent callers would reconnect per request).
+func newHTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 512
+	tr.MaxIdleConnsPerHost = 256
+	return &http.Client{Timeout: 10 * time.Minute, Transport: tr}
+}
+
 // Info describes the remote model (from its v2 metadata). Metadata["remote"] is its URL.
 func (c *Client) Info() infer.Info { return c.info }
+
+// Protocol says how the client queries the server: "v1 raw float32" (/v1/embeddings) or
+// "v2 JSON" (Open Inference Protocol v2 infer endpoint).
+func (c *Client) Protocol() string {
+	if c.v2 {
+		return "v2 JSON"
+	}
+	return "v1 raw float32"
+}
 
 // Model is the remote model's name.
 func (c *Client) Model() string { return c.model }

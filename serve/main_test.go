@@ -113,10 +113,10 @@ func sharedEncoder(tb testing.TB) infer.Encoder {
 
 // testServer is a Server on a loopback port with its own store.
 type testServer struct {
-	*Server
+	*Running
 	url   string
 	store *Store
-	stop  func() error // cancels Serve and returns its result
+	stop  func() error // shuts the server down and returns Serve's result
 }
 
 func startServer(tb testing.TB, enc infer.Encoder, cfg Config) *testServer {
@@ -132,28 +132,16 @@ func startServer(tb testing.TB, enc infer.Encoder, cfg Config) *testServer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	srv, err := New(enc, cfg)
+	r, err := Start(enc, cfg, "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	ts := &testServer{Running: r, url: r.URL, store: st}
 	var once sync.Once
-	var serveErr error
-	ts := &testServer{Server: srv, url: "http://" + ln.Addr().String(), store: st}
 	ts.stop = func() error {
-		once.Do(func() {
-			cancel()
-			serveErr = <-done
-			srv.Close()
-			st.Close()
-		})
-		return serveErr
+		err := r.Stop()
+		once.Do(func() { st.Close() })
+		return err
 	}
 	tb.Cleanup(func() { ts.stop() })
 	return ts

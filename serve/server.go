@@ -34,7 +34,6 @@ const DefaultAddr = "127.0.0.1:8700"
 // Defaults of Config's zero fields.
 const (
 	DefaultMaxBatch  = 64
-	DefaultMaxDelay  = 2 * time.Millisecond
 	DefaultWorkers   = 1
 	DefaultMaxBody   = 32 << 20
 	DefaultMaxImages = 256
@@ -49,8 +48,11 @@ type Config struct {
 	ModelName string
 	// MaxBatch is the most images coalesced into one Encode call; 1 disables batching.
 	MaxBatch int
-	// MaxDelay is how long the first request of a batch waits for others (0 = 2 ms;
-	// negative = do not wait, coalesce only requests that queued while the model was busy).
+	// MaxDelay is how long the first request of a batch waits for others. The default, 0,
+	// does not wait: a batch takes the requests that queued while the model was busy, which
+	// under load fills batches anyway and keeps a lone caller's latency low (measured with
+	// the ImageNet-stem ResNet-18 on 2 cores: p50 1.7 ms for one image, against 5.4 ms with a
+	// 2 ms wait, and the same throughput for 64 concurrent single-image clients).
 	MaxDelay time.Duration
 	// Workers is the number of Encode calls allowed to run at once (default 1: ONNX
 	// Runtime already uses all intra-op threads for one call).
@@ -132,7 +134,6 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 			*v = d
 		}
 	}
-	def(&cfg.MaxDelay, DefaultMaxDelay)
 	def(&cfg.ReadHeaderTimeout, 10*time.Second)
 	def(&cfg.ReadTimeout, 60*time.Second)
 	def(&cfg.WriteTimeout, 120*time.Second)
@@ -185,9 +186,6 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 	s.m = newMetrics(cfg.Registry)
 	s.adm = newAdmission(cfg.Store)
 	s.batch = newBatcher(cfg.MaxBatch, cfg.MaxDelay, cfg.Workers)
-	if cfg.MaxDelay < 0 {
-		s.batch.maxDelay = 0
-	}
 	s.batch.encode = enc.Encode
 	s.ledger = newLedgerWriter(cfg.Store, func(entries int, d time.Duration) {
 		s.m.commitSize.Observe(float64(entries))
@@ -231,6 +229,46 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return s.Serve(ctx, ln)
+}
+
+// Running is a server started in the background by Start (for programs that embed the API:
+// the demo, the benchmark, tests).
+type Running struct {
+	*Server
+	URL    string // http://host:port
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// Start builds a server for enc and serves it on addr ("127.0.0.1:0" picks a free loopback
+// port) until Stop.
+func Start(enc infer.Encoder, cfg Config, addr string) (*Running, error) {
+	srv, err := New(enc, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{Server: srv, URL: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- srv.Serve(ctx, ln) }()
+	return r, nil
+}
+
+// Stop shuts the server down gracefully and returns what Serve returned; later calls return
+// the same. The encoder and the store stay open (they belong to the caller).
+func (r *Running) Stop() error {
+	r.once.Do(func() {
+		r.cancel()
+		r.err = <-r.done
+		r.Server.Close()
+	})
+	return r.err
 }
 
 // Serve serves on ln until ctx is done (SIGTERM in the CLI). Shutdown is graceful: the
@@ -389,7 +427,22 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	if r.ContentLength > s.cfg.MaxBody {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, s.cfg.MaxBody)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	var b []byte
+	var err error
+	if r.ContentLength > 0 {
+		// One allocation of the announced size (a raw batch is megabytes: ReadAll would grow
+		// and copy its buffer repeatedly), then make sure nothing follows.
+		b = make([]byte, r.ContentLength)
+		if _, err = io.ReadFull(body, b); err == nil {
+			var extra [1]byte
+			if n, _ := body.Read(extra[:]); n > 0 {
+				err = fmt.Errorf("more bytes than the Content-Length of %d", r.ContentLength)
+			}
+		}
+	} else {
+		b, err = io.ReadAll(body)
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

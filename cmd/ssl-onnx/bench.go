@@ -10,12 +10,19 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ssl-onnx/ssl-onnx/bench"
+	"github.com/ssl-onnx/ssl-onnx/models/zoo"
 )
 
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
-		Usage: "measure ONNX Runtime inference and SimCLR training-step throughput; write JSON",
+		Usage: "measure ONNX Runtime inference, the HTTP API and the SimCLR training step; write JSON",
+		Description: `In-process ONNX Runtime at each --batch; then the same models served on a loopback port
+   (one client per batch size, and --concurrency single-image clients with and without dynamic
+   batching), each compared with raw ONNX Runtime measured in the same run; then the training
+   step against PyTorch. --url benchmarks a running server instead: our API
+   (http://host:port, --api-key) or any Open Inference Protocol v2 server such as Triton
+   serving an exported repository (http://host:8000/v2/models/<name>).`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "model", Usage: "ONNX file(s) to benchmark (default: random ResNet-18, CIFAR and ImageNet stems, 32x32)"},
 			&cli.IntSliceFlag{Name: "batch", Value: cli.NewIntSlice(1, 64, 256), Usage: "inference batch sizes"},
@@ -27,6 +34,10 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "gotch/PyTorch alternations (medians are compared)"},
 			&cli.StringFlag{Name: "pytorch", Value: "bench/simclr_step.py", Usage: "PyTorch reference script to compare the training step with (empty to skip)"},
 			&cli.StringFlag{Name: "python", Value: "/usr/bin/python3"},
+			&cli.BoolFlag{Name: "http", Value: true, Usage: "also measure each model through the HTTP API on a loopback port (--http=false to skip)"},
+			&cli.IntSliceFlag{Name: "concurrency", Value: cli.NewIntSlice(1, 16, 64), Usage: "concurrent single-image HTTP clients"},
+			&cli.StringFlag{Name: "url", Usage: "benchmark this running server (our API, or .../v2/models/<name> on any v2 server)"},
+			&cli.StringFlag{Name: "api-key", EnvVars: []string{"SSL_ONNX_API_KEY"}, Usage: "API key for --url"},
 			&cli.StringFlag{Name: "out", Value: "runs/bench.json"},
 		},
 		Action: func(c *cli.Context) error {
@@ -45,10 +56,19 @@ func benchCommand() *cli.Command {
 					return fmt.Errorf("--pytorch %s: %w (run from the repository root, or pass --pytorch '')", py, err)
 				}
 			}
+			var models []string
+			for _, m := range c.StringSlice("model") {
+				p, err := zoo.Resolve(m)
+				if err != nil {
+					return err
+				}
+				models = append(models, p)
+			}
 			r, err := bench.Run(c.Context, bench.Config{
-				Models: c.StringSlice("model"), Batches: c.IntSlice("batch"), MinTime: c.Duration("min-time"),
+				Models: models, Batches: c.IntSlice("batch"), MinTime: c.Duration("min-time"),
 				Threads: c.Int("threads"), TrainStem: stems, TrainBS: c.Int("train-batch"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
 				PyTorch: py, Python: c.String("python"), TempDir: tmp,
+				HTTP: c.Bool("http"), Concurrency: c.IntSlice("concurrency"), URL: c.String("url"), APIKey: c.String("api-key"),
 			}, os.Stderr)
 			if err != nil {
 				return err
@@ -62,6 +82,16 @@ func benchCommand() *cli.Command {
 			fmt.Printf("%-34s %6s %12s %9s %9s\n", "model", "batch", "images/s", "p50 ms", "p99 ms")
 			for _, i := range r.Inference {
 				fmt.Printf("%-34s %6d %12.0f %9.1f %9.1f\n", i.Model, i.Batch, i.ImagesPS, i.P50ms, i.P99ms)
+			}
+			if len(r.HTTP) > 0 {
+				fmt.Printf("\n%-28s %-24s %6s %8s %10s %8s %8s %8s\n", "HTTP model", "server", "batch", "clients", "images/s", "p50 ms", "p99 ms", "vs raw")
+				for _, h := range r.HTTP {
+					vs := "-"
+					if h.VsRaw > 0 {
+						vs = fmt.Sprintf("%.2fx@%d", h.VsRaw, h.RawBatch)
+					}
+					fmt.Printf("%-28s %-24s %6d %8d %10.0f %8.1f %8.1f %8s\n", h.Model, h.Server, h.Batch, h.Concurrency, h.ImagesPS, h.P50ms, h.P99ms, vs)
+				}
 			}
 			if len(r.Training) > 0 {
 				fmt.Printf("\n%-22s %6s %14s %16s %8s\n", "SimCLR step", "batch", "gotch img/s", "PyTorch img/s", "ratio")

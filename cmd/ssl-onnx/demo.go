@@ -16,7 +16,9 @@ func demoCommand() *cli.Command {
 		Name:  "demo",
 		Usage: "run the whole study on Fashion-MNIST: train, serve, steal over HTTP, defend, evaluate, report",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "quick", Usage: "a two-minute version (tiny victim, two losses, two budgets)"},
+			&cli.BoolFlag{Name: "quick", Usage: "a two-minute version (a tiny victim trained here, two losses, two budgets)"},
+			&cli.StringFlag{Name: "victim", Usage: "encoder to steal: builtin:fmnist (the default) or an ONNX file"},
+			&cli.BoolFlag{Name: "train-victim", Usage: "train a fresh victim (3 epochs on 10000 images) instead of the built-in one"},
 			&cli.BoolFlag{Name: "fresh", Usage: "redo every stage (default: skip stages whose outputs exist)"},
 			&cli.StringFlag{Name: "dir", Usage: "output directory (default runs/demo, or runs/demo-quick)"},
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
@@ -25,6 +27,12 @@ func demoCommand() *cli.Command {
 			cfg := demo.Default()
 			if c.Bool("quick") {
 				cfg = demo.Quick()
+			}
+			if v := c.String("victim"); v != "" {
+				cfg.Victim = v
+			}
+			if c.Bool("train-victim") {
+				cfg.Victim = ""
 			}
 			if d := c.String("dir"); d != "" {
 				cfg.Dir = d

@@ -10,6 +10,7 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/infer/npy"
+	"github.com/ssl-onnx/ssl-onnx/models/zoo"
 	"github.com/ssl-onnx/ssl-onnx/progress"
 )
 
@@ -22,10 +23,17 @@ func runtimeFlags() []cli.Flag {
 	}
 }
 
-func openEncoder(c *cli.Context, path string) (infer.Encoder, error) {
+// openEncoder opens the model ref (a file or builtin:<name>) with the runtime flags. A server
+// passes noSpin (see infer.Options.NoSpin).
+func openEncoder(c *cli.Context, ref string, noSpin ...bool) (infer.Encoder, error) {
+	path, err := zoo.Resolve(ref)
+	if err != nil {
+		return nil, err
+	}
 	switch c.String("runtime") {
 	case "ort":
-		return infer.OpenORT(path, infer.Options{Threads: c.Int("threads"), Device: c.String("device"), Library: c.String("ort-lib")})
+		return infer.OpenORT(path, infer.Options{Threads: c.Int("threads"), Device: c.String("device"), Library: c.String("ort-lib"),
+			NoSpin: len(noSpin) > 0 && noSpin[0]})
 	case "onnx-go":
 		return infer.OpenOnnxGo(path)
 	}

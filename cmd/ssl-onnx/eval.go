@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ssl-onnx/ssl-onnx/eval"
+	"github.com/ssl-onnx/ssl-onnx/models/zoo"
 )
 
 func evalCommand() *cli.Command {
@@ -45,8 +46,17 @@ func evalCommand() *cli.Command {
 		),
 		Action: func(c *cli.Context) error {
 			cfg := def
-			cfg.Models = c.StringSlice("model")
-			cfg.Reference = c.String("reference")
+			var err error
+			for _, m := range c.StringSlice("model") {
+				p, err := zoo.Resolve(m)
+				if err != nil {
+					return err
+				}
+				cfg.Models = append(cfg.Models, p)
+			}
+			if cfg.Reference, err = zoo.Resolve(c.String("reference")); err != nil {
+				return err
+			}
 			cfg.Baselines = c.StringSlice("baselines")
 			cfg.RandomSeed = c.Int64("random-seed")
 			cfg.Dataset, cfg.DataDir = c.String("dataset"), c.String("data")

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"path/filepath"
-	"strconv"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,25 +24,7 @@ func exportCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Value: "encoder", Usage: "model name in the Triton repository"},
 		},
 		Action: func(c *cli.Context) error {
-			ck, m, err := train.LoadModel(c.String("checkpoint"))
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			sd, err := m.StateDict()
-			if err != nil {
-				return err
-			}
-			meta := map[string]string{
-				"train_dataset": ck.Config.Dataset,
-				"train_loss":    ck.Config.Loss,
-				"epochs":        strconv.Itoa(ck.Epoch),
-			}
-			output := c.String("output")
-			if output == "" {
-				output = ck.DefaultOutput()
-			}
-			om, err := export.Model(m.Graph, sd, export.Options{Output: output, Metadata: meta})
+			om, graph, output, err := train.Export(c.String("checkpoint"), c.String("output"))
 			if err != nil {
 				return err
 			}
@@ -63,7 +44,7 @@ func exportCommand() *cli.Command {
 				out, md["architecture"], md["stem"], md["input_shape"], md["output"], md["output_dim"],
 				len(om.Graph.Nodes), len(om.Graph.Initializers))
 			if dir := c.String("triton"); dir != "" {
-				if err := export.WriteTriton(dir, c.String("name"), om, m.Graph, output, 256); err != nil {
+				if err := export.WriteTriton(dir, c.String("name"), om, graph, output, 256); err != nil {
 					return err
 				}
 				fmt.Printf("wrote Triton repository %s/%s\n", dir, c.String("name"))

@@ -31,7 +31,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "addr", Value: serve.DefaultAddr, Usage: "listen address (loopback by default; 0.0.0.0:8700 exposes it)"},
 			&cli.StringFlag{Name: "db", Value: defaultDB, Usage: "SQLite database of API keys and the ledger (see: ssl-onnx keys)"},
 			&cli.IntFlag{Name: "max-batch", Value: serve.DefaultMaxBatch, Usage: "most images per model call when batching concurrent requests (1 = no batching)"},
-			&cli.DurationFlag{Name: "max-delay", Value: serve.DefaultMaxDelay, Usage: "how long a request waits for others to batch with (negative = no wait)"},
+			&cli.DurationFlag{Name: "max-delay", Usage: "how long the first request of a batch waits for others (default 0: batch only what queued while the model was busy)"},
 			&cli.IntFlag{Name: "workers", Value: serve.DefaultWorkers, Usage: "model calls allowed at once"},
 			&cli.StringFlag{Name: "max-body", Value: "32MB", Usage: "largest request body (B, KB, MB, GB: powers of 1024)"},
 			&cli.IntFlag{Name: "max-images", Value: serve.DefaultMaxImages, Usage: "most images per request"},
@@ -51,7 +51,7 @@ func serveCommand() *cli.Command {
 			if name == "" {
 				name = modelNameFromPath(c.String("model"))
 			}
-			enc, err := openEncoder(c, c.String("model"))
+			enc, err := openEncoder(c, c.String("model"), true)
 			if err != nil {
 				return err
 			}

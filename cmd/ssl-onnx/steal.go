@@ -10,6 +10,7 @@ import (
 
 	"github.com/ssl-onnx/ssl-onnx/attack"
 	"github.com/ssl-onnx/ssl-onnx/infer"
+	"github.com/ssl-onnx/ssl-onnx/models/zoo"
 )
 
 // openVictim opens the victim named by --victim: an ONNX file, or the URL of a server that
@@ -18,6 +19,10 @@ func openVictim(c *cli.Context) (infer.Encoder, error) {
 	v := c.String("victim")
 	if strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://") {
 		return dialVictim(v, c.String("api-key"))
+	}
+	v, err := zoo.Resolve(v)
+	if err != nil {
+		return nil, err
 	}
 	return infer.OpenORT(v, infer.Options{Threads: c.Int("threads"), Library: c.String("ort-lib")})
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ssl-onnx/ssl-onnx/data"
+	"github.com/ssl-onnx/ssl-onnx/models/zoo"
 	"github.com/ssl-onnx/ssl-onnx/watermark"
 )
 
@@ -48,7 +49,11 @@ func watermarkCommand() *cli.Command {
 						return err
 					}
 					defer enc.Close()
-					res, err := watermark.VerifyWith(c.Context, enc, c.String("secret"), ds, c.Int("n"), c.Int64("seed"),
+					secret, err := zoo.ResolveSecret(c.String("secret"))
+					if err != nil {
+						return err
+					}
+					res, err := watermark.VerifyWith(c.Context, enc, secret, ds, c.Int("n"), c.Int64("seed"),
 						watermark.VerifyConfig{Alpha: c.Float64("alpha"), Normalization: c.String("norm"), Batch: c.Int("batch-size")})
 					if err != nil {
 						return err

@@ -1,0 +1,91 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssl-onnx/ssl-onnx/export"
+	"github.com/ssl-onnx/ssl-onnx/infer"
+	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/serve"
+)
+
+// TestRunInProcessAndURL runs the benchmark's patterns briefly: raw ONNX Runtime and the
+// in-process server for a local model, then --url against a running server through both
+// protocols, and checks every pattern was measured and compared with raw where it should be.
+func TestRunInProcessAndURL(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.onnx")
+	if err := export.RandomModel(path, models.Spec{Arch: "resnet18", Stem: "imagenet", Head: "none", InputC: 3, InputHW: 32}, 1); err != nil {
+		t.Fatal(err)
+	}
+	c := Config{Models: []string{path}, Batches: []int{1, 8}, Concurrency: []int{1, 4}, MinTime: 50 * time.Millisecond,
+		Threads: 2, TempDir: dir, HTTP: true}
+	r, err := Run(context.Background(), c, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Raw at 1, 8 and 64 (the reference for concurrent clients); HTTP: batching server at
+	// batch 1, 8 and 4 clients; the server without batching at 4 clients.
+	if len(r.Inference) != 3 || len(r.HTTP) != 4 {
+		t.Fatalf("%d raw and %d HTTP results: %+v %+v", len(r.Inference), len(r.HTTP), r.Inference, r.HTTP)
+	}
+	for _, h := range r.HTTP {
+		want := h.Batch
+		if h.Concurrency > 1 {
+			want = 64
+		}
+		if h.ImagesPS <= 0 || h.P50ms <= 0 || h.Requests < 3 || h.RawBatch != want || h.VsRaw <= 0 || h.Protocol != "v1 raw float32" {
+			t.Errorf("HTTP result %+v", h)
+		}
+	}
+
+	// --url: a running server, through /v1/embeddings and through the v2 infer endpoint.
+	enc, err := infer.OpenORT(path, infer.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	store, err := serve.OpenStore(filepath.Join(dir, "server.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	_, secret, err := store.AddKey(context.Background(), "bench", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := serve.Start(enc, serve.Config{Store: store, ModelName: "victim", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	for _, u := range []string{srv.URL, srv.URL + "/v2/models/victim"} {
+		c := Config{URL: u, APIKey: secret, Batches: []int{2}, Concurrency: []int{3}, MinTime: 50 * time.Millisecond, TempDir: dir}
+		r, err := Run(context.Background(), c, io.Discard)
+		if err != nil {
+			t.Fatalf("--url %s: %v", u, err)
+		}
+		if len(r.Inference) != 0 || len(r.HTTP) != 2 {
+			t.Fatalf("--url %s: %d raw and %d HTTP results", u, len(r.Inference), len(r.HTTP))
+		}
+		wantProto := "v1 raw float32"
+		if strings.Contains(u, "/v2/") {
+			wantProto = "v2 JSON"
+		}
+		for _, h := range r.HTTP {
+			if h.ImagesPS <= 0 || h.Server != u || h.Protocol != wantProto || h.VsRaw != 0 || h.Model != "victim" {
+				t.Errorf("--url %s: result %+v", u, h)
+			}
+		}
+	}
+	if _, err := Run(context.Background(), Config{URL: srv.URL, APIKey: "sslk_wrong", Batches: []int{1}, MinTime: time.Millisecond, TempDir: dir}, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "401") {
+		t.Fatalf("wrong key: %v", err)
+	}
+}
