@@ -486,5 +486,6 @@ func (q *querier) step(ctx context.Context, m *torchnet.Model, opt *train.Optimi
 	opt.ZeroGrad()
 	l.MustBackward()
 	torchnet.NoGrad(func() { opt.Update(lr) })
-	return l.Float64Values(true)[0], nil
+	loss = l.Float64Values(true)[0]
+	return loss, nil
 }

@@ -54,7 +54,7 @@ fi
 
 # --- gotch ---------------------------------------------------------------------------------
 # The stamp records what the copy was patched for; a different LIBTORCH re-patches it.
-stamp="gotch=$GOTCH_VERSION libtorch=${LIBTORCH:-debian} abi=${LIBTORCH_CXX11_ABI:-1} patch=5"
+stamp="gotch=$GOTCH_VERSION libtorch=${LIBTORCH:-debian} abi=${LIBTORCH_CXX11_ABI:-1} patch=6"
 if [ "$(cat "$DEPS/gotch/.ssl-onnx-patched" 2>/dev/null)" != "$stamp" ]; then
   say "fetching gotch $GOTCH_VERSION through the Go module proxy"
   src=$(cd "$ROOT" && GOFLAGS=-mod=mod go mod download -json "github.com/sugarme/gotch@$GOTCH_VERSION" \
@@ -86,6 +86,15 @@ package libtch
 // #cgo CXXFLAGS: -std=c++17 -I\${SRCDIR} -O3 -w -D_GLIBCXX_USE_CXX11_ABI=$abi $inc
 import "C"
 GO
+  # gotch's in-place ops (relu_, add_, ...) point the Go tensor at the new handle that libtorch
+  # returns without freeing the old one, which still references the storage: every in-place op
+  # on a temporary leaked the whole tensor (the in-place ReLU of a training step leaked all its
+  # activations, 24 GB in two epochs). Free the old handle first.
+  gen="$DEPS/gotch.tmp/ts/tensor-generated.go"
+  n=$(grep -c '^  ts.ctensor = \*ptr$' "$gen" || true)
+  [ "$n" -gt 0 ] || fail "gotch $GOTCH_VERSION: no in-place op found in ts/tensor-generated.go to fix (did its layout change?)"
+  sed -i 's/^  ts\.ctensor = \*ptr$/  lib.AtFree(ts.ctensor)\n  ts.ctensor = *ptr/' "$gen"
+  say "fixed $n in-place ops that leaked their tensor's previous handle"
   cat > "$lib/sslonnx_extra.go" <<'GO'
 package libtch
 
