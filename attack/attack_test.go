@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ssl-onnx/ssl-onnx/data"
+	"github.com/ssl-onnx/ssl-onnx/eval"
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"
@@ -374,20 +375,11 @@ func exportStolen(t *testing.T, dir string) (*train.Checkpoint, infer.Encoder) {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	ck, m, err := train.LoadModel(dir)
+	om, _, _, err := train.Export(dir, "")
 	if err != nil {
-		t.Fatalf("LoadModel(%s): %v", dir, err)
+		t.Fatalf("export %s: %v", dir, err)
 	}
-	defer m.Close()
-	sd, err := m.StateDict()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := models.OutputRepresentation
-	if ck.Spec.Head != "none" {
-		out = models.OutputProjection
-	}
-	om, err := export.Model(m.Graph, sd, export.Options{Output: out})
+	ck, err := train.LoadCheckpoint(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,5 +486,63 @@ func TestRunBadInput(t *testing.T) {
 	}
 	if v.sent() != 0 {
 		t.Fatalf("%d queries sent by refused attacks", v.sent())
+	}
+}
+
+// TestLabelStealingBaseline: the Knockoff-style baseline end to end. The victim is an encoder
+// with a linear classifier (what `ssl-onnx classifier` writes); the attack trains a copy on
+// its predicted labels only; the evaluation scores both classifiers' own predictions and how
+// often the copy agrees with the victim.
+func TestLabelStealingBaseline(t *testing.T) {
+	enc, _ := victimFiles(t)
+	dir := t.TempDir()
+	cfg := eval.DefaultConfig()
+	cfg.TrainLimit, cfg.TestLimit, cfg.Probe.Epochs, cfg.Threads = 1000, 500, 30, 2
+	probe, classes, err := eval.TrainClassifier(context.Background(), cfg, enc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnxpb.ReadFile(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, b := probe.RawWeights()
+	if err := export.AppendClassifier(m, w, b, classes, nil); err != nil {
+		t.Fatal(err)
+	}
+	clf := filepath.Join(dir, "victim-classifier.onnx")
+	if err := onnxpb.WriteFile(clf, m); err != nil {
+		t.Fatal(err)
+	}
+	v := openVictim(t, clf)
+	sd := filepath.Join(dir, "stolen")
+	c := tinyAttack(v, clf, sd, "labels", 600)
+	c.Epochs, c.BatchSize = 3, 64
+	res, _ := mustRun(t, c)
+	if res.OutputDim != 10 || v.sent() != 600 {
+		t.Fatalf("result %+v after %d queries; want 10 class scores from 600 queries", res, v.sent())
+	}
+	om, _, _, err := train.Export(sd, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen := filepath.Join(dir, "stolen.onnx")
+	if err := onnxpb.WriteFile(stolen, om); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Reference, cfg.Models = clf, []string{stolen}
+	cfg.Probe.Epochs = 5
+	rep, err := eval.Evaluate(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vic, cp := rep.Rows[0], rep.Rows[1]
+	if vic.DirectTop1 == nil || cp.DirectTop1 == nil || cp.DirectAgreement == nil {
+		t.Fatalf("classifier rows without direct accuracy: %+v %+v", vic, cp)
+	}
+	t.Logf("victim classifier top-1 %.3f; stolen from 600 labels: top-1 %.3f, agrees with the victim on %.3f", *vic.DirectTop1, *cp.DirectTop1, *cp.DirectAgreement)
+	// Ten classes: a copy that learnt nothing from the labels agrees about one time in ten.
+	if *cp.DirectAgreement < 0.3 {
+		t.Fatalf("the copy agrees with the victim on %.3f of the test images: it did not learn the labels", *cp.DirectAgreement)
 	}
 }

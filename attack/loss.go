@@ -39,6 +39,10 @@ var Losses = map[string]LossSpec{
 	"symmetrized": {Fn: Symmetrized, Views: 2, BatchSize: 256, Optimizer: "sgd", LR: 0.05},
 	"cosine":      {Fn: Cosine, Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},
 	"bce":         {Fn: BCE, Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},
+	// The label-stealing baseline (Knockoff-style): the victim is a classifier (see
+	// `ssl-onnx classifier`) and answers class scores.
+	"labels": {Fn: Labels, Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},
+	"logits": {Fn: Logits, Views: 1, Temperature: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},
 }
 
 // LossNames lists the registered losses, sorted.
@@ -150,6 +154,30 @@ func Symmetrized(s, v, _ *ts.Tensor, _ float64) *ts.Tensor {
 		t.MustDrop()
 	}
 	return a.MustAdd(b, true).MustMulScalar(ts.FloatScalar(-0.5), true)
+}
+
+// Labels is the cross-entropy of the stolen scores s against the victim's predicted class
+// (the argmax of its answer v): stealing from an API that only returns labels.
+func Labels(s, v, _ *ts.Tensor, _ float64) *ts.Tensor {
+	y := v.MustArgmax([]int64{1}, false, false)
+	l := s.CrossEntropyForLogits(y)
+	y.MustDrop()
+	return l
+}
+
+// Logits is knowledge distillation from the victim's class scores: the cross-entropy of
+// softmax(s/T) against softmax(v/T), times T^2, averaged over rows (the KL divergence up to
+// the victim's constant entropy).
+func Logits(s, v, _ *ts.Tensor, t float64) *ts.Tensor {
+	if t <= 0 {
+		t = 1
+	}
+	p := v.MustDivScalar(ts.FloatScalar(t), false).MustSoftmax(1, gotch.Float, true)
+	ls := s.MustDivScalar(ts.FloatScalar(t), false).MustLogSoftmax(1, gotch.Float, true)
+	n := float64(s.MustSize()[0])
+	l := p.MustMul(ls, true).MustSum(gotch.Float, true).MustMulScalar(ts.FloatScalar(-t*t/n), true)
+	ls.MustDrop()
+	return l
 }
 
 // BCE is binary cross-entropy with logits against the victim's rounded sigmoid outputs.

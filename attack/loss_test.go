@@ -69,6 +69,9 @@ func lossCases() []lossCase {
 	add("infonce/6x8 T0.5", "infonce", 6, 8, 0.5, 4, 0.3, nil)
 	add("softnn/8x16 T100", "softnn", 8, 16, 100, 1, 0.5, nil)
 	add("softnn/6x8 T1", "softnn", 6, 8, 1, 0.5, 0.8, nil)
+	add("labels/8x10", "labels", 8, 10, 0, 2, 0.5, nil)
+	add("logits/8x10 T1", "logits", 8, 10, 1, 2, 0.5, nil)
+	add("logits/6x10 T4", "logits", 6, 10, 4, 3, 0.3, nil)
 	add("supcon/8x16 T0.07 (2 views)", "supcon", 8, 16, 0.07, 1, 0.7, []int64{3, 1, 3, 0, 1, 3, 9, 9})
 	return cs
 }

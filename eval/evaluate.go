@@ -124,6 +124,12 @@ type Row struct {
 	// Agreement is the fraction of test images on which this row's probe predicts the
 	// reference's probe's class (nil without a reference).
 	Agreement *float64 `json:"agreement"`
+	// DirectTop1 is the test accuracy of a classifier's own scores (the argmax of its output):
+	// set for a victim made by `ssl-onnx classifier` and for copies stolen from its labels or
+	// logits. DirectAgreement is how often that argmax equals the reference classifier's.
+	DirectTop1      *float64 `json:"direct_top1,omitempty"`
+	DirectAgreement *float64 `json:"direct_agreement,omitempty"`
+	direct          []int    // argmax predictions on the test split
 	// Timings in seconds: feature extraction, probe, kNN, and the whole row.
 	ExtractSeconds float64 `json:"extract_seconds"`
 	ProbeSeconds   float64 `json:"probe_seconds"`
@@ -338,7 +344,7 @@ func Evaluate(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	}
 
 	var refTest infer.Vectors
-	var refPred []int
+	var refPred, refDirect []int
 	for _, it := range items {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -348,7 +354,14 @@ func Evaluate(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 			return nil, fmt.Errorf("eval %s: %w", it.name, err)
 		}
 		if it.kind == KindReference {
-			refTest, refPred = te, pred
+			refTest, refPred, refDirect = te, pred, row.direct
+		}
+		if refDirect != nil && row.direct != nil {
+			a, err := Agreement(row.direct, refDirect)
+			if err != nil {
+				return nil, fmt.Errorf("eval %s: %w", it.name, err)
+			}
+			row.DirectAgreement = &a
 		}
 		if refPred != nil {
 			a, err := Agreement(pred, refPred)
@@ -385,7 +398,19 @@ func (c *Config) evaluateOne(ctx context.Context, it item, train, test data.Data
 	case it.random:
 		ftr, fte, err = c.randomFeatures(ctx, it.name, train, test, log)
 	default:
-		ftr, fte, err = c.encoderFeatures(ctx, it.path, it.name, train, test, log)
+		var md map[string]string
+		ftr, fte, md, err = c.encoderFeatures(ctx, it.path, it.name, train, test, log)
+		if err == nil && IsClassifier(md) && fte.D == classes {
+			acc := 0.0
+			row.direct = argmax(fte)
+			for i, p := range row.direct {
+				if p == yte[i] {
+					acc++
+				}
+			}
+			acc /= float64(len(yte))
+			row.DirectTop1 = &acc
+		}
 	}
 	if err != nil {
 		return row, fte, nil, err
@@ -457,7 +482,8 @@ func (c *Config) randomFeatures(ctx context.Context, name string, train, test da
 	if err := export.RandomModel(path, spec, c.RandomSeed); err != nil {
 		return infer.Vectors{}, infer.Vectors{}, fmt.Errorf("random baseline: %w", err)
 	}
-	return c.encoderFeatures(ctx, path, name, train, test, log)
+	tr, te, _, err := c.encoderFeatures(ctx, path, name, train, test, log)
+	return tr, te, err
 }
 
 func (c *Config) infer() infer.Options {
@@ -488,16 +514,16 @@ func specFromReference(path string, opt infer.Options) (models.Spec, bool) {
 }
 
 // encoderFeatures embeds the train and test images with the ONNX encoder at path.
-func (c *Config) encoderFeatures(ctx context.Context, path, name string, train, test data.Dataset, log io.Writer) (infer.Vectors, infer.Vectors, error) {
+func (c *Config) encoderFeatures(ctx context.Context, path, name string, train, test data.Dataset, log io.Writer) (infer.Vectors, infer.Vectors, map[string]string, error) {
 	enc, err := infer.OpenORT(path, c.infer())
 	if err != nil {
-		return infer.Vectors{}, infer.Vectors{}, err
+		return infer.Vectors{}, infer.Vectors{}, nil, err
 	}
 	defer enc.Close()
 	info := enc.Info()
 	norm, err := infer.Normalization(c.Norm, info.Metadata)
 	if err != nil {
-		return infer.Vectors{}, infer.Vectors{}, err
+		return infer.Vectors{}, infer.Vectors{}, nil, err
 	}
 	var out [2]infer.Vectors
 	for i, s := range []struct {
@@ -506,7 +532,7 @@ func (c *Config) encoderFeatures(ctx context.Context, path, name string, train, 
 	}{{"train", train}, {"test", test}} {
 		ds, err := infer.FitDataset(s.ds, info)
 		if err != nil {
-			return infer.Vectors{}, infer.Vectors{}, err
+			return infer.Vectors{}, infer.Vectors{}, nil, err
 		}
 		bar := progress.New(log, name+" "+s.split, ds.Len())
 		last := 0
@@ -515,12 +541,36 @@ func (c *Config) encoderFeatures(ctx context.Context, path, name string, train, 
 			last = done
 		})
 		if err != nil {
-			return infer.Vectors{}, infer.Vectors{}, err
+			return infer.Vectors{}, infer.Vectors{}, nil, err
 		}
 		bar.Done(fmt.Sprintf("%d x %d", v.N, v.D))
 		out[i] = v
 	}
-	return out[0], out[1], nil
+	return out[0], out[1], info.Metadata, nil
+}
+
+// IsClassifier says whether a model's metadata marks its output as class scores: a
+// classifier written by `ssl-onnx classifier`, or a copy stolen with the labels or logits loss.
+func IsClassifier(md map[string]string) bool {
+	switch md["train_loss"] {
+	case "steal-labels", "steal-logits": // as `ssl-onnx steal` records its loss
+		return true
+	}
+	return md["output"] == "logits"
+}
+
+// argmax returns the index of each row's largest value (the first on ties).
+func argmax(v infer.Vectors) []int {
+	out := make([]int, v.N)
+	for i := range out {
+		row := v.Data[i*v.D : (i+1)*v.D]
+		for j, x := range row {
+			if x > row[out[i]] {
+				out[i] = j
+			}
+		}
+	}
+	return out
 }
 
 // Print writes the report as an aligned table.
@@ -528,7 +578,15 @@ func (r *Report) Print(w io.Writer) error {
 	fmt.Fprintf(w, "%s: %d train / %d test images, %d classes; probe %d epochs lr %g wd %g batch %d standardize %v; kNN k=%d T=%g\n",
 		r.Dataset, r.TrainN, r.TestN, r.Classes, r.Probe.Epochs, r.Probe.LR, r.Probe.WeightDecay, r.Probe.Batch, r.Probe.Standardize, r.KNNK, r.KNNTemperature)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "name\tkind\tdim\tprobe top-1\tprobe top-5\tkNN top-1\tfid. cos\tfid. L2\tagreement\tseconds\t")
+	classifiers := false
+	for _, row := range r.Rows {
+		classifiers = classifiers || row.DirectTop1 != nil
+	}
+	head := "name\tkind\tdim\tprobe top-1\tprobe top-5\tkNN top-1\tfid. cos\tfid. L2\tagreement\t"
+	if classifiers {
+		head += "direct top-1\tdirect agree\t"
+	}
+	fmt.Fprintln(tw, head+"seconds\t")
 	opt := func(p *float64) string {
 		if p == nil {
 			return "n/a"
@@ -536,8 +594,12 @@ func (r *Report) Print(w io.Writer) error {
 		return fmt.Sprintf("%.4f", *p)
 	}
 	for _, row := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.4f\t%.4f\t%.4f\t%s\t%s\t%s\t%.1f\t\n", row.Name, row.Kind, row.Dim,
-			row.ProbeTop1, row.ProbeTop5, row.KNNTop1, opt(row.FidelityCos), opt(row.FidelityL2), opt(row.Agreement), row.Seconds)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.4f\t%.4f\t%.4f\t%s\t%s\t%s\t", row.Name, row.Kind, row.Dim,
+			row.ProbeTop1, row.ProbeTop5, row.KNNTop1, opt(row.FidelityCos), opt(row.FidelityL2), opt(row.Agreement))
+		if classifiers {
+			fmt.Fprintf(tw, "%s\t%s\t", opt(row.DirectTop1), opt(row.DirectAgreement))
+		}
+		fmt.Fprintf(tw, "%.1f\t\n", row.Seconds)
 	}
 	return tw.Flush()
 }

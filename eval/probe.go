@@ -68,6 +68,9 @@ type ProbeResult struct {
 	// W (Classes x D, row-major) and B (Classes) are the trained weights and bias, in the
 	// standardised feature space when the config standardises.
 	W, B []float64
+	// Mean and Inv are the standardisation (x - Mean) * Inv applied before W (nil when the
+	// config does not standardise).
+	Mean, Inv []float64
 	// Seconds is the wall time of the whole probe.
 	Seconds float64
 }
@@ -95,8 +98,9 @@ func LinearProbe(train, test Features, cfg ProbeConfig) (ProbeResult, error) {
 	}
 	n, d, c := train.X.N, train.X.D, train.Classes
 	xtr, xte := train.X.Data, test.X.Data
+	var mean, inv []float64
 	if cfg.Standardize {
-		mean, inv := standardizer(xtr, n, d)
+		mean, inv = standardizer(xtr, n, d)
 		xtr = applyStandardizer(xtr, mean, inv)
 		xte = applyStandardizer(xte, mean, inv)
 	}
@@ -155,11 +159,36 @@ func LinearProbe(train, test Features, cfg ProbeConfig) (ProbeResult, error) {
 		}
 	}
 
-	res := ProbeResult{W: w, B: b}
+	res := ProbeResult{W: w, B: b, Mean: mean, Inv: inv}
 	res.TrainTop1, _, res.TrainLoss, _ = score(xtr, train.Y, n, d, c, w32, b)
 	res.Top1, res.Top5, _, res.Pred = score(xte, test.Y, test.X.N, d, c, w32, b)
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// RawWeights returns the probe as a linear layer on the raw features: the standardisation
+// folded into the weights, W'[c][k] = W[c][k] Inv[k] and b'[c] = b[c] - sum_k W'[c][k] Mean[k].
+func (r ProbeResult) RawWeights() (w, b []float32) {
+	c := len(r.B)
+	if c == 0 {
+		return nil, nil
+	}
+	d := len(r.W) / c
+	w = make([]float32, len(r.W))
+	b = make([]float32, c)
+	for j := range c {
+		bias := r.B[j]
+		for k := range d {
+			v := r.W[j*d+k]
+			if r.Inv != nil {
+				v *= r.Inv[k]
+				bias -= v * r.Mean[k]
+			}
+			w[j*d+k] = float32(v)
+		}
+		b[j] = float32(bias)
+	}
+	return w, b
 }
 
 // epochSeed is the shuffling seed of one epoch.

@@ -101,7 +101,19 @@ def supcon(a, b, labels, t):
     return -per_anchor.mean()
 
 
-LOSSES = {"mse": mse, "cosine": cosine, "wasserstein": wasserstein, "barlow": barlow,
+def labels_loss(s, v, labels, t):
+    # cross-entropy against the victim's predicted class
+    return torch.nn.functional.cross_entropy(s, v.argmax(dim=1))
+
+
+def logits_loss(s, v, labels, t):
+    # distillation: KL(softmax(v/T) || softmax(s/T)) * T^2, batch mean; the victim's entropy
+    # is a constant, so the value compared is the cross-entropy part
+    p = torch.softmax(v / t, dim=1)
+    return -(p * torch.log_softmax(s / t, dim=1)).sum(1).mean() * t * t
+
+
+LOSSES = {"labels": labels_loss, "logits": logits_loss, "mse": mse, "cosine": cosine, "wasserstein": wasserstein, "barlow": barlow,
           "symmetrized": symmetrized, "bce": bce, "infonce": infonce, "softnn": softnn,
           "supcon": supcon}
 

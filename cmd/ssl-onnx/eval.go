@@ -19,33 +19,18 @@ func evalCommand() *cli.Command {
 		Description: "Features are extracted once per model with ONNX Runtime (inference mode), then a standardised\n" +
 			"logistic-regression probe (Adam) and a weighted kNN monitor are trained on them. With --reference,\n" +
 			"every row is compared with the victim: cosine/L2 of test representations and probe agreement.",
-		Flags: append(datasetFlags(),
-			&cli.StringSliceFlag{Name: "model", Usage: "ONNX encoder to evaluate (repeatable)"},
+		Flags: append(probeFlags(def),
+			&cli.StringSliceFlag{Name: "model", Usage: "ONNX encoder to evaluate (repeatable; builtin:fmnist is the shipped victim)"},
 			&cli.StringFlag{Name: "reference", Usage: "victim ONNX encoder to compare every row with (also evaluated)"},
 			&cli.StringSliceFlag{Name: "baselines", Usage: "baselines: random (randomly initialised encoder), pixels (raw pixels), comma-separated"},
 			&cli.Int64Flag{Name: "random-seed", Value: def.RandomSeed, Usage: "seed of the random baseline (its architecture follows --reference's metadata, else ResNet-18)"},
-			&cli.StringFlag{Name: "train-split", Value: "train", Usage: "split the probe is trained on"},
-			&cli.StringFlag{Name: "test-split", Value: "test", Usage: "split the probe is tested on"},
-			&cli.IntFlag{Name: "train-limit", Value: def.TrainLimit, Usage: "use the first N train images (0 = all)"},
-			&cli.IntFlag{Name: "test-limit", Value: def.TestLimit, Usage: "use the first N test images (0 = all)"},
-			&cli.StringFlag{Name: "norm", Value: def.Norm, Usage: "input normalisation: auto (from model metadata), none, or a dataset name"},
-			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "ONNX Runtime intra-op threads"},
-			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or cuda (ONNX Runtime CUDA execution provider)"},
-			&cli.StringFlag{Name: "ort-lib", Usage: "path of libonnxruntime.so (default: $ONNXRUNTIME_LIB, else .deps/onnxruntime)"},
-			&cli.IntFlag{Name: "batch-size", Value: def.Batch, Usage: "images per inference call"},
-			&cli.IntFlag{Name: "epochs", Value: def.Probe.Epochs, Usage: "linear probe epochs"},
-			&cli.Float64Flag{Name: "lr", Value: def.Probe.LR, Usage: "linear probe Adam learning rate"},
-			&cli.Float64Flag{Name: "wd", Value: def.Probe.WeightDecay, Usage: "linear probe weight decay (L2, Adam)"},
-			&cli.IntFlag{Name: "probe-batch", Value: def.Probe.Batch, Usage: "linear probe mini-batch size"},
-			&cli.BoolFlag{Name: "standardize", Value: def.Probe.Standardize, Usage: "standardise features with the train split's mean/std (--standardize=false to disable)"},
-			&cli.Int64Flag{Name: "seed", Value: def.Probe.Seed, Usage: "linear probe shuffling seed"},
 			&cli.IntFlag{Name: "knn-k", Value: def.KNNK, Usage: "kNN neighbours"},
 			&cli.Float64Flag{Name: "knn-t", Value: def.KNNTemperature, Usage: "kNN temperature"},
 			&cli.StringFlag{Name: "out", Value: "runs/eval.json", Usage: "JSON report to write (empty to skip)"},
 			&cli.StringFlag{Name: "plot", Usage: "also write a bar chart of probe top-1 here (.png, .svg, .pdf)"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg := def
+			cfg := probeConfig(c, def)
 			var err error
 			for _, m := range c.StringSlice("model") {
 				p, err := zoo.Resolve(m)
@@ -59,14 +44,6 @@ func evalCommand() *cli.Command {
 			}
 			cfg.Baselines = c.StringSlice("baselines")
 			cfg.RandomSeed = c.Int64("random-seed")
-			cfg.Dataset, cfg.DataDir = c.String("dataset"), c.String("data")
-			cfg.TrainSplit, cfg.TestSplit = c.String("train-split"), c.String("test-split")
-			cfg.TrainLimit, cfg.TestLimit = c.Int("train-limit"), c.Int("test-limit")
-			cfg.Norm = c.String("norm")
-			cfg.Threads, cfg.Device, cfg.Library = c.Int("threads"), c.String("device"), c.String("ort-lib")
-			cfg.Batch = c.Int("batch-size")
-			cfg.Probe = eval.ProbeConfig{LR: c.Float64("lr"), WeightDecay: c.Float64("wd"), Epochs: c.Int("epochs"),
-				Batch: c.Int("probe-batch"), Seed: c.Int64("seed"), Standardize: c.Bool("standardize")}
 			cfg.KNNK, cfg.KNNTemperature = c.Int("knn-k"), c.Float64("knn-t")
 			r, err := eval.Evaluate(c.Context, cfg, os.Stderr)
 			if err != nil {
@@ -91,4 +68,39 @@ func evalCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// probeFlags are the flags of a linear probe on a downstream dataset (eval, classifier).
+func probeFlags(def eval.Config) []cli.Flag {
+	return append(datasetFlags(),
+		&cli.StringFlag{Name: "train-split", Value: "train", Usage: "split the probe is trained on"},
+		&cli.StringFlag{Name: "test-split", Value: "test", Usage: "split the probe is tested on"},
+		&cli.IntFlag{Name: "train-limit", Value: def.TrainLimit, Usage: "use the first N train images (0 = all)"},
+		&cli.IntFlag{Name: "test-limit", Value: def.TestLimit, Usage: "use the first N test images (0 = all)"},
+		&cli.StringFlag{Name: "norm", Value: def.Norm, Usage: "input normalisation: auto (from model metadata), none, or a dataset name"},
+		&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "ONNX Runtime intra-op threads"},
+		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or cuda (ONNX Runtime CUDA execution provider)"},
+		&cli.StringFlag{Name: "ort-lib", Usage: "path of libonnxruntime.so (default: $ONNXRUNTIME_LIB, else .deps/onnxruntime)"},
+		&cli.IntFlag{Name: "batch-size", Value: def.Batch, Usage: "images per inference call"},
+		&cli.IntFlag{Name: "epochs", Value: def.Probe.Epochs, Usage: "linear probe epochs"},
+		&cli.Float64Flag{Name: "lr", Value: def.Probe.LR, Usage: "linear probe Adam learning rate"},
+		&cli.Float64Flag{Name: "wd", Value: def.Probe.WeightDecay, Usage: "linear probe weight decay (L2, Adam)"},
+		&cli.IntFlag{Name: "probe-batch", Value: def.Probe.Batch, Usage: "linear probe mini-batch size"},
+		&cli.BoolFlag{Name: "standardize", Value: def.Probe.Standardize, Usage: "standardise features with the train split's mean/std (--standardize=false to disable)"},
+		&cli.Int64Flag{Name: "seed", Value: def.Probe.Seed, Usage: "linear probe shuffling seed"},
+	)
+}
+
+// probeConfig reads probeFlags into a copy of def.
+func probeConfig(c *cli.Context, def eval.Config) eval.Config {
+	cfg := def
+	cfg.Dataset, cfg.DataDir = c.String("dataset"), c.String("data")
+	cfg.TrainSplit, cfg.TestSplit = c.String("train-split"), c.String("test-split")
+	cfg.TrainLimit, cfg.TestLimit = c.Int("train-limit"), c.Int("test-limit")
+	cfg.Norm = c.String("norm")
+	cfg.Threads, cfg.Device, cfg.Library = c.Int("threads"), c.String("device"), c.String("ort-lib")
+	cfg.Batch = c.Int("batch-size")
+	cfg.Probe = eval.ProbeConfig{LR: c.Float64("lr"), WeightDecay: c.Float64("wd"), Epochs: c.Int("epochs"),
+		Batch: c.Int("probe-batch"), Seed: c.Int64("seed"), Standardize: c.Bool("standardize")}
+	return cfg
 }

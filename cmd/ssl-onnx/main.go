@@ -30,6 +30,7 @@ func main() {
 			keysCommand(),
 			demoCommand(),
 			evalCommand(),
+			classifierCommand(),
 			watermarkCommand(),
 		},
 	}
