@@ -24,7 +24,7 @@ type Entry struct {
 // Entries are the shipped encoders (see README.md in this folder for how each was made).
 var Entries = []Entry{{
 	Name: "fmnist", Model: "fmnist-resnet18-simclr.onnx", Secret: "fmnist-resnet18-simclr.watermark.ot",
-	About: "SimCLR ResNet-18 (ImageNet stem, 32x32) trained on Fashion-MNIST train[0:40000], with the owner's watermark",
+	About: "SimCLR ResNet-18 (ImageNet stem, 32x32) trained on Fashion-MNIST train[0:30000), with the owner's watermark (built by scripts/zoo-fmnist.sh)",
 }}
 
 // Env names a folder holding the zoo files (for a binary installed away from the source tree).
@@ -63,7 +63,7 @@ func locate(ref, file string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%s: %s not found in %s (set %s to the folder holding it)", ref, file, strings.Join(dirs(), ", "), Env)
+	return "", fmt.Errorf("%s: %s not found in %s (scripts/zoo-fmnist.sh builds the Fashion-MNIST one; %s names another folder)", ref, file, strings.Join(dirs(), ", "), Env)
 }
 
 // Resolve returns the file a model reference names: "builtin:<name>" becomes the shipped ONNX
