@@ -63,8 +63,13 @@ type Config struct {
 	Workers     int     `json:"workers"`
 	Device      string  `json:"device"`
 
-	Dir    string `json:"-"`
-	Resume bool   `json:"-"`
+	Dir string `json:"-"`
+	// CheckpointEvery is the least time between two checkpoints (the last epoch is always
+	// saved): 0 means 30 s, negative means every epoch. Small budgets run many short epochs,
+	// and a ResNet-18 checkpoint with Adam's state (135 MB, fsynced) can take longer to write
+	// than such an epoch takes to train.
+	CheckpointEvery time.Duration `json:"-"`
+	Resume          bool          `json:"-"`
 }
 
 // Result summarises an attack.
@@ -281,6 +286,11 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	res := &Result{Config: c, Images: nImages, Views: views, OutputDim: dim, Epochs: first}
 	n := sset.Len()
 	bs := min(c.BatchSize, n)
+	every := c.CheckpointEvery
+	if every == 0 {
+		every = 30 * time.Second
+	}
+	saved, savedEpoch := time.Now(), first
 	for epoch := first; epoch < c.Epochs; epoch++ {
 		if c.RequeryEachEpoch {
 			s, err := q.queryAll(ctx, epoch)
@@ -304,7 +314,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 			seen += len(idx)
 			bar.Add(len(idx), fmt.Sprintf("loss %.4f", sum/float64(seen)))
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("interrupted in epoch %d (checkpoint of epoch %d kept; answers cached): %w", epoch+1, epoch, ctx.Err())
+				return nil, fmt.Errorf("interrupted in epoch %d (checkpoint of epoch %d kept; answers cached): %w", epoch+1, savedEpoch, ctx.Err())
 			}
 		}
 		loss := sum / float64(max(seen, 1))
@@ -312,8 +322,11 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 		if math.IsNaN(loss) {
 			return nil, fmt.Errorf("epoch %d: loss is NaN (try a lower --lr)", epoch+1)
 		}
-		if err := train.SaveCheckpoint(c.Dir, train.Checkpoint{Config: tcfg, Spec: spec, Epoch: epoch + 1, Step: opt.Step, Loss: loss}, model, opt); err != nil {
-			return nil, err
+		if epoch+1 == c.Epochs || c.CheckpointEvery < 0 || time.Since(saved) >= every {
+			if err := train.SaveCheckpoint(c.Dir, train.Checkpoint{Config: tcfg, Spec: spec, Epoch: epoch + 1, Step: opt.Step, Loss: loss}, model, opt); err != nil {
+				return nil, err
+			}
+			saved, savedEpoch = time.Now(), epoch+1
 		}
 		res.Epochs, res.FinalLoss = epoch+1, loss
 	}

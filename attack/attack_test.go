@@ -498,20 +498,8 @@ func TestLabelStealingBaseline(t *testing.T) {
 	dir := t.TempDir()
 	cfg := eval.DefaultConfig()
 	cfg.TrainLimit, cfg.TestLimit, cfg.Probe.Epochs, cfg.Threads = 1000, 500, 30, 2
-	probe, classes, err := eval.TrainClassifier(context.Background(), cfg, enc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnxpb.ReadFile(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, b := probe.RawWeights()
-	if err := export.AppendClassifier(m, w, b, classes, nil); err != nil {
-		t.Fatal(err)
-	}
 	clf := filepath.Join(dir, "victim-classifier.onnx")
-	if err := onnxpb.WriteFile(clf, m); err != nil {
+	if _, _, err := eval.WriteClassifier(context.Background(), cfg, enc, clf, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	v := openVictim(t, clf)

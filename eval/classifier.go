@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+
+	"github.com/ssl-onnx/ssl-onnx/export"
+	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 )
 
 // TrainClassifier trains the linear probe of cfg on the encoder at path (features of the
@@ -31,4 +35,27 @@ func TrainClassifier(ctx context.Context, cfg Config, path string, log io.Writer
 		return ProbeResult{}, 0, fmt.Errorf("%s: %w", path, err)
 	}
 	return res, classes, nil
+}
+
+// WriteClassifier trains the classifier of the encoder at path (TrainClassifier) and writes
+// encoder + classifier as one ONNX file at out, whose output is the class scores "logits";
+// meta is added to its metadata (with the classifier's test accuracy).
+func WriteClassifier(ctx context.Context, cfg Config, path, out string, meta map[string]string, log io.Writer) (ProbeResult, int, error) {
+	probe, classes, err := TrainClassifier(ctx, cfg, path, log)
+	if err != nil {
+		return ProbeResult{}, 0, err
+	}
+	m, err := onnxpb.ReadFile(path)
+	if err != nil {
+		return ProbeResult{}, 0, err
+	}
+	md := map[string]string{"classifier_dataset": cfg.Dataset, "classifier_test_top1": strconv.FormatFloat(probe.Top1, 'f', 4, 64)}
+	for k, v := range meta {
+		md[k] = v
+	}
+	w, b := probe.RawWeights()
+	if err := export.AppendClassifier(m, w, b, classes, md); err != nil {
+		return ProbeResult{}, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return probe, classes, onnxpb.WriteFile(out, m)
 }

@@ -24,20 +24,9 @@ func TestAppendClassifier(t *testing.T) {
 	}
 	cfg := eval.DefaultConfig()
 	cfg.TrainLimit, cfg.TestLimit, cfg.Probe.Epochs, cfg.Threads = 600, 300, 30, 2
-	probe, classes, err := eval.TrainClassifier(context.Background(), cfg, enc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnxpb.ReadFile(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, b := probe.RawWeights()
-	if err := export.AppendClassifier(m, w, b, classes, map[string]string{"classifier_top1": "x"}); err != nil {
-		t.Fatal(err)
-	}
 	clf := filepath.Join(dir, "clf.onnx")
-	if err := onnxpb.WriteFile(clf, m); err != nil {
+	probe, classes, err := eval.WriteClassifier(context.Background(), cfg, enc, clf, nil, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	e, err := infer.OpenORT(clf, infer.Options{Threads: 2})
@@ -45,7 +34,8 @@ func TestAppendClassifier(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if md := e.Info().Metadata; md["output"] != "logits" || md["classes"] != "10" || md["features"] != "representation" || e.Info().OutputDim != 10 {
+	if md := e.Info().Metadata; md["output"] != "logits" || md["classes"] != "10" || md["features"] != "representation" ||
+		md["classifier_dataset"] != "fmnist" || md["classifier_test_top1"] == "" || e.Info().OutputDim != 10 {
 		t.Fatalf("metadata %v, output dim %d", md, e.Info().OutputDim)
 	}
 	ds, err := data.Open("fmnist", "", "test")
@@ -80,6 +70,11 @@ func TestAppendClassifier(t *testing.T) {
 	if same < v.N-3 {
 		t.Fatalf("ONNX classifier agrees with the Go probe on %d of %d test images", same, v.N)
 	}
+	m, err := onnxpb.ReadFile(clf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, b := probe.RawWeights()
 	if err := export.AppendClassifier(m, w, b, classes, nil); err == nil {
 		t.Fatalf("appending a classifier to a classifier's [batch, 10] output with %d-feature weights succeeded", len(w)/classes)
 	}

@@ -3,14 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
-	"strconv"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ssl-onnx/ssl-onnx/eval"
-	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/models/zoo"
-	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 )
 
 func classifierCommand() *cli.Command {
@@ -30,22 +27,8 @@ func classifierCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			cfg := probeConfig(c, def)
-			probe, classes, err := eval.TrainClassifier(c.Context, cfg, path, os.Stderr)
+			probe, classes, err := eval.WriteClassifier(c.Context, probeConfig(c, def), path, c.String("out"), nil, os.Stderr)
 			if err != nil {
-				return err
-			}
-			m, err := onnxpb.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			w, b := probe.RawWeights()
-			if err := export.AppendClassifier(m, w, b, classes, map[string]string{
-				"classifier_dataset": cfg.Dataset, "classifier_test_top1": strconv.FormatFloat(probe.Top1, 'f', 4, 64),
-			}); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			if err := onnxpb.WriteFile(c.String("out"), m); err != nil {
 				return err
 			}
 			fmt.Printf("wrote %s: %s + linear classifier, %d classes, test top-1 %.4f (train %.4f)\n", c.String("out"), path, classes, probe.Top1, probe.TrainTop1)

@@ -69,20 +69,21 @@ func locate(ref, file string) (string, error) {
 // Resolve returns the file a model reference names: "builtin:<name>" becomes the shipped ONNX
 // file's path; anything else is returned unchanged.
 func Resolve(ref string) (string, error) {
-	name, ok := strings.CutPrefix(ref, Prefix)
-	if !ok {
-		return ref, nil
-	}
-	e, err := find(name)
-	if err != nil {
-		return "", err
-	}
-	return locate(ref, e.Model)
+	return resolve(ref, func(e Entry) (string, error) { return e.Model, nil })
 }
 
 // ResolveSecret is Resolve for a watermark secret: "builtin:<name>" becomes the shipped
 // encoder's secret.
 func ResolveSecret(ref string) (string, error) {
+	return resolve(ref, func(e Entry) (string, error) {
+		if e.Secret == "" {
+			return "", fmt.Errorf("%s was trained without a watermark: it has no secret", ref)
+		}
+		return e.Secret, nil
+	})
+}
+
+func resolve(ref string, file func(Entry) (string, error)) (string, error) {
 	name, ok := strings.CutPrefix(ref, Prefix)
 	if !ok {
 		return ref, nil
@@ -91,8 +92,9 @@ func ResolveSecret(ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if e.Secret == "" {
-		return "", fmt.Errorf("%s was trained without a watermark: it has no secret", ref)
+	f, err := file(e)
+	if err != nil {
+		return "", err
 	}
-	return locate(ref, e.Secret)
+	return locate(ref, f)
 }
