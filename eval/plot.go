@@ -12,6 +12,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 )
 
 // Plot size: 8 x 4.5 inches, which is 768 x 432 pixels in a PNG (96 dpi).
@@ -65,6 +66,9 @@ func PlotBars(path, title, ylabel string, names []string, values []float64, yMax
 	for i, v := range vals {
 		xys[i] = plotter.XY{X: float64(i), Y: v}
 		text[i] = fmt.Sprintf("%.3g", v)
+		if v >= 1000 && v == math.Trunc(v) {
+			text[i] = fmt.Sprintf("%.0f", v) // counts: 2000, not 2e+03
+		}
 	}
 	labels, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: text})
 	if err != nil {
@@ -76,6 +80,11 @@ func PlotBars(path, title, ylabel string, names []string, values []float64, yMax
 	}
 	p.Add(labels)
 	p.NominalX(names...)
+	if len(names) > 6 { // long rows of names overlap: slant them
+		p.X.Tick.Label.Rotation = math.Pi / 6
+		p.X.Tick.Label.XAlign = draw.XRight
+		p.X.Tick.Label.YAlign = draw.YCenter
+	}
 	p.X.Min, p.X.Max = -0.5, float64(len(vals))-0.5
 	return save(p, path)
 }
