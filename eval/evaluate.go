@@ -324,7 +324,15 @@ func Evaluate(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		}
 		return n
 	}
-	base := func(p string) string { return strings.TrimSuffix(filepath.Base(p), filepath.Ext(p)) }
+	base := func(p string) string {
+		n := strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
+		if n == "model" { // runs/<name>/model.onnx, as train, steal and export write them
+			if d := filepath.Base(filepath.Dir(p)); d != "." && d != string(filepath.Separator) {
+				return d
+			}
+		}
+		return n
+	}
 	if cfg.Reference != "" {
 		items = append(items, item{name: uniq(base(cfg.Reference)), kind: KindReference, path: cfg.Reference})
 	}
