@@ -460,7 +460,7 @@ func TestRunBadInput(t *testing.T) {
 		change func(*Config)
 		want   string
 	}{
-		{"unknown loss", func(c *Config) { c.Loss = "l1" }, `loss "l1": expected one of [barlow bce cosine infonce mse softnn supcon symmetrized wasserstein]`},
+		{"unknown loss", func(c *Config) { c.Loss = "l1" }, `loss "l1": expected one of [barlow bce cosine infonce labels logits mse softnn supcon symmetrized wasserstein]`},
 		{"augment with a two-view loss", func(c *Config) { c.Loss, c.Augment = "barlow", true }, "--augment: loss barlow already trains on two augmented views"},
 		{"budget too small", func(c *Config) { c.NumQueries = 1 }, "budget 1 queries: 1 view(s) per image over 1 round(s) leaves 1 images; need at least 2"},
 		{"budget too small for two views", func(c *Config) { c.Loss, c.NumQueries = "supcon", 3 }, "budget 3 queries: 2 view(s) per image over 1 round(s) leaves 1 images; need at least 2"},
@@ -504,11 +504,11 @@ func TestLabelStealingBaseline(t *testing.T) {
 	}
 	v := openVictim(t, clf)
 	sd := filepath.Join(dir, "stolen")
-	c := tinyAttack(v, clf, sd, "labels", 600)
-	c.Epochs, c.BatchSize = 3, 64
+	c := tinyAttack(v, clf, sd, "labels", 1000)
+	c.Epochs, c.BatchSize = 5, 64
 	res, _ := mustRun(t, c)
-	if res.OutputDim != 10 || v.sent() != 600 {
-		t.Fatalf("result %+v after %d queries; want 10 class scores from 600 queries", res, v.sent())
+	if res.OutputDim != 10 || v.sent() != 1000 {
+		t.Fatalf("result %+v after %d queries; want 10 class scores from 1000 queries", res, v.sent())
 	}
 	om, _, _, err := train.Export(sd, "")
 	if err != nil {
@@ -528,7 +528,7 @@ func TestLabelStealingBaseline(t *testing.T) {
 	if vic.DirectTop1 == nil || cp.DirectTop1 == nil || cp.DirectAgreement == nil {
 		t.Fatalf("classifier rows without direct accuracy: %+v %+v", vic, cp)
 	}
-	t.Logf("victim classifier top-1 %.3f; stolen from 600 labels: top-1 %.3f, agrees with the victim on %.3f", *vic.DirectTop1, *cp.DirectTop1, *cp.DirectAgreement)
+	t.Logf("victim classifier top-1 %.3f; stolen from 1000 labels: top-1 %.3f, agrees with the victim on %.3f", *vic.DirectTop1, *cp.DirectTop1, *cp.DirectAgreement)
 	// Ten classes: a copy that learnt nothing from the labels agrees about one time in ten.
 	if *cp.DirectAgreement < 0.3 {
 		t.Fatalf("the copy agrees with the victim on %.3f of the test images: it did not learn the labels", *cp.DirectAgreement)
