@@ -162,6 +162,14 @@ if [ ! -s "$ortlib" ]; then
   installed+=("ONNX Runtime $ORT_VERSION CPU library in .deps/onnxruntime")
 fi
 
+# --- compile the native wrappers ------------------------------------------------------------
+# gotch's C++ wrapper takes minutes to compile from an empty Go cache; doing it here keeps that
+# out of the first `make demo` (seconds when the cache is warm).
+if ! go build -o /dev/null ./cmd/ssl-onnx 2>"$DEPS/build.log"; then
+  cat "$DEPS/build.log" >&2
+  fail "the first build failed (errors above)"
+fi
+
 touch "$DEPS/.ready"
 if [ ${#installed[@]} -eq 0 ]; then
   say "everything already in place ($(( $(date +%s) - start )) s)"
