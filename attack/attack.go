@@ -192,7 +192,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	sset, err := train.Prepare(qset, c.Size) // what the stolen encoder sees
+	sset, err := data.Square3(qset, c.Size) // what the stolen encoder sees
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,20 @@ func Gray3(ds Dataset) (Dataset, error) {
 	}
 }
 
+// Square3 makes every image 3 x size x size: gray images get three channels (Gray3), and
+// images of another size are resized bilinearly (Resize): what an encoder trained at that size
+// is fed.
+func Square3(ds Dataset, size int) (Dataset, error) {
+	ds, err := Gray3(ds)
+	if err != nil {
+		return nil, err
+	}
+	if s := ds.Shape(); s.H != size || s.W != size {
+		return Resize(ds, size)
+	}
+	return ds, nil
+}
+
 // Shape is the base shape with 3 channels.
 func (g gray3) Shape() Shape { s := g.base.Shape(); s.C = 3; return s }
 

@@ -276,7 +276,6 @@ func exportCheckpoint(dir, path string) error {
 
 type server struct {
 	*serve.Running
-	url   string
 	model string
 	name  string
 	enc   infer.Encoder
@@ -302,8 +301,8 @@ func startServer(model string, store *serve.Store, defenses []string, threads in
 		enc.Close()
 		return nil, err
 	}
-	s := &server{Running: r, url: r.URL, model: model, name: name, enc: enc}
-	fmt.Fprintf(log, "%s victim API at %s (defenses: %v)\n", name, s.url, defenses)
+	s := &server{Running: r, model: model, name: name, enc: enc}
+	fmt.Fprintf(log, "%s victim API at %s (defenses: %v)\n", name, s.URL, defenses)
 	return s, nil
 }
 
@@ -336,7 +335,7 @@ func steal(ctx context.Context, c Config, store *serve.Store, r attackRun, log i
 	if err != nil {
 		return a, err
 	}
-	victim, err := serve.Dial(r.srv.url, secret)
+	victim, err := serve.Dial(r.srv.URL, secret)
 	if err != nil {
 		return a, err
 	}

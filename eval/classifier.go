@@ -10,11 +10,11 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 )
 
-// TrainClassifier trains the linear probe of cfg on the encoder at path (features of the
+// trainClassifier trains the linear probe of cfg on the encoder at path (features of the
 // train split, scored on the test split) and returns it: the classifier that turns the
 // encoder into the victim of the label-stealing baseline (see export.AppendClassifier and
 // ProbeResult.RawWeights).
-func TrainClassifier(ctx context.Context, cfg Config, path string, log io.Writer) (ProbeResult, int, error) {
+func trainClassifier(ctx context.Context, cfg Config, path string, log io.Writer) (ProbeResult, int, error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -37,11 +37,12 @@ func TrainClassifier(ctx context.Context, cfg Config, path string, log io.Writer
 	return res, classes, nil
 }
 
-// WriteClassifier trains the classifier of the encoder at path (TrainClassifier) and writes
+// WriteClassifier trains the classifier of the encoder at path (eval's linear probe on its
+// train-split features, scored on the test split) and writes
 // encoder + classifier as one ONNX file at out, whose output is the class scores "logits";
 // meta is added to its metadata (with the classifier's test accuracy).
 func WriteClassifier(ctx context.Context, cfg Config, path, out string, meta map[string]string, log io.Writer) (ProbeResult, int, error) {
-	probe, classes, err := TrainClassifier(ctx, cfg, path, log)
+	probe, classes, err := trainClassifier(ctx, cfg, path, log)
 	if err != nil {
 		return ProbeResult{}, 0, err
 	}

@@ -44,7 +44,7 @@ func BenchmarkThroughput16Clients(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
-						req, _ := http.NewRequest("POST", ts.url+"/v1/embeddings", strings.NewReader(body))
+						req, _ := http.NewRequest("POST", ts.URL+"/v1/embeddings", strings.NewReader(body))
 						req.Header.Set("Authorization", "Bearer "+secret)
 						req.Header.Set("Content-Type", "application/octet-stream")
 						req.Header.Set("Accept", "application/octet-stream")
@@ -71,7 +71,7 @@ func BenchmarkThroughput16Clients(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/el.Seconds(), "images/s")
 			if testing.Verbose() {
-				_, _, m := do(b, "GET", ts.url+"/metrics", nil, nil)
+				_, _, m := do(b, "GET", ts.URL+"/metrics", nil, nil)
 				for _, line := range strings.Split(string(m), "\n") {
 					for _, p := range []string{"ssl_onnx_encode_duration_seconds_sum", "ssl_onnx_encode_duration_seconds_count",
 						"ssl_onnx_ledger_commit_seconds_sum", "ssl_onnx_ledger_commit_seconds_count", "ssl_onnx_ledger_commit_entries_sum",

@@ -21,7 +21,7 @@ func TestClientMatchesLocalEncoder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []string{ts.url, ts.url + "/", ts.url + "/v2/models/victim"} {
+	for _, u := range []string{ts.URL, ts.URL + "/", ts.URL + "/v2/models/victim"} {
 		c, err := Dial(u, secret)
 		if err != nil {
 			t.Fatalf("Dial %s: %v", u, err)
@@ -34,7 +34,7 @@ func TestClientMatchesLocalEncoder(t *testing.T) {
 		}
 		c.Close()
 	}
-	c, err := Dial(ts.url, secret)
+	c, err := Dial(ts.URL, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestClientMatchesLocalEncoder(t *testing.T) {
 
 	t.Run("open inference protocol v2", func(t *testing.T) {
 		_, secret := ts.addKey(t, "v2-attacker", 100, 0)
-		c, err := Dial(ts.url+"/v2/models/victim", secret)
+		c, err := Dial(ts.URL+"/v2/models/victim", secret)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,14 +81,14 @@ func TestClientMatchesLocalEncoder(t *testing.T) {
 		if !errors.As(err, &re) || re.Status != http.StatusPaymentRequired || re.Code != "quota_exhausted" || !strings.Contains(err.Error(), "88 of 100 images used") {
 			t.Fatalf("over quota: %v", err)
 		}
-		bad, err := Dial(ts.url, "sslk_wrong")
+		bad, err := Dial(ts.URL, "sslk_wrong")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := bad.Encode(context.Background(), randomImages(1, 1)); !errors.As(err, &re) || re.Status != 401 {
 			t.Fatalf("bad key: %v", err)
 		}
-		for _, u := range []string{"ftp://x", "127.0.0.1:8700", ts.url + "/v2/models/nothere"} {
+		for _, u := range []string{"ftp://x", "127.0.0.1:8700", ts.URL + "/v2/models/nothere"} {
 			if _, err := Dial(u, secret); err == nil {
 				t.Fatalf("Dial %q succeeded", u)
 			}
@@ -96,7 +96,7 @@ func TestClientMatchesLocalEncoder(t *testing.T) {
 	})
 	t.Run("retries 429", func(t *testing.T) {
 		_, secret := ts.addKey(t, "throttled", 0, 10)
-		c, err := Dial(ts.url, secret)
+		c, err := Dial(ts.URL, secret)
 		if err != nil {
 			t.Fatal(err)
 		}

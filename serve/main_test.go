@@ -114,7 +114,6 @@ func sharedEncoder(tb testing.TB) infer.Encoder {
 // testServer is a Server on a loopback port with its own store.
 type testServer struct {
 	*Running
-	url   string
 	store *Store
 	stop  func() error // shuts the server down and returns Serve's result
 }
@@ -136,7 +135,7 @@ func startServer(tb testing.TB, enc infer.Encoder, cfg Config) *testServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ts := &testServer{Running: r, url: r.URL, store: st}
+	ts := &testServer{Running: r, store: st}
 	var once sync.Once
 	ts.stop = func() error {
 		err := r.Stop()

@@ -64,7 +64,7 @@ func TestEmbeddingsMatchLocalEncoder(t *testing.T) {
 
 	t.Run("json base64 png", func(t *testing.T) {
 		body, _ := json.Marshal(map[string]any{"images": []string{pngOf(t, x, 0), pngOf(t, x, 1), pngOf(t, x, 2)}})
-		st, h, b := do(t, "POST", ts.url+"/v1/embeddings", auth, body)
+		st, h, b := do(t, "POST", ts.URL+"/v1/embeddings", auth, body)
 		if st != http.StatusOK {
 			t.Fatalf("status %d: %s", st, b)
 		}
@@ -81,14 +81,14 @@ func TestEmbeddingsMatchLocalEncoder(t *testing.T) {
 		assertClose(t, "png vs local", r.flat(), want.Data, 1e-4)
 	})
 	t.Run("raw in, json out", func(t *testing.T) {
-		st, r, b := postRaw(t, ts.url, secret, x)
+		st, r, b := postRaw(t, ts.URL, secret, x)
 		if st != http.StatusOK {
 			t.Fatalf("status %d: %s", st, b)
 		}
 		assertClose(t, "raw vs local", r.flat(), want.Data, 1e-4)
 	})
 	t.Run("raw in, raw out", func(t *testing.T) {
-		st, h, b := do(t, "POST", ts.url+"/v1/embeddings", map[string]string{
+		st, h, b := do(t, "POST", ts.URL+"/v1/embeddings", map[string]string{
 			"Authorization": "Bearer " + secret, "Content-Type": "application/octet-stream",
 			"X-Shape": "3,3,32,32", "Accept": "application/octet-stream",
 		}, rawBody(x))
@@ -117,7 +117,7 @@ func TestEmbeddingsMatchLocalEncoder(t *testing.T) {
 			base64.StdEncoding.EncodeToString(gb.Bytes()),
 			"data:image/jpeg;base64," + base64.StdEncoding.EncodeToString(jb.Bytes()),
 		}})
-		st, _, b := do(t, "POST", ts.url+"/v1/embeddings", auth, body)
+		st, _, b := do(t, "POST", ts.URL+"/v1/embeddings", auth, body)
 		if st != http.StatusOK {
 			t.Fatalf("status %d: %s", st, b)
 		}
@@ -160,11 +160,11 @@ func TestOpenInferenceProtocol(t *testing.T) {
 	info := enc.Info()
 
 	for _, path := range []string{"/v2/health/live", "/v2/health/ready", "/v2/models/victim/ready", "/v2/models/victim/versions/1/ready", "/healthz"} {
-		if st, _, b := do(t, "GET", ts.url+path, nil, nil); st != http.StatusOK {
+		if st, _, b := do(t, "GET", ts.URL+path, nil, nil); st != http.StatusOK {
 			t.Errorf("GET %s: %d %s", path, st, b)
 		}
 	}
-	st, _, b := do(t, "GET", ts.url+"/v2/models/victim", nil, nil)
+	st, _, b := do(t, "GET", ts.URL+"/v2/models/victim", nil, nil)
 	var md ModelMetadata
 	if err := json.Unmarshal(b, &md); err != nil || st != http.StatusOK {
 		t.Fatalf("metadata %d %s: %v", st, b, err)
@@ -204,7 +204,7 @@ func TestOpenInferenceProtocol(t *testing.T) {
 			body, _ := json.Marshal(map[string]any{"id": "req-7", "inputs": []map[string]any{{
 				"name": info.InputName, "shape": []int{2, 3, 32, 32}, "datatype": "FP32", "data": tc.data,
 			}}})
-			st, _, b := do(t, "POST", ts.url+tc.path, map[string]string{"Authorization": "Bearer " + secret}, body)
+			st, _, b := do(t, "POST", ts.URL+tc.path, map[string]string{"Authorization": "Bearer " + secret}, body)
 			if st != http.StatusOK {
 				t.Fatalf("status %d: %s", st, b)
 			}
@@ -302,7 +302,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st, h, b := do(t, tc.method, ts.url+tc.path, tc.header, tc.body)
+			st, h, b := do(t, tc.method, ts.URL+tc.path, tc.header, tc.body)
 			var e struct {
 				Error string `json:"error"`
 				Code  string `json:"code"`
@@ -318,7 +318,7 @@ func TestBadInput(t *testing.T) {
 	if got := ledgerTotal(t, ts.store, k.ID); got != 0 {
 		t.Fatalf("bad requests were counted: ledger %d, want 0", got)
 	}
-	if st, _, b := postRaw(t, ts.url, secret, good); st != http.StatusOK {
+	if st, _, b := postRaw(t, ts.URL, secret, good); st != http.StatusOK {
 		t.Fatalf("a good request after the bad ones: %d %s", st, b)
 	}
 }
@@ -330,7 +330,7 @@ func TestQuotaAndRateLimit(t *testing.T) {
 	t.Run("quota", func(t *testing.T) {
 		k, secret := ts.addKey(t, "small", 5, 0)
 		for i, tc := range []struct{ n, status, remaining int }{{2, 200, 3}, {2, 200, 1}, {2, 402, 1}, {1, 200, 0}, {1, 402, 0}} {
-			st, r, b := postRaw(t, ts.url, secret, randomImages(tc.n, uint64(i)))
+			st, r, b := postRaw(t, ts.URL, secret, randomImages(tc.n, uint64(i)))
 			if st != tc.status {
 				t.Fatalf("request %d (%d images): status %d, want %d: %s", i, tc.n, st, tc.status, b)
 			}
@@ -358,7 +358,7 @@ func TestQuotaAndRateLimit(t *testing.T) {
 				defer wg.Done()
 				for i := 0; ; i++ {
 					n := 1 + (c+i)%3
-					st, r, _ := postRaw(t, ts.url, secret, randomImages(n, uint64(c*1000+i)))
+					st, r, _ := postRaw(t, ts.URL, secret, randomImages(n, uint64(c*1000+i)))
 					switch {
 					case st == 200 && len(r.Embeddings) == n:
 						answered.Add(int64(n))
@@ -385,17 +385,17 @@ func TestQuotaAndRateLimit(t *testing.T) {
 	})
 	t.Run("rate", func(t *testing.T) {
 		k, secret := ts.addKey(t, "slow", 0, 4)
-		st, _, b := postRaw(t, ts.url, secret, randomImages(4, 1))
+		st, _, b := postRaw(t, ts.URL, secret, randomImages(4, 1))
 		if st != 200 {
 			t.Fatalf("first 4 images: %d %s", st, b)
 		}
 		// Over the rate, images are not even decoded: 429, not 400, for a bad image.
-		if st, _, b := do(t, "POST", ts.url+"/v1/embeddings", map[string]string{"Authorization": "Bearer " + secret},
+		if st, _, b := do(t, "POST", ts.URL+"/v1/embeddings", map[string]string{"Authorization": "Bearer " + secret},
 			[]byte(`{"images":["not base64!"]}`)); st != http.StatusTooManyRequests {
 			t.Fatalf("bad image over the rate: %d %s", st, b)
 		}
 		hdr := map[string]string{"Authorization": "Bearer " + secret, "Content-Type": "application/octet-stream", "X-Shape": "2,3,32,32"}
-		st, h, b := do(t, "POST", ts.url+"/v1/embeddings", hdr, rawBody(randomImages(2, 2)))
+		st, h, b := do(t, "POST", ts.URL+"/v1/embeddings", hdr, rawBody(randomImages(2, 2)))
 		if st != http.StatusTooManyRequests || h.Get("Retry-After") != "1" || h.Get("X-RateLimit-Limit") != "4" ||
 			h.Get("X-RateLimit-Remaining") != "0" || h.Get("X-RateLimit-Reset") != "1" || !strings.Contains(string(b), "4 images/s") {
 			t.Fatalf("over the rate: %d %v %s", st, h, b)
@@ -408,7 +408,7 @@ func TestQuotaAndRateLimit(t *testing.T) {
 			t.Fatalf("retry_after_seconds %g, want (0, 0.5] for 2 tokens at 4/s", e.RetryAfter)
 		}
 		time.Sleep(time.Duration(e.RetryAfter*float64(time.Second)) + 20*time.Millisecond)
-		if st, h, b = do(t, "POST", ts.url+"/v1/embeddings", hdr, rawBody(randomImages(2, 2))); st != 200 || h.Get("X-RateLimit-Limit") != "4" {
+		if st, h, b = do(t, "POST", ts.URL+"/v1/embeddings", hdr, rawBody(randomImages(2, 2))); st != 200 || h.Get("X-RateLimit-Limit") != "4" {
 			t.Fatalf("after waiting: %d %s", st, b)
 		}
 		if got := ledgerTotal(t, ts.store, k.ID); got != 6 {
@@ -417,7 +417,7 @@ func TestQuotaAndRateLimit(t *testing.T) {
 	})
 	t.Run("revoked while serving", func(t *testing.T) {
 		_, secret := ts.addKey(t, "fired", 0, 0)
-		if st, _, b := postRaw(t, ts.url, secret, randomImages(1, 1)); st != 200 {
+		if st, _, b := postRaw(t, ts.URL, secret, randomImages(1, 1)); st != 200 {
 			t.Fatalf("%d %s", st, b)
 		}
 		other, err := OpenStore(ts.store.Path()) // a second connection, as `ssl-onnx keys revoke` would be
@@ -428,7 +428,7 @@ func TestQuotaAndRateLimit(t *testing.T) {
 		if _, err := other.Revoke(context.Background(), "fired"); err != nil {
 			t.Fatal(err)
 		}
-		if st, _, b := postRaw(t, ts.url, secret, randomImages(1, 1)); st != http.StatusUnauthorized {
+		if st, _, b := postRaw(t, ts.URL, secret, randomImages(1, 1)); st != http.StatusUnauthorized {
 			t.Fatalf("after revoke: %d %s", st, b)
 		}
 	})
@@ -479,7 +479,7 @@ func TestDynamicBatching(t *testing.T) {
 			if i%2 == 1 {
 				secret = secretB
 			}
-			st, r, b := postRaw(t, ts.url, secret, infer.Images{N: 1, C: 3, H: 32, W: 32, Data: x.Data[i*3072 : (i+1)*3072]})
+			st, r, b := postRaw(t, ts.URL, secret, infer.Images{N: 1, C: 3, H: 32, W: 32, Data: x.Data[i*3072 : (i+1)*3072]})
 			if st != 200 {
 				errs[i] = fmt.Errorf("request %d: %d %s", i, st, b)
 				return
@@ -516,7 +516,7 @@ func TestDynamicBatching(t *testing.T) {
 	if ledgerTotal(t, ts.store, ka.ID) != n/2 || ledgerTotal(t, ts.store, kb.ID) != n/2 {
 		t.Fatal("ledger does not hold 16 images per key")
 	}
-	st, _, b := do(t, "GET", ts.url+"/metrics", nil, nil)
+	st, _, b := do(t, "GET", ts.URL+"/metrics", nil, nil)
 	for _, want := range []string{
 		`ssl_onnx_requests_total{code="200",endpoint="embeddings"} 32`,
 		`ssl_onnx_images_answered_total 32`,
@@ -556,7 +556,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		st, _, b := postRaw(t, ts.url, secret, randomImages(2, 1))
+		st, _, b := postRaw(t, ts.URL, secret, randomImages(2, 1))
 		res <- result{st, b}
 	}()
 	<-se.started
@@ -575,7 +575,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	if got := ledgerTotal(t, st, k.ID); got != 2 {
 		t.Fatalf("ledger %d, want 2", got)
 	}
-	if _, err := http.Get(ts.url + "/healthz"); err == nil {
+	if _, err := http.Get(ts.URL + "/healthz"); err == nil {
 		t.Fatal("server still listening after shutdown")
 	}
 }
@@ -619,7 +619,7 @@ func TestDefenseHook(t *testing.T) {
 	}
 	ts := startServer(t, enc, Config{Defenses: []string{"count"}})
 	k, secret := ts.addKey(t, "eve", 0, 0)
-	if st, _, b := postRaw(t, ts.url, secret, randomImages(2, 1)); st != 200 {
+	if st, _, b := postRaw(t, ts.URL, secret, randomImages(2, 1)); st != 200 {
 		t.Fatalf("%d %s", st, b)
 	}
 	if len(wrapped.calls) != 1 || wrapped.calls[0] != (call{k.ID, 2}) {

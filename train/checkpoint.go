@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/sugarme/gotch"
@@ -149,11 +148,6 @@ func (ck *Checkpoint) Compatible(c Config) error {
 
 // Restore loads the checkpoint's weights (and optimiser state when opt is not nil).
 func (ck *Checkpoint) Restore(dir string, model *torchnet.Model, opt *Optimizer) error {
-	// The copies below run with grad mode off, which libtorch keeps per OS thread: stay on one
-	// thread, or a copy can run on a thread where grad mode is on (and the switch can leave
-	// another thread with grad mode off).
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	if strings.HasSuffix(dir, ".json") {
 		dir = filepath.Dir(dir)
 	}

@@ -179,19 +179,7 @@ func OpenTrainingSet(c Config) (data.Dataset, error) {
 			return nil, err
 		}
 	}
-	return Prepare(ds, c.Size)
-}
-
-// Prepare makes every image 3 x size x size (gray -> 3 channels, bilinear resize).
-func Prepare(ds data.Dataset, size int) (data.Dataset, error) {
-	ds, err := data.Gray3(ds)
-	if err != nil {
-		return nil, err
-	}
-	if s := ds.Shape(); s.H != size || s.W != size {
-		return data.Resize(ds, size)
-	}
-	return ds, nil
+	return data.Square3(ds, c.Size)
 }
 
 // Run trains an encoder as configured, checkpointing into c.Dir every epoch. It returns the

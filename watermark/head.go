@@ -230,9 +230,6 @@ func (h *Head) Logits(reps []float32, n int) (out []float32, err error) {
 		return nil, nil
 	}
 	defer recoverTorch(&err)
-	// libtorch's grad mode is per OS thread: stay on this one while it is off.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	torchnet.NoGrad(func() {
 		x := ts.MustOfSlice(reps).MustView([]int64{int64(n), int64(d)}, true)
 		if h.Device != gotch.CPU {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/export"
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 	"github.com/ssl-onnx/ssl-onnx/models"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
@@ -93,7 +93,7 @@ func loadFloats(split string, n int) ([]float32, error) {
 	if ds, err = data.First(ds, n); err != nil {
 		return nil, err
 	}
-	if ds, err = prepare(ds, fixSize); err != nil {
+	if ds, err = data.Square3(ds, fixSize); err != nil {
 		return nil, err
 	}
 	idx := make([]int, n)
@@ -232,17 +232,4 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(fix.f.dir)
 	}
 	os.Exit(code)
-}
-
-// prepare makes images 3 x size x size (as train.Prepare, which this package cannot import:
-// train imports watermark).
-func prepare(ds data.Dataset, size int) (data.Dataset, error) {
-	ds, err := data.Gray3(ds)
-	if err != nil {
-		return nil, err
-	}
-	if s := ds.Shape(); s.H != size || s.W != size {
-		return data.Resize(ds, size)
-	}
-	return ds, nil
 }

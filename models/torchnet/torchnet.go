@@ -271,9 +271,6 @@ func (m *Model) Close() {
 // NCHW batch and returns the requested output as a flat N x D slice.
 func (m *Model) Embed(images []float32, n int, output int) (out []float32, dim int, err error) {
 	defer recoverTorch(&err)
-	// libtorch's grad mode is per OS thread: stay on this one while it is off.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	s := m.Graph.Spec
 	if len(images) != n*s.InputC*s.InputHW*s.InputHW {
 		return nil, 0, fmt.Errorf("embed: got %d values for %d images of %dx%dx%d", len(images), n, s.InputC, s.InputHW, s.InputHW)
