@@ -49,14 +49,19 @@ type Config struct {
 	// cached (clean) answer: StolenEncoder-style query-once-then-augment.
 	Augment          bool `json:"augment"`
 	RequeryEachEpoch bool `json:"requery_each_epoch"` // the reference's behaviour, counted honestly
+	// Head is "" or HeadRecreate: recreate the victim's projection head from its answers to two
+	// views of each query image (each image costs two queries), then steal through it.
+	Head       string `json:"head,omitempty"`
+	HeadEpochs int    `json:"head_epochs,omitempty"` // epochs of head training (default 2 x Epochs, as the reference)
 
 	Arch        string  `json:"arch"`
 	Stem        string  `json:"stem"`
 	Size        int     `json:"size"`
 	Epochs      int     `json:"epochs"`
 	BatchSize   int     `json:"batch_size"`
-	Optimizer   string  `json:"optimizer"`
-	LR          float64 `json:"lr"`
+	Optimizer   string  `json:"optimizer"`         // adam | sgd | lars (momentum 0.9 for sgd and lars)
+	LR          float64 `json:"lr"`                // the learning rate used (BaseLR's, when that is given)
+	BaseLR      float64 `json:"base_lr,omitempty"` // per 256 images: LR = BaseLR x BatchSize / 256 (SimSiam's linear scaling rule)
 	WeightDecay float64 `json:"weight_decay"`
 	Seed        int64   `json:"seed"`
 	Threads     int     `json:"threads"`
@@ -81,6 +86,7 @@ type Result struct {
 	OutputDim    int     `json:"output_dim"`
 	Epochs       int     `json:"epochs"`
 	FinalLoss    float64 `json:"final_loss"`
+	HeadLoss     float64 `json:"head_loss,omitempty"` // the recreated head's last training loss
 	Seconds      float64 `json:"seconds"`
 }
 
@@ -113,6 +119,9 @@ func (c *Config) defaults(ls LossSpec) {
 	}
 	if c.LR == 0 {
 		c.LR = ls.LR
+		if c.BaseLR > 0 {
+			c.LR = c.BaseLR * float64(c.BatchSize) / 256
+		}
 	}
 	if c.WeightDecay == 0 {
 		c.WeightDecay = 1e-4
@@ -132,6 +141,23 @@ func (c *Config) defaults(ls LossSpec) {
 	if c.NumQueries == 0 {
 		c.NumQueries = 9000
 	}
+	if c.Head != "" && c.HeadEpochs == 0 {
+		c.HeadEpochs = 2 * c.Epochs
+	}
+}
+
+// CheckLR refuses a learning rate given twice (LR and BaseLR) or negative. Run calls it; the
+// command line calls it too, before it opens the victim.
+func (c Config) CheckLR() error {
+	switch {
+	case c.LR != 0 && c.BaseLR != 0:
+		return fmt.Errorf("--lr %g and --base-lr %g: give one or the other (--base-lr sets lr = base-lr x batch-size / 256)", c.LR, c.BaseLR)
+	case c.LR < 0:
+		return fmt.Errorf("--lr %g: must be positive", c.LR)
+	case c.BaseLR < 0:
+		return fmt.Errorf("--base-lr %g: must be positive", c.BaseLR)
+	}
+	return nil
 }
 
 // Run performs the attack: query (resuming from the answer cache), then train, checkpointing
@@ -142,6 +168,9 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.CheckLR(); err != nil {
+		return nil, err
+	}
 	c.defaults(ls)
 	if c.Victim == nil {
 		return nil, fmt.Errorf("attack: no victim encoder")
@@ -150,6 +179,18 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	if c.Augment && views != 1 {
 		return nil, fmt.Errorf("--augment: loss %s already trains on two augmented views; use it with a one-view loss (mse, infonce, softnn, ...)", c.Loss)
 	}
+	switch {
+	case c.Head != "" && c.Head != HeadRecreate:
+		return nil, fmt.Errorf("head %q: expected %q or nothing", c.Head, HeadRecreate)
+	case c.Head == "" && ls.PlusRawMSE:
+		return nil, fmt.Errorf("loss %s compares outputs through a recreated head: use it with --head %s", c.Loss, HeadRecreate)
+	case c.Head != "" && (views != 1 || c.Augment || c.RequeryEachEpoch):
+		return nil, fmt.Errorf("--head %s: needs a one-view loss (mse, infonce, softnn, msewithhead ...) without --augment or --requery-each-epoch (it queries two views of each image itself)", c.Head)
+	case c.Head != "" && c.HeadEpochs < 1:
+		return nil, fmt.Errorf("head epochs %d: expected at least 1", c.HeadEpochs)
+	case c.Head != "":
+		views = 2
+	}
 	// What training needs is checked before a single query is paid for.
 	if c.BatchSize < 1 || c.QueryBatch < 1 {
 		return nil, fmt.Errorf("batch size %d, query batch %d: both must be positive", c.BatchSize, c.QueryBatch)
@@ -157,8 +198,8 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	if err := (models.Spec{Arch: c.Arch, Stem: c.Stem, Head: "none", InputC: 3, InputHW: c.Size}).Validate(); err != nil {
 		return nil, err
 	}
-	if c.Optimizer != "adam" && c.Optimizer != "sgd" {
-		return nil, fmt.Errorf("optimizer %q: expected adam or sgd", c.Optimizer)
+	if c.Optimizer != "adam" && c.Optimizer != "sgd" && c.Optimizer != "lars" {
+		return nil, fmt.Errorf("optimizer %q: expected adam, sgd or lars", c.Optimizer)
 	}
 	if _, err := train.Device(c.Device); err != nil {
 		return nil, err
@@ -214,6 +255,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	q := querier{c: c, views: views, cache: cache, vset: vset, vnorm: vnorm, aug: aug, log: log}
 	start := time.Now()
 	spent := 0
+	var headLoss float64
 	if !c.RequeryEachEpoch {
 		if spent, err = q.queryAll(ctx, 0); err != nil {
 			return nil, err
@@ -251,7 +293,15 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 		return nil, err
 	}
 	defer model.Close()
-	opt, err := train.NewOptimizer(c.Optimizer, model.Trainable(), c.WeightDecay, 0.9*boolf(c.Optimizer == "sgd"))
+	if c.Head != "" {
+		head, hl, err := recreateHead(c, cache, nImages, dim, dev, log)
+		if err != nil {
+			return nil, err
+		}
+		defer head.Close()
+		q.head, headLoss = head, hl
+	}
+	opt, err := train.NewOptimizer(c.Optimizer, model.Trainable(), c.WeightDecay, 0.9*boolf(c.Optimizer != "adam"))
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +333,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 		}
 	}
 
-	res := &Result{Config: c, Images: nImages, Views: views, OutputDim: dim, Epochs: first}
+	res := &Result{Config: c, Images: nImages, Views: views, OutputDim: dim, Epochs: first, HeadLoss: headLoss}
 	n := sset.Len()
 	bs := min(c.BatchSize, n)
 	every := c.CheckpointEvery
@@ -382,6 +432,7 @@ type querier struct {
 	vnorm data.Normalization
 	aug   augment.Params
 	log   io.Writer
+	head  *recreatedHead // nil unless the head-recreation attack
 }
 
 // image writes the input of (image i, view v): the clean image for one-view losses, else
@@ -493,7 +544,12 @@ func (q *querier) step(ctx context.Context, m *torchnet.Model, opt *train.Optimi
 	}
 	out := m.Forward(xt, true, outNode)[0]
 	xt.MustDrop()
-	l := ls.Fn(out, tt, labels, q.c.Temperature)
+	var l *ts.Tensor
+	if q.head != nil {
+		l = q.head.through(ls, out, tt, labels, q.c.Temperature)
+	} else {
+		l = ls.Fn(out, tt, labels, q.c.Temperature)
+	}
 	out.MustDrop()
 	tt.MustDrop()
 	opt.ZeroGrad()

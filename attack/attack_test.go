@@ -3,6 +3,7 @@ package attack
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -451,6 +452,50 @@ func TestRunProjectionVictim(t *testing.T) {
 	encodeTwo(t, enc, 128)
 }
 
+// TestRunLARSBaseLR: the ImageNet/SimSiam recipe on a tiny attack: LARS (momentum SGD with
+// layer-wise rates) at lr = base-lr x batch-size / 256; the run trains, and attack.json and the
+// checkpoint record the optimiser, the base rate and the rate it gave.
+func TestRunLARSBaseLR(t *testing.T) {
+	path, _ := victimFiles(t)
+	v := openVictim(t, path)
+	dir := t.TempDir()
+	c := tinyAttack(v, path, dir, "mse", 16)
+	c.Optimizer, c.BaseLR, c.BatchSize = "lars", 0.1, 8 // two steps of 8 images
+	res, _ := mustRun(t, c)
+	want := 0.1 * 8 / 256.0 // 0.003125
+	if res.Config.LR != want || res.Config.BaseLR != 0.1 || res.Config.Optimizer != "lars" || res.Epochs != 1 || v.sent() != 16 {
+		t.Fatalf("result %+v after %d queries; want optimizer lars, base lr 0.1, lr %g, 1 epoch, 16 queries", res, v.sent(), want)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, ResultName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		Config    map[string]any `json:"config"`
+		FinalLoss float64        `json:"final_loss"`
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatalf("%s: %v", ResultName, err)
+	}
+	if rec.Config["optimizer"] != "lars" || rec.Config["base_lr"] != 0.1 || rec.Config["lr"] != want || rec.FinalLoss != res.FinalLoss {
+		t.Fatalf("%s records %s; want optimizer lars, base_lr 0.1, lr %g, final loss %g", ResultName, b, want, res.FinalLoss)
+	}
+	ck, err := train.LoadCheckpoint(dir)
+	if err != nil || ck == nil || ck.Config.Optimizer != "lars" || ck.Config.LR != want || ck.Step != 2 {
+		t.Fatalf("checkpoint %+v, %v; want optimizer lars at lr %g after 2 steps", ck, err, want)
+	}
+}
+
+// TestRunLRAndBaseLR: an explicit rate and a rate per 256 images contradict each other; the
+// refusal names both flags and comes before anything else is checked.
+func TestRunLRAndBaseLR(t *testing.T) {
+	c := Config{Loss: "mse", LR: 0.05, BaseLR: 0.1, Dir: t.TempDir()} // no victim: refused before that check
+	_, _, err := run(t, c)
+	if err == nil || !strings.Contains(err.Error(), "--lr 0.05 and --base-lr 0.1") {
+		t.Fatalf("Run with LR and BaseLR = %v, want an error naming --lr 0.05 and --base-lr 0.1", err)
+	}
+}
+
 // TestRunBadInput: refused attacks say why, and pay for nothing.
 func TestRunBadInput(t *testing.T) {
 	path, _ := victimFiles(t)
@@ -471,7 +516,9 @@ func TestRunBadInput(t *testing.T) {
 		{"unknown arch", func(c *Config) { c.Arch = "vgg" }, `arch "vgg": expected one of resnet18, resnet34, resnet50`},
 		{"unknown stem", func(c *Config) { c.Stem = "tiny" }, `stem "tiny"`},
 		{"image too small", func(c *Config) { c.Size = 4 }, "input 3x4x4: expected at least 1 channel and 8x8 pixels"},
-		{"unknown optimizer", func(c *Config) { c.Optimizer = "lamb" }, `optimizer "lamb": expected adam or sgd`},
+		{"unknown optimizer", func(c *Config) { c.Optimizer = "lamb" }, `optimizer "lamb": expected adam, sgd or lars`},
+		{"negative lr", func(c *Config) { c.LR = -0.1 }, "--lr -0.1: must be positive"},
+		{"negative base lr", func(c *Config) { c.BaseLR = -0.1 }, "--base-lr -0.1: must be positive"},
 		{"unknown device", func(c *Config) { c.Device = "tpu" }, `device "tpu": expected cpu or cuda`},
 		{"negative batch", func(c *Config) { c.BatchSize = -4 }, "batch size -4, query batch 64: both must be positive"},
 		{"negative query batch", func(c *Config) { c.QueryBatch = -1 }, "batch size 51, query batch -1: both must be positive"},
@@ -532,5 +579,50 @@ func TestLabelStealingBaseline(t *testing.T) {
 	// Ten classes: a copy that learnt nothing from the labels agrees about one time in ten.
 	if *cp.DirectAgreement < 0.3 {
 		t.Fatalf("the copy agrees with the victim on %.3f of the test images: it did not learn the labels", *cp.DirectAgreement)
+	}
+}
+
+// TestRunHeadRecreation: the head-recreation attack pays two queries per image (exactly the
+// budget), trains the head on those answers (its InfoNCE loss falls below chance, log(2N-1)),
+// steals through it, and a resumed run neither queries again nor retrains the head.
+func TestRunHeadRecreation(t *testing.T) {
+	path, _ := victimFiles(t)
+	v := openVictim(t, path)
+	dir := t.TempDir()
+	c := tinyAttack(v, path, dir, "msewithhead", 81)
+	c.Head, c.HeadEpochs, c.Size, c.BatchSize = HeadRecreate, 30, 32, 20 // two views: the stolen sees the victim's views
+	res, log := mustRun(t, c)
+	if v.sent() != 80 || res.QueriesSpent != 80 || res.Images != 40 || res.Views != 2 {
+		t.Fatalf("sent %d, result %+v; want exactly 80 queries (40 images x 2 views)", v.sent(), res)
+	}
+	if chance := math.Log(2*20 - 1); !(res.HeadLoss > 0 && res.HeadLoss < 0.8*chance) {
+		t.Errorf("head loss %.4f after 30 epochs: expected below 0.8 x chance (%.4f)", res.HeadLoss, chance)
+	}
+	if _, err := os.Stat(filepath.Join(dir, HeadName)); err != nil {
+		t.Errorf("recreated head not saved: %v\nlog:\n%s", err, log)
+	}
+	c.Resume, c.Epochs = true, 2
+	v2 := openVictim(t, path)
+	c.Victim = v2
+	_, log = mustRun(t, c)
+	if v2.sent() != 0 || !strings.Contains(log, "recreated head loaded") {
+		t.Errorf("resumed: sent %d queries; log:\n%s\nexpected no queries and the saved head", v2.sent(), log)
+	}
+
+	for _, bad := range []struct {
+		mut  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Head = "" }, "use it with --head recreate"},
+		{func(c *Config) { c.Loss = "barlow" }, "needs a one-view loss"},
+		{func(c *Config) { c.Augment = true; c.Loss = "mse" }, "without --augment"},
+		{func(c *Config) { c.Head = "copy" }, `head "copy"`},
+	} {
+		b := tinyAttack(v, path, t.TempDir(), "msewithhead", 81)
+		b.Head = HeadRecreate
+		bad.mut(&b)
+		if _, _, err := run(t, b); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("got %v, want an error containing %q", err, bad.want)
+		}
 	}
 }

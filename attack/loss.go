@@ -25,6 +25,9 @@ type LossSpec struct {
 	Optimizer   string
 	LR          float64
 	NeedsLabels bool
+	// PlusRawMSE adds the MSE of the raw outputs to the loss taken through the recreated head
+	// (the reference's msewithhead; needs Config.Head).
+	PlusRawMSE bool
 }
 
 // Losses is the registry of extraction losses (one function and one line each), with the
@@ -39,6 +42,8 @@ var Losses = map[string]LossSpec{
 	"symmetrized": {Fn: Symmetrized, Views: 2, BatchSize: 256, Optimizer: "sgd", LR: 0.05},
 	"cosine":      {Fn: Cosine, Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},
 	"bce":         {Fn: BCE, Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},
+	// With the head-recreation attack: MSE through the recreated head plus MSE of the raw outputs.
+	"msewithhead": {Fn: MSE, Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3, PlusRawMSE: true},
 	// The label-stealing baseline (Knockoff-style): the victim is a classifier (see
 	// `ssl-onnx classifier`) and answers class scores.
 	"labels": {Fn: Labels, Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},

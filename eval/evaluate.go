@@ -310,7 +310,7 @@ func Evaluate(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	}
 	rep := &Report{
 		Dataset: name, TrainN: train.Len(), TestN: test.Len(), Classes: classes, Reference: cfg.Reference,
-		Probe: cfg.Probe, KNNK: cfg.KNNK, KNNTemperature: cfg.KNNTemperature,
+		Probe: cfg.Probe.Resolved(), KNNK: cfg.KNNK, KNNTemperature: cfg.KNNTemperature,
 		Machine: fmt.Sprintf("%s/%s, %d cores", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()), When: time.Now().UTC(),
 	}
 	fmt.Fprintf(log, "eval: %s, %d train / %d test images %v, %d classes\n", name, train.Len(), test.Len(), train.Shape(), classes)
@@ -583,8 +583,8 @@ func argmax(v infer.Vectors) []int {
 
 // Print writes the report as an aligned table.
 func (r *Report) Print(w io.Writer) error {
-	fmt.Fprintf(w, "%s: %d train / %d test images, %d classes; probe %d epochs lr %g wd %g batch %d standardize %v; kNN k=%d T=%g\n",
-		r.Dataset, r.TrainN, r.TestN, r.Classes, r.Probe.Epochs, r.Probe.LR, r.Probe.WeightDecay, r.Probe.Batch, r.Probe.Standardize, r.KNNK, r.KNNTemperature)
+	fmt.Fprintf(w, "%s: %d train / %d test images, %d classes; probe %s; kNN k=%d T=%g\n",
+		r.Dataset, r.TrainN, r.TestN, r.Classes, r.Probe.summary(), r.KNNK, r.KNNTemperature)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	classifiers := false
 	for _, row := range r.Rows {

@@ -11,19 +11,57 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/data"
 )
 
-// ProbeConfig sets up LinearProbe. DefaultProbeConfig gives the reference's settings.
+// Probe optimizers (ProbeConfig.Optimizer) and learning-rate schedules (ProbeConfig.Schedule).
+const (
+	// OptimizerAdam is torch.optim.Adam (betas 0.9/0.999, eps 1e-8): the CIFAR pipeline's probe.
+	OptimizerAdam = "adam"
+	// OptimizerSGD is torch.optim.SGD with momentum (no dampening, no Nesterov): the
+	// ImageNet pipeline's probe (SimSiam's linear evaluation).
+	OptimizerSGD = "sgd"
+	// ScheduleConstant keeps the learning rate at LR.
+	ScheduleConstant = "constant"
+	// ScheduleCosine sets the learning rate at the start of every epoch e = 0..Epochs-1 to
+	// LR * 0.5 * (1 + cos(pi * e / Epochs)), as SimSiam's adjust_learning_rate does.
+	ScheduleCosine = "cosine"
+)
+
+// SimSiam's linear-evaluation settings (see SGDProbeConfig).
+const (
+	// SGDProbeBaseLR is the base learning rate of the SGD probe: the learning rate is
+	// SGDProbeBaseLR * Batch / 256.
+	SGDProbeBaseLR = 0.1
+	// SGDProbeMomentum is the SGD probe's momentum.
+	SGDProbeMomentum = 0.9
+	// SGDProbeInitStd is the standard deviation of the SGD probe's initial weights.
+	SGDProbeInitStd = 0.01
+)
+
+// ProbeConfig sets up LinearProbe. DefaultProbeConfig gives the reference's (CIFAR
+// pipeline's) Adam settings, SGDProbeConfig the ImageNet pipeline's SGD settings.
 type ProbeConfig struct {
-	// LR is Adam's learning rate (> 0).
+	// Optimizer is OptimizerAdam ("adam"; "" means adam) or OptimizerSGD ("sgd").
+	Optimizer string `json:"optimizer"`
+	// LR is the optimizer's (initial) learning rate (> 0).
 	LR float64 `json:"lr"`
+	// Momentum is SGD's momentum, in [0, 1) (0 = plain SGD; SimSiam: 0.9). It must be 0
+	// with Adam, whose betas are fixed.
+	Momentum float64 `json:"momentum"`
+	// Schedule is ScheduleConstant ("constant") or ScheduleCosine ("cosine"); "" means
+	// cosine with SGD and constant with Adam.
+	Schedule string `json:"schedule"`
 	// WeightDecay is the L2 penalty added to the gradient of every parameter, weights
-	// and bias, as torch.optim.Adam's weight_decay does (>= 0).
+	// and bias, as torch.optim.Adam's and torch.optim.SGD's weight_decay do (>= 0).
 	WeightDecay float64 `json:"weight_decay"`
 	// Epochs is the number of passes over the train features (>= 1).
 	Epochs int `json:"epochs"`
 	// Batch is the mini-batch size (>= 1); the last batch of an epoch may be smaller.
 	Batch int `json:"batch"`
-	// Seed fixes the order of the train rows in every epoch.
+	// Seed fixes the order of the train rows in every epoch, and the initial weights
+	// when InitStd > 0.
 	Seed int64 `json:"seed"`
+	// InitStd is the standard deviation of the normal distribution (mean 0) the weights
+	// start from; 0 starts them at zero (>= 0). The bias always starts at zero.
+	InitStd float64 `json:"init_std"`
 	// Standardize scales every feature to zero mean and unit variance with the train
 	// split's statistics (population standard deviation; constant features are only
 	// centred), applied to train and test alike.
@@ -33,25 +71,92 @@ type ProbeConfig struct {
 	Progress func(epoch int, loss float64) `json:"-"`
 }
 
-// DefaultProbeConfig returns the reference's probe settings: Adam with learning rate
-// 3e-4 and weight decay 8e-4, 100 epochs of batches of 256, standardised features.
+// DefaultProbeConfig returns the reference's probe settings (its CIFAR pipeline): Adam
+// with learning rate 3e-4 and weight decay 8e-4, constant learning rate, 100 epochs of
+// batches of 256, zero initial weights, standardised features.
 func DefaultProbeConfig() ProbeConfig {
-	return ProbeConfig{LR: 3e-4, WeightDecay: 8e-4, Epochs: 100, Batch: 256, Standardize: true}
+	return ProbeConfig{Optimizer: OptimizerAdam, Schedule: ScheduleConstant, LR: 3e-4, WeightDecay: 8e-4, Epochs: 100, Batch: 256, Standardize: true}
 }
 
-// Validate checks the numeric settings.
+// SGDProbeConfig returns the probe settings of the reference's ImageNet pipeline
+// (linsimsiam), which follows SimSiam's linear evaluation (main_lincls.py): SGD with
+// momentum 0.9 and no weight decay, learning rate SGDProbeBaseLR * Batch / 256 = 0.1
+// annealed by the cosine rule over 90 epochs, batches of 256, weights drawn from
+// N(0, 0.01^2) and a zero bias. SimSiam trains the linear layer on the raw pooled
+// features, so Standardize is false. Differences from SimSiam: it uses batches of
+// 4096 with LARS (learning rate 1.6 by the same scaling rule) where this is plain SGD
+// at 256, and it augments the images (random resized crop, flip) every epoch where
+// LinearProbe trains on features extracted once, without augmentation. Scale LR with
+// Batch (LR = SGDProbeBaseLR * Batch / 256) when changing Batch.
+func SGDProbeConfig() ProbeConfig {
+	return ProbeConfig{Optimizer: OptimizerSGD, Schedule: ScheduleCosine, LR: SGDProbeBaseLR, Momentum: SGDProbeMomentum,
+		Epochs: 90, Batch: 256, InitStd: SGDProbeInitStd}
+}
+
+// Resolved returns c with the empty Optimizer and Schedule replaced by their defaults
+// (adam; cosine with sgd, constant with adam). Unknown names are kept for Validate.
+func (c ProbeConfig) Resolved() ProbeConfig {
+	if c.Optimizer == "" {
+		c.Optimizer = OptimizerAdam
+	}
+	if c.Schedule == "" {
+		if c.Optimizer == OptimizerSGD {
+			c.Schedule = ScheduleCosine
+		} else {
+			c.Schedule = ScheduleConstant
+		}
+	}
+	return c
+}
+
+// Validate checks the settings.
 func (c ProbeConfig) Validate() error {
+	r := c.Resolved()
 	switch {
+	case r.Optimizer != OptimizerAdam && r.Optimizer != OptimizerSGD:
+		return fmt.Errorf("probe optimizer %q: expected %s or %s (empty = %s)", c.Optimizer, OptimizerAdam, OptimizerSGD, OptimizerAdam)
+	case r.Schedule != ScheduleConstant && r.Schedule != ScheduleCosine:
+		return fmt.Errorf("probe schedule %q: expected %s or %s (empty = %s with %s, %s with %s)", c.Schedule,
+			ScheduleConstant, ScheduleCosine, ScheduleCosine, OptimizerSGD, ScheduleConstant, OptimizerAdam)
 	case !(c.LR > 0) || math.IsInf(c.LR, 0):
-		return fmt.Errorf("probe learning rate %v: expected a finite value > 0 (reference: 3e-4)", c.LR)
+		return fmt.Errorf("probe learning rate %v: expected a finite value > 0 (reference: 3e-4 with adam, 0.1 x batch/256 with sgd)", c.LR)
+	case !(c.Momentum >= 0 && c.Momentum < 1):
+		return fmt.Errorf("probe momentum %v: expected a value in [0, 1) (SimSiam: %v)", c.Momentum, SGDProbeMomentum)
+	case c.Momentum != 0 && r.Optimizer != OptimizerSGD:
+		return fmt.Errorf("probe momentum %v with optimizer %s: momentum is an %s setting, expected 0", c.Momentum, r.Optimizer, OptimizerSGD)
 	case !(c.WeightDecay >= 0) || math.IsInf(c.WeightDecay, 0):
-		return fmt.Errorf("probe weight decay %v: expected a finite value >= 0 (reference: 8e-4)", c.WeightDecay)
+		return fmt.Errorf("probe weight decay %v: expected a finite value >= 0 (reference: 8e-4 with adam, 0 with sgd)", c.WeightDecay)
+	case !(c.InitStd >= 0) || math.IsInf(c.InitStd, 0):
+		return fmt.Errorf("probe initial weight std %v: expected a finite value >= 0 (0 = zeros; SimSiam: %v)", c.InitStd, SGDProbeInitStd)
 	case c.Epochs < 1:
-		return fmt.Errorf("probe epochs %d: expected >= 1 (reference: 100)", c.Epochs)
+		return fmt.Errorf("probe epochs %d: expected >= 1 (reference: 100 with adam, 90 with sgd)", c.Epochs)
 	case c.Batch < 1:
 		return fmt.Errorf("probe batch %d: expected >= 1 (reference: 256)", c.Batch)
 	}
 	return nil
+}
+
+// summary describes the settings in one line, e.g. "sgd momentum 0.9 cosine lr 0.1,
+// 90 epochs wd 0 batch 256 init std 0.01 standardize false".
+func (c ProbeConfig) summary() string {
+	c = c.Resolved()
+	s := c.Optimizer
+	if c.Optimizer == OptimizerSGD {
+		s += fmt.Sprintf(" momentum %g", c.Momentum)
+	}
+	s += fmt.Sprintf(" %s lr %g, %d epochs wd %g batch %d", c.Schedule, c.LR, c.Epochs, c.WeightDecay, c.Batch)
+	if c.InitStd > 0 {
+		s += fmt.Sprintf(" init std %g", c.InitStd)
+	}
+	return s + fmt.Sprintf(" standardize %v", c.Standardize)
+}
+
+// epochLR is the learning rate of epoch (1..Epochs) under the schedule.
+func (c ProbeConfig) epochLR(epoch int) float64 {
+	if c.Resolved().Schedule == ScheduleCosine {
+		return c.LR * 0.5 * (1 + math.Cos(math.Pi*float64(epoch-1)/float64(c.Epochs)))
+	}
+	return c.LR
 }
 
 // ProbeResult is what LinearProbe measured.
@@ -83,16 +188,21 @@ const (
 )
 
 // LinearProbe trains a multinomial logistic regression (a linear layer, softmax and
-// mean cross-entropy) on the train features with Adam and reports its accuracy on the
-// test features. Weights and bias start at zero and each epoch visits the train rows in
-// an order fixed by cfg.Seed, so results are deterministic. The update is
-// torch.optim.Adam's (L2 weight decay added to the gradient, bias-corrected moments,
-// eps 1e-8); parameters and optimizer state are float64, matrix products float32.
+// mean cross-entropy) on the train features with Adam or SGD and reports its accuracy
+// on the test features. The bias starts at zero, the weights at zero or, with
+// cfg.InitStd > 0, drawn from N(0, InitStd^2) by a generator seeded with cfg.Seed, and
+// each epoch visits the train rows in an order fixed by cfg.Seed, so results are
+// deterministic. The learning rate is set at the start of every epoch by cfg.Schedule.
+// The updates are torch.optim.Adam's (L2 weight decay added to the gradient,
+// bias-corrected moments, eps 1e-8) and torch.optim.SGD's (L2 weight decay added to the
+// gradient, momentum buffer buf = m*buf + g starting at the first gradient, p -= lr*buf);
+// parameters and optimizer state are float64, matrix products float32.
 func LinearProbe(train, test Features, cfg ProbeConfig) (ProbeResult, error) {
 	start := time.Now()
 	if err := cfg.Validate(); err != nil {
 		return ProbeResult{}, err
 	}
+	cfg = cfg.Resolved()
 	if err := checkPair(train, test); err != nil {
 		return ProbeResult{}, fmt.Errorf("linear probe: %w", err)
 	}
@@ -105,10 +215,18 @@ func LinearProbe(train, test Features, cfg ProbeConfig) (ProbeResult, error) {
 		xte = applyStandardizer(xte, mean, inv)
 	}
 
-	w := make([]float64, c*d)
+	w := probeInit(c*d, cfg)
 	b := make([]float64, c)
 	w32 := make([]float32, c*d)
-	opt := newAdam(c*d+c, cfg)
+	for k, v := range w {
+		w32[k] = float32(v)
+	}
+	var opt probeOptimizer
+	if cfg.Optimizer == OptimizerSGD {
+		opt = newSGD(c*d+c, cfg)
+	} else {
+		opt = newAdam(c*d+c, cfg)
+	}
 	grad := make([]float64, c*d+c)
 
 	bs := min(cfg.Batch, n)
@@ -119,6 +237,7 @@ func LinearProbe(train, test Features, cfg ProbeConfig) (ProbeResult, error) {
 	p := make([]float64, c)
 	wm := blas32.General{Rows: c, Cols: d, Stride: d, Data: w32}
 	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
+		opt.setLR(cfg.epochLR(epoch))
 		order := data.Permutation(n, epochSeed(cfg.Seed, epoch))
 		lossSum := 0.0
 		for s := 0; s < n; s += bs {
@@ -296,6 +415,73 @@ func applyStandardizer(x []float32, mean, inv []float64) []float32 {
 	return out
 }
 
+// probeInit returns the n initial weights: zeros, or with cfg.InitStd > 0 normal
+// draws (mean 0, standard deviation InitStd; splitmix64 and Box-Muller, seeded by
+// cfg.Seed) so that they are the same on every platform and Go release.
+func probeInit(n int, cfg ProbeConfig) []float64 {
+	w := make([]float64, n)
+	if cfg.InitStd == 0 {
+		return w
+	}
+	s := uint64(cfg.Seed)*0x2545f4914f6cdd1d + 0x1f0a3c5e
+	next := func() uint64 {
+		s += 0x9e3779b97f4a7c15
+		z := s
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		return z ^ (z >> 31)
+	}
+	for i := 0; i < n; i += 2 {
+		u1 := float64(next()>>11+1) / (1 << 53) // (0, 1]
+		u2 := float64(next()>>11) / (1 << 53)   // [0, 1)
+		r := math.Sqrt(-2*math.Log(u1)) * cfg.InitStd
+		w[i] = r * math.Cos(2*math.Pi*u2)
+		if i+1 < n {
+			w[i+1] = r * math.Sin(2*math.Pi*u2)
+		}
+	}
+	return w
+}
+
+// probeOptimizer updates the probe's parameters from one mini-batch gradient.
+type probeOptimizer interface {
+	// setLR sets the learning rate of the following steps.
+	setLR(lr float64)
+	// step updates w (first len(w) parameters) and b (the rest) from grad, which it
+	// may modify (weight decay is added in place).
+	step(grad, w, b []float64)
+}
+
+// sgd is torch.optim.SGD's update (dampening 0, no Nesterov) for one flat parameter
+// vector. The momentum buffer starts at zero, so the first step sets it to the gradient
+// as torch does.
+type sgd struct {
+	lr, wd, momentum float64
+	buf              []float64
+}
+
+func newSGD(n int, cfg ProbeConfig) *sgd {
+	return &sgd{lr: cfg.LR, wd: cfg.WeightDecay, momentum: cfg.Momentum, buf: make([]float64, n)}
+}
+
+func (s *sgd) setLR(lr float64) { s.lr = lr }
+
+func (s *sgd) step(grad, w, b []float64) {
+	update := func(off int, p []float64) {
+		for i := range p {
+			k := off + i
+			g := grad[k] + s.wd*p[i]
+			if s.momentum != 0 {
+				g += s.momentum * s.buf[k]
+				s.buf[k] = g
+			}
+			p[i] -= s.lr * g
+		}
+	}
+	update(0, w)
+	update(len(w), b)
+}
+
 // adam is torch.optim.Adam's update for one flat parameter vector.
 type adam struct {
 	lr, wd float64
@@ -307,8 +493,8 @@ func newAdam(n int, cfg ProbeConfig) *adam {
 	return &adam{lr: cfg.LR, wd: cfg.WeightDecay, m: make([]float64, n), v: make([]float64, n)}
 }
 
-// step updates w (first len(w) parameters) and b (the rest) from grad, which it
-// modifies (weight decay is added in place).
+func (a *adam) setLR(lr float64) { a.lr = lr }
+
 func (a *adam) step(grad, w, b []float64) {
 	a.t++
 	bc1 := 1 - math.Pow(adamBeta1, float64(a.t))

@@ -35,9 +35,22 @@ type torchCase struct {
 // part) and returns its results in order. The probe's epoch orders are passed along.
 func runTorchRef(t *testing.T, cases []torchCase) []torchRef {
 	t.Helper()
-	if _, err := os.Stat(python); err != nil {
-		t.Fatalf("%s (Debian's python3 with torch) is needed for the PyTorch cross-check: %v", python, err)
+	args := []string{"testdata/probe_ref.py"}
+	for _, c := range cases {
+		js, err := json.Marshal(map[string]any{"lr": c.cfg.LR, "wd": c.cfg.WeightDecay, "epochs": c.cfg.Epochs, "batch": c.cfg.Batch,
+			"standardize": c.cfg.Standardize, "classes": c.train.Classes, "knn_k": c.k, "knn_t": c.temp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, writeTorchInputs(t, c.train, c.test, c.cfg), string(js))
 	}
+	return runPython[torchRef](t, "probe_ref.py", args, len(cases))
+}
+
+// writeTorchInputs writes xtr.npy, xte.npy, ytr.npy, yte.npy and perms.npy (the probe's
+// row order of every epoch) to a new temporary directory and returns it.
+func writeTorchInputs(t *testing.T, train, test Features, cfg ProbeConfig) string {
+	t.Helper()
 	ints := func(y []int) []float32 {
 		f := make([]float32, len(y))
 		for i, v := range y {
@@ -45,48 +58,49 @@ func runTorchRef(t *testing.T, cases []torchCase) []torchRef {
 		}
 		return f
 	}
-	args := []string{"testdata/probe_ref.py"}
-	for _, c := range cases {
-		dir := t.TempDir()
-		n := c.train.X.N
-		perms := make([]int, 0, c.cfg.Epochs*n)
-		for e := 1; e <= c.cfg.Epochs; e++ {
-			perms = append(perms, data.Permutation(n, epochSeed(c.cfg.Seed, e))...)
-		}
-		for _, f := range []struct {
-			name  string
-			shape []int
-			data  []float32
-		}{
-			{"xtr", []int{n, c.train.X.D}, c.train.X.Data},
-			{"xte", []int{c.test.X.N, c.test.X.D}, c.test.X.Data},
-			{"ytr", []int{n}, ints(c.train.Y)},
-			{"yte", []int{c.test.X.N}, ints(c.test.Y)},
-			{"perms", []int{c.cfg.Epochs, n}, ints(perms)},
-		} {
-			if err := npy.WriteFloat32(filepath.Join(dir, f.name+".npy"), f.shape, f.data); err != nil {
-				t.Fatal(err)
-			}
-		}
-		js, err := json.Marshal(map[string]any{"lr": c.cfg.LR, "wd": c.cfg.WeightDecay, "epochs": c.cfg.Epochs, "batch": c.cfg.Batch,
-			"standardize": c.cfg.Standardize, "classes": c.train.Classes, "knn_k": c.k, "knn_t": c.temp})
-		if err != nil {
+	dir := t.TempDir()
+	n := train.X.N
+	perms := make([]int, 0, cfg.Epochs*n)
+	for e := 1; e <= cfg.Epochs; e++ {
+		perms = append(perms, data.Permutation(n, epochSeed(cfg.Seed, e))...)
+	}
+	for _, f := range []struct {
+		name  string
+		shape []int
+		data  []float32
+	}{
+		{"xtr", []int{n, train.X.D}, train.X.Data},
+		{"xte", []int{test.X.N, test.X.D}, test.X.Data},
+		{"ytr", []int{n}, ints(train.Y)},
+		{"yte", []int{test.X.N}, ints(test.Y)},
+		{"perms", []int{cfg.Epochs, n}, ints(perms)},
+	} {
+		if err := npy.WriteFloat32(filepath.Join(dir, f.name+".npy"), f.shape, f.data); err != nil {
 			t.Fatal(err)
 		}
-		args = append(args, dir, string(js))
+	}
+	return dir
+}
+
+// runPython runs python with args (a script path or "-c" and a script first) and decodes
+// n JSON values of type T from its output; name labels failures.
+func runPython[T any](t *testing.T, name string, args []string, n int) []T {
+	t.Helper()
+	if _, err := os.Stat(python); err != nil {
+		t.Fatalf("%s (Debian's python3 with torch) is needed for the PyTorch cross-check: %v", python, err)
 	}
 	out, err := exec.Command(python, args...).Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
-			t.Fatalf("probe_ref.py: %v\n%s", err, ee.Stderr)
+			t.Fatalf("%s: %v\n%s", name, err, ee.Stderr)
 		}
-		t.Fatalf("probe_ref.py: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(out))
-	refs := make([]torchRef, len(cases))
+	refs := make([]T, n)
 	for i := range refs {
 		if err := dec.Decode(&refs[i]); err != nil {
-			t.Fatalf("probe_ref.py output %d of %d: %v", i+1, len(cases), err)
+			t.Fatalf("%s output %d of %d: %v", name, i+1, n, err)
 		}
 	}
 	return refs
@@ -178,4 +192,147 @@ func mismatches(a, b []int) int {
 		}
 	}
 	return n
+}
+
+// optimRefScript trains the probe in PyTorch (float64) with torch.optim.SGD or
+// torch.optim.Adam from given initial weights, setting every epoch's learning rate as
+// SimSiam's main_lincls.py adjust_learning_rate does (cosine) or keeping it (constant).
+// Arguments: DIR CONFIG_JSON pairs (DIR from writeTorchInputs; CONFIG_JSON has
+// optimizer, lr, momentum, wd, schedule, epochs, batch, standardize, classes, w0).
+// Prints one JSON line per DIR: weights, bias, test predictions, train loss.
+const optimRefScript = `
+import json, math, sys
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+def run(d, cfg):
+    xtr = np.load(d + "/xtr.npy").astype(np.float64)
+    xte = np.load(d + "/xte.npy").astype(np.float64)
+    ytr = torch.from_numpy(np.load(d + "/ytr.npy").astype(np.int64))
+    perms = np.load(d + "/perms.npy").astype(np.int64)
+    classes = int(cfg["classes"])
+    if cfg["standardize"]:
+        mean = xtr.mean(axis=0)
+        sd = xtr.std(axis=0)
+        sd[sd == 0] = 1
+        xtr = (xtr - mean) / sd
+        xte = (xte - mean) / sd
+    x = torch.from_numpy(xtr)
+    lin = torch.nn.Linear(x.shape[1], classes).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor(cfg["w0"], dtype=torch.float64).view(classes, x.shape[1]))
+        lin.bias.zero_()
+    if cfg["optimizer"] == "sgd":
+        opt = torch.optim.SGD(lin.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["wd"])
+    elif cfg["optimizer"] == "adam":
+        opt = torch.optim.Adam(lin.parameters(), lr=cfg["lr"], weight_decay=cfg["wd"])
+    else:
+        sys.exit("unknown optimizer " + cfg["optimizer"])
+    epochs, bs = int(cfg["epochs"]), int(cfg["batch"])
+    for e in range(epochs):
+        if cfg["schedule"] == "cosine":
+            lr = cfg["lr"] * 0.5 * (1. + math.cos(math.pi * e / epochs))
+        elif cfg["schedule"] == "constant":
+            lr = cfg["lr"]
+        else:
+            sys.exit("unknown schedule " + cfg["schedule"])
+        for g in opt.param_groups:
+            g["lr"] = lr
+        order = torch.from_numpy(perms[e])
+        for s in range(0, x.shape[0], bs):
+            i = order[s:s + bs]
+            loss = F.cross_entropy(lin(x[i]), ytr[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        train_loss = F.cross_entropy(lin(x), ytr).item()
+        pred = lin(torch.from_numpy(xte)).argmax(dim=1)
+    print(json.dumps({"w": lin.weight.detach().flatten().tolist(), "b": lin.bias.detach().tolist(),
+                      "pred": pred.tolist(), "train_loss": train_loss}))
+
+args = sys.argv[1:]
+for i in range(0, len(args), 2):
+    run(args[i], json.loads(args[i + 1]))
+`
+
+// TestLinearProbeOptimizersMatchPyTorch trains SGD (momentum, weight decay, cosine or
+// constant schedule, random or zero initial weights) and cosine-scheduled Adam probes
+// in Go and with torch.optim in float64 from the same initial weights and batch order,
+// and compares the final weights, bias, train loss and test predictions.
+func TestLinearProbeOptimizersMatchPyTorch(t *testing.T) {
+	t.Parallel()
+	withConst := func(f Features) Features { // a constant feature exercises the zero-sd path
+		f.X.Data = append([]float32(nil), f.X.Data...)
+		for i := range f.X.N {
+			f.X.Data[i*f.X.D+3] = 2.5
+		}
+		return f
+	}
+	simsiam := SGDProbeConfig()
+	simsiam.Epochs, simsiam.Batch, simsiam.Seed = 12, 32, 5
+	simsiam.LR = SGDProbeBaseLR * 32 / 256
+	tests := []struct {
+		name        string
+		train, test Features
+		cfg         ProbeConfig
+		schedule    string // the schedule torch is told to use
+	}{
+		// 250 rows in batches of 32: the last batch of each epoch has 26.
+		{"sgd simsiam settings", blobs(250, 10, 5, 1.5, 22), blobs(120, 10, 5, 1.5, 22), simsiam, ScheduleCosine},
+		// Schedule "" must mean cosine with sgd.
+		{"sgd standardized, weight decay, momentum 0.5", withConst(blobs(300, 12, 4, 2, 21)), withConst(blobs(150, 12, 4, 2, 21)),
+			ProbeConfig{Optimizer: OptimizerSGD, LR: 0.05, Momentum: 0.5, WeightDecay: 1e-3, Epochs: 10, Batch: 64, Seed: 3,
+				InitStd: 0.05, Standardize: true}, ScheduleCosine},
+		{"sgd constant, no momentum, zero init", blobs(200, 8, 3, 1, 23), blobs(90, 8, 3, 1, 23),
+			ProbeConfig{Optimizer: OptimizerSGD, Schedule: ScheduleConstant, LR: 0.2, WeightDecay: 5e-4, Epochs: 8, Batch: 50, Seed: 6},
+			ScheduleConstant},
+		{"adam cosine", blobs(240, 10, 4, 1.5, 24), blobs(100, 10, 4, 1.5, 24),
+			ProbeConfig{Optimizer: OptimizerAdam, Schedule: ScheduleCosine, LR: 1e-2, WeightDecay: 8e-4, Epochs: 9, Batch: 48, Seed: 7,
+				Standardize: true}, ScheduleCosine},
+	}
+	args := []string{"-c", optimRefScript}
+	for _, tc := range tests {
+		r := tc.cfg.Resolved()
+		js, err := json.Marshal(map[string]any{"optimizer": r.Optimizer, "lr": r.LR, "momentum": r.Momentum, "wd": r.WeightDecay,
+			"schedule": tc.schedule, "epochs": r.Epochs, "batch": r.Batch, "standardize": r.Standardize,
+			"classes": tc.train.Classes, "w0": probeInit(tc.train.Classes*tc.train.X.D, r)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, writeTorchInputs(t, tc.train, tc.test, tc.cfg), string(js))
+	}
+	refs := runPython[torchRef](t, "optimizer reference", args, len(tests))
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := refs[i]
+			r, err := LinearProbe(tc.train, tc.test, tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ref.W) != len(r.W) || len(ref.B) != len(r.B) {
+				t.Fatalf("torch gave %d weights %d biases: expected %d, %d", len(ref.W), len(ref.B), len(r.W), len(r.B))
+			}
+			maxDiff, maxW := 0.0, 0.0
+			for i := range r.W {
+				maxDiff = math.Max(maxDiff, math.Abs(r.W[i]-ref.W[i]))
+				maxW = math.Max(maxW, math.Abs(ref.W[i]))
+			}
+			for i := range r.B {
+				maxDiff = math.Max(maxDiff, math.Abs(r.B[i]-ref.B[i]))
+			}
+			t.Logf("max |w - w_torch| = %.2e (max |w_torch| = %.3f); train loss %.6f vs torch %.6f, test top-1 %.3f",
+				maxDiff, maxW, r.TrainLoss, ref.TrainLoss, r.Top1)
+			if tol := 1e-6 * math.Max(1, maxW); maxDiff > tol {
+				t.Errorf("max weight difference from PyTorch %.3e: expected <= %.1e", maxDiff, tol)
+			}
+			if math.Abs(r.TrainLoss-ref.TrainLoss) > 1e-5 {
+				t.Errorf("train loss %.7f: expected PyTorch's %.7f", r.TrainLoss, ref.TrainLoss)
+			}
+			if d := mismatches(r.Pred, ref.Pred); d > 0 {
+				t.Errorf("%d of %d probe predictions differ from PyTorch's: expected none", d, len(ref.Pred))
+			}
+		})
+	}
 }

@@ -250,14 +250,15 @@ func Build(s Spec) (*Graph, error) {
 	case "linear":
 		g.Projection = g.linear(x, "fc", d, s.OutDim, true)
 	case "simsiam":
-		// SimSiam projector: 3 x Linear(no bias)-BN(-ReLU), last BN without affine.
+		// SimSiam projector: 3 x Linear-BN(-ReLU), last BN without affine. The first two Linear
+		// layers have no bias; the last is the backbone's original fc, which keeps its (frozen) bias.
 		z := x
 		for i, last := 0, 2; i <= last; i++ {
 			outF := d
 			if i == last {
 				outF = s.OutDim
 			}
-			z = g.linear(z, fmt.Sprintf("fc.%d", 3*i), d, outF, false)
+			z = g.linear(z, fmt.Sprintf("fc.%d", 3*i), d, outF, i == last)
 			z = g.add(Node{Op: BatchNorm, Name: fmt.Sprintf("fc.%d", 3*i+1), In: []int{z}, Features: outF, Affine: i != last})
 			if i != last {
 				z = g.add(Node{Op: ReLU, In: []int{z}})

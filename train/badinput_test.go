@@ -69,7 +69,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{name: "negative warmup", edit: func(c *Config) { c.Warmup = -1 }, wantErr: "warmup -1: expected 0 or more"},
 		{name: "negative temperature", edit: func(c *Config) { c.Temperature = -0.5 }, wantErr: "temperature -0.5: expected a positive number"},
 		{name: "negative lr", edit: func(c *Config) { c.LR = -1 }, wantErr: "lr -1: expected a positive number"},
-		{name: "unknown optimizer", edit: func(c *Config) { c.Optimizer = "rmsprop" }, wantErr: `optimizer "rmsprop": expected adam or sgd`},
+		{name: "unknown optimizer", edit: func(c *Config) { c.Optimizer = "rmsprop" }, wantErr: `optimizer "rmsprop": expected adam, sgd or lars`},
 		{name: "unknown arch", edit: func(c *Config) { c.Arch = "vgg16" }, wantErr: `arch "vgg16": expected one of resnet18, resnet34, resnet50`},
 		{name: "input too small", edit: func(c *Config) { c.Size = 4 }, wantErr: "input 3x4x4: expected at least 1 channel and 8x8 pixels"},
 		{name: "unknown dataset", edit: func(c *Config) { c.Dataset = "imagenet21k" }, wantErr: `unknown dataset "imagenet21k"`},

@@ -31,6 +31,8 @@ type optCase struct {
 	Params      []optParam `json:"params"`
 	C1          []float32  `json:"c1"`
 	C2          []float32  `json:"c2"`
+
+	note string // subtest name suffix (not sent to the reference)
 }
 
 func uniform(rng *rand.Rand, n int, lo, hi float64) []float32 {
@@ -41,10 +43,11 @@ func uniform(rng *rand.Rand, n int, lo, hi float64) []float32 {
 	return v
 }
 
-// TestOptimizerMatchesTorchOptim runs 5 steps of our Adam and SGD and of torch.optim's on the
-// same parameters and loss L = 0.5 sum(c1 p0^2) + sum(c2 p1) (p2 gets no gradient and must not
-// move), with a learning rate that changes every step, and compares the parameters after
-// every step.
+// TestOptimizerMatchesTorchOptim runs 5 steps of our Adam and SGD and of torch.optim's (LARS:
+// of its formula written with torch ops) on the same parameters and loss
+// L = 0.5 sum(c1 p0^2) + sum(c2 p1), p0 a 3x4 weight, p1 a 1-D bias (p2 gets no gradient and
+// must not move), with a learning rate that changes every step, and compares the parameters
+// after every step.
 func TestOptimizerMatchesTorchOptim(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -60,9 +63,22 @@ func TestOptimizerMatchesTorchOptim(t *testing.T) {
 		{Kind: "adam", WeightDecay: 0, LRs: []float64{1e-1, 1e-1, 5e-2, 5e-2, 1e-2}},
 		{Kind: "sgd", WeightDecay: 5e-4, Momentum: 0.9, LRs: []float64{0.1, 0.05, 0.2, 0.01, 0.1}},
 		{Kind: "sgd", WeightDecay: 0, Momentum: 0, LRs: []float64{0.1, 0.05, 0.2, 0.01, 0.1}},
+		// LARS against its definition computed in PyTorch (torch.optim has none). The weight
+		// decay is large enough that applying it to the 1-D parameter, or computing the trust
+		// ratio before adding it, moves a parameter by far more than the tolerance; scaling the
+		// 1-D parameter's step by eta ||p|| / ||g|| would change it a hundredfold.
+		{Kind: "lars", WeightDecay: 0.05, Momentum: 0.9, LRs: []float64{0.1, 0.3, 0.2, 0.05, 0.1}},
+		{Kind: "lars", WeightDecay: 0, Momentum: 0, LRs: []float64{0.2, 0.1, 0.3, 0.05, 0.1}},
+		// A zero weight has a zero gradient (the loss is quadratic in it): its trust ratio
+		// would be 0/0, and LARS must leave it at 0 rather than NaN.
+		{Kind: "lars", WeightDecay: 0.05, Momentum: 0.9, LRs: []float64{0.1, 0.3, 0.2, 0.05, 0.1}, note: "zero weight"},
 	}
 	for i := range tests {
 		tests[i].Params, tests[i].C1, tests[i].C2 = params, c1, c2
+		if tests[i].note == "zero weight" {
+			zero := optParam{Shape: params[0].Shape, Values: make([]float32, len(params[0].Values))}
+			tests[i].Params = append([]optParam{zero}, params[1:]...)
+		}
 	}
 	js, err := json.Marshal(tests)
 	if err != nil {
@@ -80,6 +96,9 @@ func TestOptimizerMatchesTorchOptim(t *testing.T) {
 	const tol = 1e-6
 	for ti, tc := range tests {
 		name := fmt.Sprintf("%s/wd%g/momentum%g", tc.Kind, tc.WeightDecay, tc.Momentum)
+		if tc.note != "" {
+			name += "/" + tc.note
+		}
 		t.Run(name, func(t *testing.T) {
 			// Grad mode is per OS thread, and a subtest runs on its own goroutine.
 			runtime.LockOSThread()
@@ -90,7 +109,7 @@ func TestOptimizerMatchesTorchOptim(t *testing.T) {
 			}
 
 			var ps []*ts.Tensor
-			for _, p := range params {
+			for _, p := range tc.Params {
 				ps = append(ps, leafParam(p.Values, p.Shape))
 			}
 			defer func() {
@@ -129,18 +148,18 @@ func TestOptimizerMatchesTorchOptim(t *testing.T) {
 						d := math.Abs(got[j] - ref[j])
 						worst = math.Max(worst, d)
 						if d > tol || math.IsNaN(got[j]) {
-							t.Errorf("step %d param %d[%d] = %.9g, torch.optim %.9g (|diff| %.2g > %g)", s+1, i, j, got[j], ref[j], d, tol)
+							t.Errorf("step %d param %d[%d] = %.9g, reference %.9g (|diff| %.2g > %g)", s+1, i, j, got[j], ref[j], d, tol)
 						}
 					}
 				}
 			}
 			// The untouched parameter is a real check that gradient-less parameters are skipped.
 			for j, v := range ps[2].Float64Values() {
-				if v != float64(params[2].Values[j]) {
-					t.Errorf("parameter without gradient moved: [%d] %g -> %g", j, params[2].Values[j], v)
+				if v != float64(tc.Params[2].Values[j]) {
+					t.Errorf("parameter without gradient moved: [%d] %g -> %g", j, tc.Params[2].Values[j], v)
 				}
 			}
-			t.Logf("max |param - torch.optim| over 5 steps: %.2g", worst)
+			t.Logf("max |param - reference| over 5 steps: %.2g", worst)
 
 			// The state names are what checkpoints store: m.i (and v.i for Adam) per parameter.
 			var names []string
@@ -169,10 +188,10 @@ func leafParam(vals []float32, shape []int64) *ts.Tensor {
 }
 
 func TestNewOptimizerRejectsUnknownKind(t *testing.T) {
-	for _, kind := range []string{"rmsprop", "", "Adam"} {
+	for _, kind := range []string{"rmsprop", "", "Adam", "LARS", "lamb"} {
 		o, err := NewOptimizer(kind, nil, 0, 0)
-		if err == nil || o != nil || !strings.Contains(err.Error(), "expected adam or sgd") {
-			t.Errorf("NewOptimizer(%q) = %v, %v; want an error naming adam and sgd", kind, o, err)
+		if err == nil || o != nil || !strings.Contains(err.Error(), "expected adam, sgd or lars") {
+			t.Errorf("NewOptimizer(%q) = %v, %v; want an error naming adam, sgd and lars", kind, o, err)
 		}
 	}
 }

@@ -285,3 +285,76 @@ func stateDict(t *testing.T, dir string) map[string][]float32 {
 	}
 	return sd
 }
+
+// TestInitFrom starts a run at a larger input size from another run's weights (progressive
+// resizing): with a learning rate too small to move them, the new run's weights are the old
+// run's; a mismatched architecture or a directory without a checkpoint is an error.
+func TestInitFrom(t *testing.T) {
+	src := trainedFromScratch(t)
+	_, a, err := LoadModel(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := a.StateDict()
+	a.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := smokeConfig(dir, 1)
+	c.Size, c.LR, c.InitFrom = 48, 1e-12, src
+	var out bytes.Buffer
+	if _, err := Run(context.Background(), c, &out); err != nil {
+		t.Fatalf("init-from run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "initialised from "+src) {
+		t.Errorf("output does not say where the weights came from:\n%s", out.String())
+	}
+	ck, b, err := LoadModel(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.StateDict()
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Spec.InputHW != 48 || ck.Config.InitFrom != src {
+		t.Errorf("checkpoint spec %+v, init_from %q: expected input 48 from %s", ck.Spec, ck.Config.InitFrom, src)
+	}
+	for _, name := range []string{"conv1.weight", "layer4.1.conv2.weight", "fc.2.weight"} {
+		w, g := want[name], got[name]
+		worst := 0.0
+		for i := range w {
+			worst = math.Max(worst, math.Abs(float64(w[i]-g[i])))
+		}
+		if len(w) == 0 || len(w) != len(g) || worst > 1e-6 {
+			t.Errorf("%s: %d vs %d values, largest difference %g: expected the source run's weights", name, len(w), len(g), worst)
+		}
+	}
+	// A fresh run's weights differ, so the comparison above can fail.
+	fresh := smokeConfig(t.TempDir(), 1)
+	fresh.Size, fresh.LR, fresh.Seed = 48, 1e-12, 7
+	if _, err := Run(context.Background(), fresh, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	_, f, err := LoadModel(fresh.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, _ := f.StateDict()
+	f.Close()
+	if fw["conv1.weight"][0] == want["conv1.weight"][0] {
+		t.Errorf("a fresh run starts with the source run's conv1 weights")
+	}
+
+	bad := smokeConfig(t.TempDir(), 1)
+	bad.Stem, bad.InitFrom = "cifar", src
+	if _, err := Run(context.Background(), bad, io.Discard); err == nil || !strings.Contains(err.Error(), "init-from") || !strings.Contains(err.Error(), "resnet18/imagenet") {
+		t.Errorf("init-from a different stem: got %v", err)
+	}
+	bad.Stem, bad.InitFrom = "imagenet", t.TempDir()
+	if _, err := Run(context.Background(), bad, io.Discard); err == nil || !strings.Contains(err.Error(), "no checkpoint.json") {
+		t.Errorf("init-from a directory without checkpoint: got %v", err)
+	}
+}

@@ -2,7 +2,7 @@
 //
 // One loop: a dataset -> per-image two-view augmentation (package augment, in background
 // goroutines so the cores never wait for it) -> the encoder (models/torchnet) -> a registered
-// loss -> Adam or SGD with a warm-up + cosine schedule. Every epoch ends with an atomic
+// loss -> Adam, SGD or LARS with a warm-up + cosine schedule. Every epoch ends with an atomic
 // checkpoint, so an interrupted run resumes where the last finished epoch left it.
 package train
 
@@ -67,6 +67,12 @@ type Config struct {
 	Device  string `json:"device"`
 	Workers int    `json:"workers"` // augmentation goroutines (0 = one per core)
 
+	// InitFrom names another run directory whose last checkpoint (and watermark head, when
+	// both runs have one) initialises this run's weights; the optimiser state and learning-rate
+	// schedule start fresh. Arch, stem and output size must match; the input size may differ
+	// (progressive resizing: a network trained on small images fine-tuned on larger ones).
+	InitFrom string `json:"init_from,omitempty"`
+
 	Dir    string `json:"-"` // run directory: checkpoints and log
 	Resume bool   `json:"-"`
 }
@@ -101,7 +107,7 @@ func (c *Config) Defaults() {
 		switch {
 		case c.Loss == "softnn":
 			c.LR = 1e-3
-		case c.Optimizer == "sgd":
+		case c.Optimizer == "sgd" || c.Optimizer == "lars":
 			c.LR = 0.05
 		default:
 			c.LR = 3e-4
@@ -110,7 +116,7 @@ func (c *Config) Defaults() {
 	if c.WeightDecay == 0 {
 		c.WeightDecay = 1e-4
 	}
-	if c.Momentum == 0 && c.Optimizer == "sgd" {
+	if c.Momentum == 0 && (c.Optimizer == "sgd" || c.Optimizer == "lars") {
 		c.Momentum = 0.9
 	}
 	if c.Temperature == 0 {
@@ -247,9 +253,13 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 	var wm *watermark.Head
 	if c.Watermark {
 		wmPath := filepath.Join(c.Dir, WatermarkName)
-		if c.Resume && fileExists(wmPath) {
+		initPath := filepath.Join(c.InitFrom, WatermarkName)
+		switch {
+		case c.Resume && fileExists(wmPath):
 			wm, err = watermark.LoadHeadOn(wmPath, dev)
-		} else {
+		case c.InitFrom != "" && fileExists(initPath) && !fileExists(LogPath(c.Dir)):
+			wm, err = watermark.LoadHeadOn(initPath, dev)
+		default:
 			wm, err = watermark.NewHead(models.RepresentationDim(c.Arch), dev, c.Seed+1)
 		}
 		if err != nil {
@@ -281,6 +291,12 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 			start = ck.Epoch
 			fmt.Fprintf(out, "resuming %s after epoch %d\n", c.Dir, start)
 		}
+	}
+	if start == 0 && c.InitFrom != "" {
+		if err := initFrom(c, model); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "initialised from %s\n", c.InitFrom)
 	}
 	if start >= c.Epochs {
 		fmt.Fprintf(out, "already trained %d of %d epochs\n", start, c.Epochs)
@@ -431,8 +447,25 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // train.
 type Optimizer = optim.Optimizer
 
-// NewOptimizer builds an Adam or SGD optimiser (see optim.New).
+// NewOptimizer builds an Adam, SGD or LARS optimiser (see optim.New).
 var NewOptimizer = optim.New
 
 // CosineLR is the warm-up + cosine learning-rate schedule (see optim.CosineLR).
 var CosineLR = optim.CosineLR
+
+// initFrom loads the weights of run directory c.InitFrom's last checkpoint into model.
+func initFrom(c Config, model *torchnet.Model) error {
+	ck, err := LoadCheckpoint(c.InitFrom)
+	if err != nil {
+		return fmt.Errorf("init-from: %w", err)
+	}
+	if ck == nil {
+		return fmt.Errorf("init-from %s: no %s (train that run first)", c.InitFrom, SidecarName)
+	}
+	p := ck.Spec
+	if p.Arch != c.Arch || p.Stem != c.Stem || p.OutDim != c.OutDim || p.Head != "simclr" {
+		return fmt.Errorf("init-from %s: checkpoint is %s/%s head %s out %d, run asks for %s/%s head simclr out %d",
+			c.InitFrom, p.Arch, p.Stem, p.Head, p.OutDim, c.Arch, c.Stem, c.OutDim)
+	}
+	return ck.Restore(c.InitFrom, model, nil)
+}

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -73,7 +71,7 @@ type Head struct {
 	Protocol Protocol
 	VS       *nn.VarStore
 	Device   gotch.Device
-	w, b     [3]*ts.Tensor
+	mlp      *torchnet.MLP
 }
 
 // NewHead creates a head for representations of dimension dim on device, initialised as
@@ -86,37 +84,11 @@ func NewHead(dim int, device gotch.Device, seed int64) (h *Head, err error) {
 	defer recoverTorch(&err)
 	vs := nn.NewVarStore(device)
 	h = &Head{Protocol: defaultProtocol(dim, seed), VS: vs, Device: device}
-	rng := rand.New(rand.NewSource(seed))
-	widths := []int{dim, Hidden1, Hidden2, Classes}
-	for l := 0; l < 3; l++ {
-		in, out := widths[l], widths[l+1]
-		bound := 1 / math.Sqrt(float64(in))
-		for _, p := range []struct {
-			name  string
-			shape []int64
-			dst   **ts.Tensor
-		}{{"weight", []int64{int64(out), int64(in)}, &h.w[l]}, {"bias", []int64{int64(out)}, &h.b[l]}} {
-			vals := make([]float32, numel(p.shape))
-			for i := range vals {
-				vals[i] = float32((2*rng.Float64() - 1) * bound)
-			}
-			v, err := torchnet.AddVar(vs, fmt.Sprintf("%d.%s", 2*l, p.name), p.shape, vals, true)
-			if err != nil {
-				vs.Destroy()
-				return nil, fmt.Errorf("watermark: head: %w", err)
-			}
-			*p.dst = v
-		}
+	if h.mlp, err = torchnet.NewMLP(vs, []int{dim, Hidden1, Hidden2, Classes}, seed); err != nil {
+		vs.Destroy()
+		return nil, fmt.Errorf("watermark: head: %w", err)
 	}
 	return h, nil
-}
-
-func numel(shape []int64) int64 {
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
-	}
-	return n
 }
 
 // recoverTorch turns a panic from gotch (a libtorch error) into an error.
@@ -172,11 +144,7 @@ func (h *Head) Forward(x *ts.Tensor) *ts.Tensor {
 	if _, err := h.checkReps(x); err != nil {
 		panic(err)
 	}
-	y := ts.MustLinear(x, h.w[0], h.b[0]).MustRelu(true)
-	y2 := ts.MustLinear(y, h.w[1], h.b[1]).MustRelu(true)
-	y.MustDrop()
-	out := ts.MustLinear(y2, h.w[2], h.b[2])
-	y2.MustDrop()
+	out := h.mlp.Forward(x)
 	runtime.KeepAlive(h.VS)
 	return out
 }
@@ -184,7 +152,7 @@ func (h *Head) Forward(x *ts.Tensor) *ts.Tensor {
 // Trainable returns the head's parameters in layer order (weight, bias of each layer), to be
 // appended to the optimiser's parameters.
 func (h *Head) Trainable() []*ts.Tensor {
-	return []*ts.Tensor{h.w[0], h.b[0], h.w[1], h.b[1], h.w[2], h.b[2]}
+	return h.mlp.Trainable()
 }
 
 // Loss is the watermark loss: the mean cross-entropy of the head's logits on reps (N x dim,
@@ -348,5 +316,5 @@ func (h *Head) Close() {
 	}
 	h.VS.Destroy()
 	h.VS = nil
-	h.w, h.b = [3]*ts.Tensor{}, [3]*ts.Tensor{}
+	h.mlp = nil
 }

@@ -23,6 +23,7 @@ func main() {
 			dataCommand(),
 			trainCommand(),
 			exportCommand(),
+			importCommand(),
 			embedCommand(),
 			stealCommand(),
 			benchCommand(),

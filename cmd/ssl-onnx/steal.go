@@ -45,13 +45,16 @@ func stealCommand() *cli.Command {
 			&cli.Float64Flag{Name: "temperature", Usage: "loss temperature (default per loss)"},
 			&cli.BoolFlag{Name: "augment", Usage: "query each image once, train on augmented views against that answer"},
 			&cli.BoolFlag{Name: "requery-each-epoch", Usage: "re-query every epoch like the reference code (each counts against the budget)"},
+			&cli.StringFlag{Name: "head", Usage: "recreate: first train a projection head on the victim's answers to two views of each query image (2 queries per image), then steal through it (losses mse, infonce, softnn, msewithhead)"},
+			&cli.IntFlag{Name: "head-epochs", Usage: "epochs of head training (default 2 x --epochs)"},
 			&cli.StringFlag{Name: "arch", Value: "resnet18"},
 			&cli.StringFlag{Name: "stem", Value: "cifar"},
 			&cli.IntFlag{Name: "size", Value: 32},
 			&cli.IntFlag{Name: "epochs", Value: 100},
 			&cli.IntFlag{Name: "batch-size", Usage: "default per loss (mse 64, infonce 256 ...)"},
-			&cli.StringFlag{Name: "optimizer", Usage: "adam or sgd (default per loss)"},
-			&cli.Float64Flag{Name: "lr", Usage: "default per loss"},
+			&cli.StringFlag{Name: "optimizer", Usage: "adam|sgd|lars (default per loss; momentum 0.9 for sgd and lars)"},
+			&cli.Float64Flag{Name: "lr", Usage: "learning rate (default per loss; not with --base-lr)"},
+			&cli.Float64Flag{Name: "base-lr", Usage: "learning rate per 256 images: lr = base-lr x batch-size / 256, e.g. 0.1 with --optimizer sgd or lars as the ImageNet/SimSiam pipeline"},
 			&cli.Float64Flag{Name: "weight-decay", Value: 1e-4},
 			&cli.Int64Flag{Name: "seed", Value: 1},
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
@@ -60,26 +63,32 @@ func stealCommand() *cli.Command {
 			&cli.BoolFlag{Name: "resume", Value: true, Usage: "continue from the run directory's checkpoint (answers are always reused)"},
 		},
 		Action: func(c *cli.Context) error {
+			cfg := attack.Config{
+				VictimName:   c.String("victim"),
+				QueryDataset: c.String("query-dataset"), QueryDir: c.String("query-data"), QuerySplit: c.String("query-split"),
+				QueryOffset: c.Int("query-offset"), NumQueries: c.Int("num-queries"), Holdout: c.Int("holdout"),
+				Loss: c.String("loss"), Temperature: c.Float64("temperature"), Augment: c.Bool("augment"), RequeryEachEpoch: c.Bool("requery-each-epoch"),
+				Head: c.String("head"), HeadEpochs: c.Int("head-epochs"),
+				Arch: c.String("arch"), Stem: c.String("stem"), Size: c.Int("size"), Epochs: c.Int("epochs"), BatchSize: c.Int("batch-size"),
+				Optimizer: c.String("optimizer"), LR: c.Float64("lr"), BaseLR: c.Float64("base-lr"), WeightDecay: c.Float64("weight-decay"),
+				Seed: c.Int64("seed"), Threads: c.Int("threads"), Device: c.String("device"),
+				Dir: c.String("out"), Resume: c.Bool("resume"),
+			}
+			if err := cfg.CheckLR(); err != nil { // before loading the victim
+				return err
+			}
 			victim, err := openVictim(c)
 			if err != nil {
 				return err
 			}
 			defer victim.Close()
-			res, err := attack.Run(c.Context, attack.Config{
-				Victim: victim, VictimName: c.String("victim"),
-				QueryDataset: c.String("query-dataset"), QueryDir: c.String("query-data"), QuerySplit: c.String("query-split"),
-				QueryOffset: c.Int("query-offset"), NumQueries: c.Int("num-queries"), Holdout: c.Int("holdout"),
-				Loss: c.String("loss"), Temperature: c.Float64("temperature"), Augment: c.Bool("augment"), RequeryEachEpoch: c.Bool("requery-each-epoch"),
-				Arch: c.String("arch"), Stem: c.String("stem"), Size: c.Int("size"), Epochs: c.Int("epochs"), BatchSize: c.Int("batch-size"),
-				Optimizer: c.String("optimizer"), LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"),
-				Seed: c.Int64("seed"), Threads: c.Int("threads"), Device: c.String("device"),
-				Dir: c.String("out"), Resume: c.Bool("resume"),
-			}, os.Stderr)
+			cfg.Victim = victim
+			res, err := attack.Run(c.Context, cfg, os.Stderr)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("stole %s with %s: %d queries (%d images x %d views), %d epochs, final loss %.4f, %.0f s; checkpoint %s\n",
-				c.String("victim"), c.String("loss"), res.QueriesSpent, res.Images, res.Views, res.Epochs, res.FinalLoss, res.Seconds, c.String("out"))
+			fmt.Printf("stole %s with %s (%s, lr %g): %d queries (%d images x %d views), %d epochs, final loss %.4f, %.0f s; checkpoint %s\n",
+				c.String("victim"), c.String("loss"), res.Config.Optimizer, res.Config.LR, res.QueriesSpent, res.Images, res.Views, res.Epochs, res.FinalLoss, res.Seconds, c.String("out"))
 			return nil
 		},
 	}

@@ -23,8 +23,8 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "out-dim", Value: 128, Usage: "projection head output size"},
 			&cli.StringFlag{Name: "loss", Value: "infonce", Usage: "infonce, softnn, supcon"},
 			&cli.Float64Flag{Name: "temperature", Usage: "loss temperature (default: per loss, infonce 0.07, softnn 100)"},
-			&cli.StringFlag{Name: "optimizer", Usage: "adam or sgd (default: adam; sgd for supcon)"},
-			&cli.Float64Flag{Name: "lr", Usage: "learning rate (default: per loss/optimizer, adam 3e-4)"},
+			&cli.StringFlag{Name: "optimizer", Usage: "adam, sgd or lars (default: adam; sgd for supcon)"},
+			&cli.Float64Flag{Name: "lr", Usage: "learning rate (default: per loss/optimizer, adam 3e-4, sgd/lars 0.05)"},
 			&cli.Float64Flag{Name: "weight-decay", Value: 1e-4},
 			&cli.Float64Flag{Name: "momentum", Usage: "sgd momentum (default 0.9)"},
 			&cli.IntFlag{Name: "epochs", Value: 200},
@@ -37,6 +37,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or cuda"},
 			&cli.StringFlag{Name: "out", Value: "runs/victim", Usage: "run directory (checkpoints, log)"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue from the run directory's last checkpoint"},
+			&cli.StringFlag{Name: "init-from", Usage: "start from another run directory's last weights (and watermark head) with a fresh optimiser and schedule; --size may differ (progressive resizing)"},
 			&cli.BoolFlag{Name: "watermark", Usage: "train the owner's secret rotation-task watermark head jointly (saved as <out>/watermark.ot)"},
 			&cli.Float64Flag{Name: "watermark-weight", Value: 1, Usage: "weight of the watermark loss"},
 			&cli.IntFlag{Name: "watermark-batch", Value: 32, Usage: "rotated images per step for the watermark loss"},
@@ -49,7 +50,7 @@ func trainCommand() *cli.Command {
 				LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"), Momentum: c.Float64("momentum"),
 				Epochs: c.Int("epochs"), Warmup: c.Int("warmup"), BatchSize: c.Int("batch-size"), CropMin: c.Float64("crop-min"),
 				Seed: c.Int64("seed"), Threads: c.Int("threads"), Workers: c.Int("workers"), Device: c.String("device"),
-				Dir: c.String("out"), Resume: c.Bool("resume"),
+				Dir: c.String("out"), Resume: c.Bool("resume"), InitFrom: c.String("init-from"),
 				Watermark: c.Bool("watermark"), WatermarkWeight: c.Float64("watermark-weight"), WatermarkBatch: c.Int("watermark-batch"),
 			}
 			logs, err := train.Run(c.Context, cfg, os.Stderr)

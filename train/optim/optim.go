@@ -1,6 +1,7 @@
 // Package optim holds the optimisers of every training loop (victim, stolen encoder,
-// watermark head): Adam and SGD with torch.optim's semantics, whose state is a list of tensors
-// that a checkpoint saves and restores exactly.
+// watermark head): Adam and SGD with torch.optim's semantics, and LARS as SimSiam and MoCo v3
+// use it (layer-wise adaptive rate scaling around momentum SGD), whose state is a list of
+// tensors that a checkpoint saves and restores exactly.
 package optim
 
 import (
@@ -14,26 +15,32 @@ import (
 // Optimizer updates parameters from their gradients. Its state is a list of tensors, so a
 // checkpoint can save and restore it exactly.
 type Optimizer struct {
-	Kind        string  // adam | sgd
-	WeightDecay float64 // L2 penalty added to the gradient (torch.optim semantics)
-	Momentum    float64 // sgd only
+	Kind        string  // adam | sgd | lars
+	WeightDecay float64 // L2 penalty added to the gradient (torch.optim semantics; lars: weights only)
+	Momentum    float64 // sgd and lars
+	Trust       float64 // lars only: the trust coefficient eta of the layer-wise rate
 	Beta1       float64
 	Beta2       float64
 	Eps         float64
 	Step        int64 // number of updates done (Adam's bias correction)
 
 	params []*ts.Tensor
-	m, v   []*ts.Tensor // Adam moments, or SGD momentum buffer in m
+	m, v   []*ts.Tensor // Adam moments, or the SGD/LARS momentum buffer in m
 	den    []*ts.Tensor // Adam's scratch for the denominator (reused: allocating it each step is slow)
 }
 
-// New builds an Adam or SGD optimiser over params, with torch.optim's defaults for
-// the constants (Adam betas 0.9/0.999, eps 1e-8).
+// New builds an Adam, SGD or LARS optimiser over params, with torch.optim's defaults for
+// the constants (Adam betas 0.9/0.999, eps 1e-8) and SimSiam's LARS trust coefficient 0.001.
+//
+// LARS, for every parameter with more than one dimension (convolution and linear weights):
+// g <- g + wd p, then g <- g * (eta ||p|| / ||g||) when both norms are positive; parameters of
+// one dimension (biases, BatchNorm) get neither weight decay nor scaling. Then momentum SGD as
+// "sgd": buf <- momentum buf + g (buf = g on the first step), p <- p - lr buf.
 func New(kind string, params []*ts.Tensor, weightDecay, momentum float64) (*Optimizer, error) {
-	if kind != "adam" && kind != "sgd" {
-		return nil, fmt.Errorf("optimizer %q: expected adam or sgd", kind)
+	if kind != "adam" && kind != "sgd" && kind != "lars" {
+		return nil, fmt.Errorf("optimizer %q: expected adam, sgd or lars", kind)
 	}
-	o := &Optimizer{Kind: kind, WeightDecay: weightDecay, Momentum: momentum, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, params: params}
+	o := &Optimizer{Kind: kind, WeightDecay: weightDecay, Momentum: momentum, Trust: 0.001, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, params: params}
 	for _, p := range params {
 		o.m = append(o.m, p.MustZerosLike(false))
 		if kind == "adam" {
@@ -68,7 +75,9 @@ func (o *Optimizer) ZeroGrad() {
 // Every operation is in place, into buffers allocated once: a fresh multi-megabyte tensor per
 // parameter per step costs more than the arithmetic (allocation and page faults), so scalar
 // factors are applied with addcmul_ against one-element tensors. Adam keeps v/(1-beta2) rather than v
-// (v' <- beta2 v' + g^2), which is the same update with one multiplication fewer.
+// (v' <- beta2 v' + g^2), which is the same update with one multiplication fewer. LARS's
+// layer-wise factor is computed on the device (one-element tensors, no copy to the host, so
+// no synchronisation with a GPU per parameter).
 func (o *Optimizer) Update(lr float64) {
 	o.Step++
 	scalar := func(v float64) *ts.Tensor { return ts.MustOfSlice([]float32{float32(v)}) } // shape [1] broadcasts
@@ -92,11 +101,15 @@ func (o *Optimizer) Update(lr float64) {
 			dev := p.MustDevice()
 			wd, negLR, oneMinusB1 = mk(o.WeightDecay, dev), mk(-lr, dev), mk(1-o.Beta1, dev)
 		}
-		if o.WeightDecay != 0 {
+		lars := o.Kind == "lars" && p.Dim() > 1 // LARS leaves biases and BatchNorm to plain SGD
+		if o.WeightDecay != 0 && (o.Kind != "lars" || lars) {
 			g.MustAddcmul_(p, wd) // g += wd * p
 		}
+		if lars {
+			o.scaleLARS(p, g)
+		}
 		switch o.Kind {
-		case "sgd":
+		case "sgd", "lars":
 			upd := g
 			if o.Momentum != 0 {
 				// buf = momentum * buf + g (the first step starts from buf = g, as torch does)
@@ -130,6 +143,22 @@ func (o *Optimizer) Update(lr float64) {
 	for _, t := range consts {
 		t.MustDrop()
 	}
+}
+
+// scaleLARS multiplies g in place by eta ||p|| / ||g||, or by 1 when either norm is 0.
+func (o *Optimizer) scaleLARS(p, g *ts.Tensor) {
+	pn := p.MustNorm(false)
+	gn := g.MustNorm(false)
+	okP := pn.MustGt(ts.FloatScalar(0), false)
+	okG := gn.MustGt(ts.FloatScalar(0), false)
+	ok := okP.MustLogicalAnd(okG, true)
+	okG.MustDrop()
+	ratio := pn.MustMulScalar(ts.FloatScalar(o.Trust), true).MustDiv(gn, true) // eta ||p|| / ||g||
+	gn.MustDrop()
+	q := ratio.MustWhereScalarother(ok, ts.FloatScalar(1), true) // ratio where both norms > 0, else 1
+	ok.MustDrop()
+	g.MustMul_(q)
+	q.MustDrop()
 }
 
 // Close frees the optimiser's state.

@@ -1,0 +1,177 @@
+package pth_test
+
+import (
+	"context"
+	"encoding/binary"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ssl-onnx/ssl-onnx/infer"
+	"github.com/ssl-onnx/ssl-onnx/models/pth"
+	"github.com/ssl-onnx/ssl-onnx/onnxpb"
+)
+
+// writer builds checkpoints with PyTorch and torchvision (Debian's python3-torch and
+// python3-torchvision) and the expected representations of a fixed input.
+const writer = `
+import sys, torch, torch.nn as nn, torchvision
+torch.manual_seed(0)
+out, kind, hw = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def randomize_bn(m):
+    for mod in m.modules():
+        if isinstance(mod, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+            if mod.affine:
+                mod.weight.data.uniform_(0.5, 1.5)
+                mod.bias.data.uniform_(-0.2, 0.2)
+            mod.num_batches_tracked.fill_(7)
+if kind == "simsiam":
+    # SimSiam's builder (dim 128, pred_dim 32 to keep the file small), wrapped as DDP saves it.
+    dim, pred = 128, 32
+    enc = torchvision.models.resnet50(num_classes=dim, zero_init_residual=True)
+    prev = enc.fc.weight.shape[1]
+    enc.fc = nn.Sequential(nn.Linear(prev, prev, bias=False), nn.BatchNorm1d(prev), nn.ReLU(inplace=True),
+                           nn.Linear(prev, prev, bias=False), nn.BatchNorm1d(prev), nn.ReLU(inplace=True),
+                           enc.fc, nn.BatchNorm1d(dim, affine=False))
+    enc.fc[6].bias.requires_grad = False
+    predictor = nn.Sequential(nn.Linear(dim, pred, bias=False), nn.BatchNorm1d(pred), nn.ReLU(inplace=True), nn.Linear(pred, dim))
+    model = nn.ModuleDict({"encoder": enc, "predictor": predictor})
+    randomize_bn(model)
+    sd = {"module." + k: v for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    torch.save({"epoch": 100, "arch": "resnet50", "state_dict": sd, "optimizer": opt.state_dict()}, out)
+else:
+    # A DataParallel torchvision ResNet-18 classifier, saved in the legacy (pre-zip) format.
+    enc = torchvision.models.resnet18(num_classes=10)
+    randomize_bn(enc)
+    sd = {"module." + k: v for k, v in enc.state_dict().items()}
+    torch.save(sd, out, _use_new_zipfile_serialization=False)
+enc.eval()
+x = torch.rand(2, 3, hw, hw)
+mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+with torch.no_grad():
+    h = nn.Sequential(*list(enc.children())[:-1])(x).flatten(1)
+open(out + ".x", "wb").write(x.numpy().tobytes())
+open(out + ".h", "wb").write(h.numpy().tobytes())
+`
+
+func writeCheckpoint(t *testing.T, kind string, hw int) (path string, x, h []float32) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), kind+".pth.tar")
+	if out, err := exec.Command("/usr/bin/python3", "-c", writer, path, kind, strconv.Itoa(hw)).CombinedOutput(); err != nil {
+		t.Fatalf("PyTorch checkpoint writer: %v\n%s", err, out)
+	}
+	return path, readFloats(t, path+".x"), readFloats(t, path+".h")
+}
+
+
+func readFloats(t *testing.T, path string) []float32 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v
+}
+
+// importAndRun imports the checkpoint, writes the ONNX file, and runs x through ONNX Runtime.
+// x is in [0,1]; the model expects ImageNet-normalised input (its metadata says so), and the
+// PyTorch reference was given x unnormalised, so the test feeds x as is.
+func importAndRun(t *testing.T, path string, o pth.Options, x []float32, hw int) ([]float32, map[string]string) {
+	t.Helper()
+	m, _, _, err := pth.Import(path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := path + ".onnx"
+	if err := onnxpb.WriteFile(file, m); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := infer.OpenORT(file, infer.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	out, err := enc.Encode(context.Background(), infer.Images{N: 2, C: 3, H: hw, W: hw, Data: x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Data, m.Metadata()
+}
+
+func compare(t *testing.T, what string, want, got []float32) {
+	t.Helper()
+	if len(want) != len(got) {
+		t.Fatalf("%s: %d values, expected %d", what, len(got), len(want))
+	}
+	worst := 0.0
+	for i := range want {
+		d := math.Abs(float64(want[i]-got[i])) / (1 + math.Abs(float64(want[i])))
+		worst = math.Max(worst, d)
+	}
+	if worst > 1e-4 {
+		t.Fatalf("%s: largest relative difference %.2e > 1e-4", what, worst)
+	}
+	t.Logf("%s: largest relative difference %.2e over %d values", what, worst, len(want))
+}
+
+// TestImportSimSiam reads a SimSiam checkpoint written by PyTorch (state_dict under
+// "state_dict", keys module.encoder.* and module.predictor.*, BatchNorm statistics not at
+// their defaults) and checks that the ONNX file computes PyTorch's 2048-d representation.
+func TestImportSimSiam(t *testing.T) {
+	const hw = 64
+	path, x, h := writeCheckpoint(t, "simsiam", hw)
+	got, md := importAndRun(t, path, pth.Options{Size: hw}, x, hw)
+	compare(t, "ResNet-50 SimSiam representation, PyTorch vs ONNX Runtime", h, got)
+	for k, v := range map[string]string{"architecture": "resnet50", "stem": "imagenet", "head": "simsiam",
+		"output_dim": "2048", "normalization": "imagenet", "input_shape": "3x64x64"} {
+		if md[k] != v {
+			t.Errorf("metadata %s = %q, expected %q", k, md[k], v)
+		}
+	}
+	// The wrong architecture is an error naming what does not fit, not a silent partial load.
+	if _, _, _, err := pth.Import(path, pth.Options{Arch: "resnet34", Size: hw}); err == nil || !strings.Contains(err.Error(), "does not fit resnet34") {
+		t.Errorf("resnet34 from a ResNet-50 checkpoint: got %v", err)
+	}
+}
+
+// TestImportLegacyDataParallel reads a legacy-format torch.save of a DataParallel ResNet-18
+// classifier state dict; the architecture and stem are guessed from the tensors.
+func TestImportLegacyDataParallel(t *testing.T) {
+	const hw = 32
+	path, x, h := writeCheckpoint(t, "resnet18", hw)
+	got, md := importAndRun(t, path, pth.Options{Size: hw}, x, hw)
+	compare(t, "ResNet-18 representation, PyTorch vs ONNX Runtime", h, got)
+	if md["architecture"] != "resnet18" || md["head"] != "linear" || md["output_dim"] != "512" {
+		t.Errorf("metadata %v: expected resnet18, linear head, 512-d representation", md)
+	}
+	// Keeping the prefix leaves no ResNet names to recognise.
+	if _, _, _, err := pth.Import(path, pth.Options{Prefix: "none", Size: hw}); err == nil || !strings.Contains(err.Error(), "no torchvision ResNet layer names") {
+		t.Errorf("prefix none: got %v", err)
+	}
+}
+
+func TestImportBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.pth")
+	if err := os.WriteFile(junk, []byte("not a checkpoint at all"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{junk, filepath.Join(dir, "missing.pth")} {
+		_, err := pth.Load(p)
+		if err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("Load(%s): got %v, expected an error naming the file", p, err)
+		}
+	}
+}
