@@ -71,7 +71,6 @@ func writeCheckpoint(t *testing.T, kind string, hw int) (path string, x, h []flo
 	return path, readFloats(t, path+".x"), readFloats(t, path+".h")
 }
 
-
 func readFloats(t *testing.T, path string) []float32 {
 	t.Helper()
 	b, err := os.ReadFile(path)
