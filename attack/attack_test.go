@@ -376,7 +376,7 @@ func exportStolen(t *testing.T, dir string) (*train.Checkpoint, infer.Encoder) {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	om, _, _, err := train.Export(dir, "")
+	om, _, _, err := train.Export(dir, "", 0)
 	if err != nil {
 		t.Fatalf("export %s: %v", dir, err)
 	}
@@ -557,7 +557,7 @@ func TestLabelStealingBaseline(t *testing.T) {
 	if res.OutputDim != 10 || v.sent() != 1000 {
 		t.Fatalf("result %+v after %d queries; want 10 class scores from 1000 queries", res, v.sent())
 	}
-	om, _, _, err := train.Export(sd, "")
+	om, _, _, err := train.Export(sd, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

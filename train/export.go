@@ -1,6 +1,7 @@
 package train
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/ssl-onnx/ssl-onnx/export"
@@ -10,8 +11,11 @@ import (
 
 // Export builds the ONNX model of the checkpoint in dir, with output "" meaning the
 // checkpoint's default (see Checkpoint.DefaultOutput) and metadata saying what it was trained
-// on. It returns the model's graph and the output used too (for a Triton repository).
-func Export(dir, output string) (*onnxpb.Model, *models.Graph, string, error) {
+// on. size is the exported input size (0 = the training size): the encoders are fully
+// convolutional with a global average pool, and one trained on random resized crops often
+// represents whole images better at a larger size than its crops had (the "FixRes" effect).
+// It returns the model's graph and the output used too (for a Triton repository).
+func Export(dir, output string, size int) (*onnxpb.Model, *models.Graph, string, error) {
 	ck, m, err := LoadModel(dir)
 	if err != nil {
 		return nil, nil, "", err
@@ -24,7 +28,16 @@ func Export(dir, output string) (*onnxpb.Model, *models.Graph, string, error) {
 	if output == "" {
 		output = ck.DefaultOutput()
 	}
-	om, err := export.Model(m.Graph, sd, export.Options{Output: output, Metadata: map[string]string{
-		"train_dataset": ck.Config.Dataset, "train_loss": ck.Config.Loss, "epochs": strconv.Itoa(ck.Epoch)}})
-	return om, m.Graph, output, err
+	g := m.Graph
+	if size != 0 && size != ck.Spec.InputHW {
+		spec := ck.Spec
+		spec.InputHW = size
+		if g, err = models.Build(spec); err != nil {
+			return nil, nil, "", fmt.Errorf("export size %d: %w", size, err)
+		}
+	}
+	om, err := export.Model(g, sd, export.Options{Output: output, Metadata: map[string]string{
+		"train_dataset": ck.Config.Dataset, "train_loss": ck.Config.Loss, "epochs": strconv.Itoa(ck.Epoch),
+		"train_size": strconv.Itoa(ck.Spec.InputHW)}})
+	return om, g, output, err
 }

@@ -358,3 +358,19 @@ func TestInitFrom(t *testing.T) {
 		t.Errorf("init-from a directory without checkpoint: got %v", err)
 	}
 }
+
+// TestExportSize exports a checkpoint at a larger input size than it was trained at.
+func TestExportSize(t *testing.T) {
+	dir := trainedFromScratch(t)
+	om, g, _, err := Export(dir, "", 48)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := om.Metadata()
+	if md["input_shape"] != "3x48x48" || md["train_size"] != "32" || g.Spec.InputHW != 48 {
+		t.Errorf("metadata input %s train_size %s, graph input %d: expected 48 from a 32-pixel run", md["input_shape"], md["train_size"], g.Spec.InputHW)
+	}
+	if _, _, _, err := Export(dir, "", 4); err == nil || !strings.Contains(err.Error(), "export size 4") {
+		t.Errorf("export at 4 pixels: got %v", err)
+	}
+}

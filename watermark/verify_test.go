@@ -176,3 +176,49 @@ func TestResultJSONInfiniteT(t *testing.T) {
 		t.Errorf("JSON %s: want \"t\": null and accuracy 1", b)
 	}
 }
+
+// TestRefit: a head refitted on the watermarked encoder's representations of training images
+// recognises the encoder on held-out test images, records the encoder's input size, and does
+// not recognise an independent encoder.
+func TestRefit(t *testing.T) {
+	f := trained(t)
+	enc := openORT(t, f.onnx)
+	train, err := data.Open("fmnist", "", "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, acc, err := Refit(context.Background(), enc, train, 512, 20, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.Protocol.ImageSize != fixSize || h.Dim() != enc.Info().OutputDim {
+		t.Errorf("refitted head: image size %d, dim %d; want %d and %d", h.Protocol.ImageSize, h.Dim(), fixSize, enc.Info().OutputDim)
+	}
+	secret := filepath.Join(t.TempDir(), "refit.ot")
+	if err := h.Save(secret); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Verify(context.Background(), enc, secret, fmnistTest(t), verifyN, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("refitted head: training accuracy %.3f; held out %.3f, p %.3g", acc, res.Accuracy, res.PValue)
+	if res.Accuracy < 0.58 || !res.Present {
+		t.Errorf("refitted head on its encoder: accuracy %.3f, p %.3g: want >= 0.58 and present", res.Accuracy, res.PValue)
+	}
+	path := filepath.Join(t.TempDir(), "random.onnx")
+	if err := export.RandomModel(path, fixSpec, 7); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Verify(context.Background(), openORT(t, path), secret, fmnistTest(t), verifyN, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Present {
+		t.Errorf("refitted head recognises an independent encoder: accuracy %.3f, p %.3g", other.Accuracy, other.PValue)
+	}
+	if _, _, err := Refit(context.Background(), enc, train, 1, 1, 1); err == nil || !strings.Contains(err.Error(), "1 images") {
+		t.Errorf("refit on one image: got %v", err)
+	}
+}

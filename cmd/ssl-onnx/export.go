@@ -20,11 +20,12 @@ func exportCommand() *cli.Command {
 			&cli.StringFlag{Name: "checkpoint", Value: "runs/victim", Usage: "run directory (or its checkpoint.json)"},
 			&cli.StringFlag{Name: "output", Usage: "representation (pooled feature) or projection (after the head); default: representation, or projection for a stolen encoder with a linear head"},
 			&cli.StringFlag{Name: "out", Value: "", Usage: "ONNX file to write (default: <checkpoint>/model.onnx)"},
+			&cli.IntFlag{Name: "size", Usage: "input size of the exported model (default: the training size; a larger one often suits crop-trained encoders)"},
 			&cli.StringFlag{Name: "triton", Usage: "also write a Triton model repository in this directory"},
 			&cli.StringFlag{Name: "name", Value: "encoder", Usage: "model name in the Triton repository"},
 		},
 		Action: func(c *cli.Context) error {
-			om, graph, output, err := train.Export(c.String("checkpoint"), c.String("output"))
+			om, graph, output, err := train.Export(c.String("checkpoint"), c.String("output"), c.Int("size"))
 			if err != nil {
 				return err
 			}

@@ -10,15 +10,41 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 )
 
+// profile is the --cpuprofile file while the profile runs.
+var profile *os.File
+
 func main() {
 	app := &cli.App{
 		Name:  "ssl-onnx",
 		Usage: "model extraction of self-supervised image encoders: train, export, serve, steal, evaluate",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the command to this file (go tool pprof)"},
+		},
+		Before: func(c *cli.Context) error {
+			path := c.String("cpuprofile")
+			if path == "" {
+				return nil
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				return fmt.Errorf("--cpuprofile: %w", err)
+			}
+			profile = f
+			return pprof.StartCPUProfile(f)
+		},
+		After: func(*cli.Context) error {
+			if profile != nil {
+				pprof.StopCPUProfile()
+				return profile.Close()
+			}
+			return nil
+		},
 		Commands: []*cli.Command{
 			dataCommand(),
 			trainCommand(),

@@ -78,6 +78,40 @@ func watermarkCommand() *cli.Command {
 					return nil
 				},
 			},
+			{
+				Name:  "refit",
+				Usage: "re-key the owner's secret for the served encoder (e.g. exported at another input size than it was trained at)",
+				Flags: append(append(datasetFlags(), runtimeFlags()...),
+					&cli.StringFlag{Name: "model", Required: true, Usage: "the owner's ONNX encoder as served"},
+					&cli.StringFlag{Name: "split", Value: "train", Usage: "the owner's images (not the split verification draws from)"},
+					&cli.IntFlag{Name: "n", Value: 5000, Usage: "number of rotated images"},
+					&cli.IntFlag{Name: "epochs", Value: 30},
+					&cli.Int64Flag{Name: "seed", Value: 1},
+					&cli.StringFlag{Name: "out", Required: true, Usage: "new secret (.ot; its .ot.json sidecar is written beside it)"},
+				),
+				Action: func(c *cli.Context) error {
+					ds, err := data.Open(c.String("dataset"), c.String("data"), c.String("split"))
+					if err != nil {
+						return err
+					}
+					enc, err := openEncoder(c, c.String("model"))
+					if err != nil {
+						return err
+					}
+					defer enc.Close()
+					h, acc, err := watermark.Refit(c.Context, enc, ds, c.Int("n"), c.Int("epochs"), c.Int64("seed"))
+					if err != nil {
+						return err
+					}
+					defer h.Close()
+					if err := h.Save(c.String("out")); err != nil {
+						return err
+					}
+					fmt.Printf("wrote %s: head on %s's representations at %dx%d, rotation accuracy %.4f on its %d training images\n",
+						c.String("out"), c.String("model"), h.Protocol.ImageSize, h.Protocol.ImageSize, acc, c.Int("n"))
+					return nil
+				},
+			},
 		},
 	}
 }

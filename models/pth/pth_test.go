@@ -16,56 +16,14 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 )
 
-// writer builds checkpoints with PyTorch and torchvision (Debian's python3-torch and
-// python3-torchvision) and the expected representations of a fixed input.
-const writer = `
-import sys, torch, torch.nn as nn, torchvision
-torch.manual_seed(0)
-out, kind, hw = sys.argv[1], sys.argv[2], int(sys.argv[3])
-def randomize_bn(m):
-    for mod in m.modules():
-        if isinstance(mod, (nn.BatchNorm2d, nn.BatchNorm1d)):
-            mod.running_mean.uniform_(-0.2, 0.2)
-            mod.running_var.uniform_(0.5, 1.5)
-            if mod.affine:
-                mod.weight.data.uniform_(0.5, 1.5)
-                mod.bias.data.uniform_(-0.2, 0.2)
-            mod.num_batches_tracked.fill_(7)
-if kind == "simsiam":
-    # SimSiam's builder (dim 128, pred_dim 32 to keep the file small), wrapped as DDP saves it.
-    dim, pred = 128, 32
-    enc = torchvision.models.resnet50(num_classes=dim, zero_init_residual=True)
-    prev = enc.fc.weight.shape[1]
-    enc.fc = nn.Sequential(nn.Linear(prev, prev, bias=False), nn.BatchNorm1d(prev), nn.ReLU(inplace=True),
-                           nn.Linear(prev, prev, bias=False), nn.BatchNorm1d(prev), nn.ReLU(inplace=True),
-                           enc.fc, nn.BatchNorm1d(dim, affine=False))
-    enc.fc[6].bias.requires_grad = False
-    predictor = nn.Sequential(nn.Linear(dim, pred, bias=False), nn.BatchNorm1d(pred), nn.ReLU(inplace=True), nn.Linear(pred, dim))
-    model = nn.ModuleDict({"encoder": enc, "predictor": predictor})
-    randomize_bn(model)
-    sd = {"module." + k: v for k, v in model.state_dict().items()}
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    torch.save({"epoch": 100, "arch": "resnet50", "state_dict": sd, "optimizer": opt.state_dict()}, out)
-else:
-    # A DataParallel torchvision ResNet-18 classifier, saved in the legacy (pre-zip) format.
-    enc = torchvision.models.resnet18(num_classes=10)
-    randomize_bn(enc)
-    sd = {"module." + k: v for k, v in enc.state_dict().items()}
-    torch.save(sd, out, _use_new_zipfile_serialization=False)
-enc.eval()
-x = torch.rand(2, 3, hw, hw)
-mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-with torch.no_grad():
-    h = nn.Sequential(*list(enc.children())[:-1])(x).flatten(1)
-open(out + ".x", "wb").write(x.numpy().tobytes())
-open(out + ".h", "wb").write(h.numpy().tobytes())
-`
+// writer is testdata/write_checkpoint.py: PyTorch and torchvision write the checkpoint and
+// the expected representations of a fixed input.
+const writer = "testdata/write_checkpoint.py"
 
 func writeCheckpoint(t *testing.T, kind string, hw int) (path string, x, h []float32) {
 	t.Helper()
 	path = filepath.Join(t.TempDir(), kind+".pth.tar")
-	if out, err := exec.Command("/usr/bin/python3", "-c", writer, path, kind, strconv.Itoa(hw)).CombinedOutput(); err != nil {
+	if out, err := exec.Command("/usr/bin/python3", writer, path, kind, strconv.Itoa(hw)).CombinedOutput(); err != nil {
 		t.Fatalf("PyTorch checkpoint writer: %v\n%s", err, out)
 	}
 	return path, readFloats(t, path+".x"), readFloats(t, path+".h")

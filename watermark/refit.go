@@ -1,0 +1,130 @@
+package watermark
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"runtime"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/ssl-onnx/ssl-onnx/data"
+	"github.com/ssl-onnx/ssl-onnx/infer"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
+	"github.com/ssl-onnx/ssl-onnx/train/optim"
+)
+
+// Refit re-keys the owner's secret for the encoder as it is served. The head trained jointly
+// with the encoder reads the representations of images at the training size; an encoder
+// exported at another input size (see `ssl-onnx export --size`) represents images differently,
+// and the old head no longer reads them. Refit trains a new head of the same protocol on the
+// served encoder's representations of n rotated images of ds - the owner's own data: use a
+// split that verification does not draw from - for epochs passes of Adam (lr 1e-3, batches of
+// 128), seeded by seed. It returns the head (ImageSize set to the encoder's input) and its
+// accuracy on those images.
+func Refit(ctx context.Context, enc infer.Encoder, ds data.Dataset, n, epochs int, seed int64) (h *Head, acc float64, err error) {
+	switch {
+	case enc == nil || ds == nil:
+		return nil, 0, fmt.Errorf("watermark: refit: nil encoder or dataset")
+	case n < 2 || epochs < 1:
+		return nil, 0, fmt.Errorf("watermark: refit: %d images, %d epochs: expected at least 2 and 1", n, epochs)
+	}
+	info := enc.Info()
+	fit, err := infer.FitDataset(ds, info)
+	if err != nil {
+		return nil, 0, fmt.Errorf("watermark: refit: %w", err)
+	}
+	if fit.Len() < n {
+		return nil, 0, fmt.Errorf("watermark: refit: %d images requested, the dataset has %d", n, fit.Len())
+	}
+	norm, err := infer.Normalization("auto", info.Metadata)
+	if err != nil {
+		return nil, 0, fmt.Errorf("watermark: refit: %w", err)
+	}
+	s := fit.Shape()
+	if err := checkNorm(norm, s.C); err != nil {
+		return nil, 0, err
+	}
+	// The representations of rotated images and their classes.
+	idx := data.Permutation(fit.Len(), seed)[:n]
+	rng := rand.New(rand.NewSource(seed))
+	const batch = 128
+	var reps []float32
+	var labels []int64
+	dim := 0
+	buf := make([]float32, batch*s.Size())
+	for start := 0; start < n; start += batch {
+		b := idx[start:min(start+batch, n)]
+		x := buf[:len(b)*s.Size()]
+		if err := data.Batch(fit, b, data.Normalization{}, x); err != nil {
+			return nil, 0, fmt.Errorf("watermark: refit: %w", err)
+		}
+		rot, lab, err := RotationBatch(rng, x, len(b), s.C, s.H, s.W)
+		if err != nil {
+			return nil, 0, err
+		}
+		normalize(rot, len(b), s.C, s.H*s.W, norm)
+		v, err := enc.Encode(ctx, infer.Images{N: len(b), C: s.C, H: s.H, W: s.W, Data: rot})
+		if err != nil {
+			return nil, 0, fmt.Errorf("watermark: refit: %w", err)
+		}
+		dim = v.D
+		reps = append(reps, v.Data...)
+		labels = append(labels, lab...)
+	}
+
+	runtime.LockOSThread() // libtorch's grad mode is per thread
+	defer runtime.UnlockOSThread()
+	defer recoverTorch(&err)
+	h, err = NewHead(dim, gotch.CPU, seed)
+	if err != nil {
+		return nil, 0, err
+	}
+	opt, err := optim.New("adam", h.Trainable(), 0, 0)
+	if err != nil {
+		h.Close()
+		return nil, 0, err
+	}
+	defer opt.Close()
+	for epoch := 0; epoch < epochs; epoch++ {
+		if err := ctx.Err(); err != nil {
+			h.Close()
+			return nil, 0, err
+		}
+		perm := data.Permutation(n, seed+int64(epoch)+1)
+		for start := 0; start < n; start += batch {
+			b := perm[start:min(start+batch, n)]
+			x := make([]float32, 0, len(b)*dim)
+			y := make([]int64, 0, len(b))
+			for _, i := range b {
+				x = append(x, reps[i*dim:(i+1)*dim]...)
+				y = append(y, labels[i])
+			}
+			xt := ts.MustOfSlice(x).MustView([]int64{int64(len(b)), int64(dim)}, true)
+			l := Loss(h, xt, y)
+			xt.MustDrop()
+			opt.ZeroGrad()
+			l.MustBackward()
+			l.MustDrop()
+			torchnet.NoGrad(func() { opt.Update(1e-3) })
+		}
+	}
+	pred, err := h.Predict(reps, n)
+	if err != nil {
+		h.Close()
+		return nil, 0, err
+	}
+	right := 0
+	for i, p := range pred {
+		if p == labels[i] {
+			right++
+		}
+	}
+	h.Protocol.ImageSize = s.H
+	h.Protocol.Normalization = "none"
+	if m := info.Metadata["normalization"]; m != "" {
+		h.Protocol.Normalization = m
+	}
+	return h, float64(right) / float64(n), nil
+}
