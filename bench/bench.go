@@ -39,8 +39,6 @@ type Config struct {
 	// HTTP also serves each model on a loopback port and measures it through the API.
 	HTTP        bool
 	Concurrency []int // concurrent single-image clients for the HTTP patterns
-	// MaxFill is the in-process server's serve.Config.MaxFill (0 = its default).
-	MaxFill time.Duration
 	// URL benchmarks a running server instead (our API, or any Open Inference Protocol v2
 	// server such as Triton with ".../v2/models/<name>"), with APIKey if it needs one.
 	URL, APIKey string

@@ -150,7 +150,7 @@ func inProcessHTTP(ctx context.Context, c Config, path string, raw map[int]float
 		maxBatch int
 		only     bool // only the concurrent single-image patterns
 	}{{"in-process, batching 64", 64, false}, {"in-process, no batching", 1, true}} {
-		srv, err := serve.Start(enc, serve.Config{Store: store, ModelName: "bench", MaxBatch: v.maxBatch, MaxFill: c.MaxFill,
+		srv, err := serve.Start(enc, serve.Config{Store: store, ModelName: "bench", MaxBatch: v.maxBatch,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, "127.0.0.1:0")
 		if err != nil {
 			return nil, err

@@ -259,6 +259,18 @@ func Shuffle(ds Dataset, seed int64) Dataset {
 	return &view{wrapper: wrapper{ds}, idx: Permutation(ds.Len(), seed), n: ds.Len()}
 }
 
+// SplitMix64 returns the SplitMix64 generator started at state s: a fixed sequence of 64-bit
+// values, the same on every platform and Go release.
+func SplitMix64(s uint64) func() uint64 {
+	return func() uint64 {
+		s += 0x9e3779b97f4a7c15
+		z := s
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		return z ^ (z >> 31)
+	}
+}
+
 // Permutation returns a permutation of 0..n-1 determined only by n and
 // seed (Fisher-Yates driven by SplitMix64), stable across Go versions.
 func Permutation(n int, seed int64) []int {
@@ -266,14 +278,7 @@ func Permutation(n int, seed int64) []int {
 	for i := range p {
 		p[i] = i
 	}
-	s := uint64(seed)
-	next := func() uint64 {
-		s += 0x9e3779b97f4a7c15
-		z := s
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-		return z ^ (z >> 31)
-	}
+	next := SplitMix64(uint64(seed))
 	for i := n - 1; i > 0; i-- {
 		// Unbiased draw in [0,i] by rejection.
 		bound := uint64(i + 1)

@@ -58,10 +58,11 @@ type Config struct {
 	WatermarkImages     int // rotated test images per watermark check
 }
 
-// Default is the full demo (about ten minutes on a 2-core machine).
+// Default is the full demo (about ten minutes on a 2-core machine): it steals the built-in
+// victim (set Victim to "" to train one instead).
 func Default() Config {
 	return Config{
-		Dir: "runs/demo", VictimImages: 10000, VictimEpochs: 3, VictimBatch: 128,
+		Dir: "runs/demo", Victim: "builtin:fmnist", VictimImages: 10000, VictimEpochs: 3, VictimBatch: 128,
 		QueryOffset: 30000, Losses: []string{"mse", "infonce", "softnn"}, Budgets: []int{500, 1000, 2000},
 		StealEpochs: 5, StealBatch: 64, Defense: "noise:sigma=0.5", DefenseLoss: "infonce", DefenseBudget: 2000,
 		EvalTrain: 5000, EvalTest: 2000, ProbeEpochs: 100, WatermarkImages: 1000,
@@ -267,7 +268,7 @@ func trainVictim(ctx context.Context, c Config, log io.Writer) (string, error) {
 
 // exportCheckpoint writes the representation ONNX of the checkpoint in dir.
 func exportCheckpoint(dir, path string) error {
-	om, _, _, err := train.Export(dir, "")
+	om, _, _, err := train.Export(dir, "", 0)
 	if err != nil {
 		return err
 	}

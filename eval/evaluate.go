@@ -53,8 +53,8 @@ type Config struct {
 	// Baselines lists BaselineRandom and/or BaselinePixels.
 	Baselines []string
 	// RandomSpec is the random baseline's encoder. The zero Spec means the reference's
-	// architecture, stem and input size (from its metadata, without head) when known,
-	// else DefaultRandomSpec.
+	// architecture, stem and input size (from its metadata, without head) when known, else
+	// the first model's, else DefaultRandomSpec.
 	RandomSpec models.Spec
 	// RandomSeed initialises the random baseline.
 	RandomSeed int64
@@ -474,10 +474,16 @@ func (c *Config) randomFeatures(ctx context.Context, name string, train, test da
 	spec := c.RandomSpec
 	if spec.Arch == "" {
 		spec = DefaultRandomSpec
-		if c.Reference != "" {
-			if s, ok := specFromReference(c.Reference, c.infer()); ok {
+		// The reference's architecture, else the first model's: the baseline is "the same
+		// encoder, untrained".
+		for _, ref := range append([]string{c.Reference}, c.Models...) {
+			if ref == "" {
+				continue
+			}
+			if s, ok := specFromReference(ref, c.infer()); ok {
 				spec = s
 			}
+			break
 		}
 	}
 	dir, err := os.MkdirTemp(c.TempDir, "ssl-onnx-eval")

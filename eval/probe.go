@@ -423,14 +423,7 @@ func probeInit(n int, cfg ProbeConfig) []float64 {
 	if cfg.InitStd == 0 {
 		return w
 	}
-	s := uint64(cfg.Seed)*0x2545f4914f6cdd1d + 0x1f0a3c5e
-	next := func() uint64 {
-		s += 0x9e3779b97f4a7c15
-		z := s
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-		return z ^ (z >> 31)
-	}
+	next := data.SplitMix64(uint64(cfg.Seed)*0x2545f4914f6cdd1d + 0x1f0a3c5e)
 	for i := 0; i < n; i += 2 {
 		u1 := float64(next()>>11+1) / (1 << 53) // (0, 1]
 		u2 := float64(next()>>11) / (1 << 53)   // [0, 1)

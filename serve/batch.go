@@ -35,7 +35,6 @@ type batcher struct {
 	depth    func(delta int)                   // pending requests gauge
 	maxBatch int
 	maxDelay time.Duration
-	maxFill  time.Duration // see fill (0 = never wait)
 	idle     time.Duration
 	sem      chan struct{}
 
@@ -49,9 +48,6 @@ type batcher struct {
 type queue struct {
 	jobs []*job
 	wake chan struct{}
-	// last and lastRun are the images and Encode duration of the key's last batch (see fill).
-	last    int
-	lastRun time.Duration
 }
 
 type job struct {
@@ -69,9 +65,9 @@ type jobResult struct {
 
 var errClosing = errorf(http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
 
-func newBatcher(maxBatch int, maxDelay, maxFill time.Duration, workers int) *batcher {
+func newBatcher(maxBatch int, maxDelay time.Duration, workers int) *batcher {
 	return &batcher{
-		maxBatch: max(maxBatch, 1), maxDelay: max(maxDelay, 0), maxFill: max(maxFill, 0), idle: time.Second,
+		maxBatch: max(maxBatch, 1), maxDelay: max(maxDelay, 0), idle: time.Second,
 		sem: make(chan struct{}, max(workers, 1)), queues: map[string]*queue{}, stop: make(chan struct{}),
 		observe: func(int, time.Duration) {}, depth: func(int) {},
 	}
@@ -153,7 +149,6 @@ func (b *batcher) collect(keyID string, q *queue) {
 			_, images, _ = b.pending(q)
 		}
 		b.sem <- struct{}{}
-		b.fill(q)
 		batch := b.take(q)
 		if len(batch) == 0 {
 			<-b.sem
@@ -162,38 +157,8 @@ func (b *batcher) collect(keyID string, q *queue) {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			b.execute(keyID, q, batch, func() { <-b.sem })
+			b.execute(keyID, batch, func() { <-b.sem })
 		}()
-	}
-}
-
-// fill runs when the model is free for q's next batch. Under load - the key's last batch held
-// several images - the callers of that batch are likely to come back at once (each is a client
-// waiting for its answer before sending the next request), but their next requests are still in
-// flight: the ledger commit, the reply and the client's turnaround take milliseconds. Taking only
-// what queued alternates full batches with small ones, and a small batch costs nearly as much
-// model time as a full one for a light model (ResNet-18 with the ImageNet stem). So fill waits
-// until as many images as the last batch had are pending, for at most half of the last Encode
-// call's duration and maxFill. A lone caller (last batch of one image) never waits.
-func (b *batcher) fill(q *queue) {
-	b.mu.Lock()
-	target, run := min(q.last, b.maxBatch), q.lastRun
-	b.mu.Unlock()
-	if target <= 1 || b.maxFill <= 0 {
-		return
-	}
-	deadline := time.Now().Add(min(run/2, b.maxFill))
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	for {
-		if _, images, _ := b.pending(q); images >= target {
-			return
-		}
-		select {
-		case <-q.wake:
-		case <-timer.C:
-			return
-		}
 	}
 }
 
@@ -225,7 +190,7 @@ func (b *batcher) take(q *queue) []*job {
 
 // execute runs one batch of one key and answers its jobs. It calls release once the model
 // is done, before the ledger commit, so the next batch's Encode overlaps this commit.
-func (b *batcher) execute(keyID string, q *queue, batch []*job, release func()) {
+func (b *batcher) execute(keyID string, batch []*job, release func()) {
 	answerAll := func(err error) {
 		for _, j := range batch {
 			j.done <- jobResult{err: err}
@@ -244,12 +209,8 @@ func (b *batcher) execute(keyID string, q *queue, batch []*job, release func()) 
 	}
 	start := time.Now()
 	v, err := b.safeEncode(defense.WithKey(context.Background(), keyID), x)
-	run := time.Since(start)
-	b.mu.Lock()
-	q.last, q.lastRun = x.N, run
-	b.mu.Unlock()
 	release()
-	b.observe(x.N, run)
+	b.observe(x.N, time.Since(start))
 	if err == nil && (v.N != x.N || v.D <= 0 || len(v.Data) != v.N*v.D) {
 		err = fmt.Errorf("the model returned %d x %d vectors (%d values) for %d images", v.N, v.D, len(v.Data), x.N)
 	}

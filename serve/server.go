@@ -35,7 +35,6 @@ const DefaultAddr = "127.0.0.1:8700"
 const (
 	DefaultMaxBatch  = 64
 	DefaultWorkers   = 1
-	DefaultMaxFill   = 10 * time.Millisecond
 	DefaultMaxBody   = 32 << 20
 	DefaultMaxImages = 256
 	DefaultMaxPixels = 2048 * 2048
@@ -55,10 +54,6 @@ type Config struct {
 	// the ImageNet-stem ResNet-18 on 2 cores: p50 1.7 ms for one image, against 5.4 ms with a
 	// 2 ms wait, and the same throughput for 64 concurrent single-image clients).
 	MaxDelay time.Duration
-	// MaxFill bounds how long a free model waits, under load, for the callers of the last
-	// batch to send their next requests (see batcher.fill; at most half the last model call
-	// too). 0 means DefaultMaxFill; negative never waits.
-	MaxFill time.Duration
 	// Workers is the number of Encode calls allowed to run at once (default 1: ONNX
 	// Runtime already uses all intra-op threads for one call).
 	Workers int
@@ -190,10 +185,7 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 	}
 	s.m = newMetrics(cfg.Registry)
 	s.adm = newAdmission(cfg.Store)
-	if cfg.MaxFill == 0 {
-		cfg.MaxFill = DefaultMaxFill
-	}
-	s.batch = newBatcher(cfg.MaxBatch, cfg.MaxDelay, cfg.MaxFill, cfg.Workers)
+	s.batch = newBatcher(cfg.MaxBatch, cfg.MaxDelay, cfg.Workers)
 	s.batch.encode = enc.Encode
 	s.ledger = newLedgerWriter(cfg.Store, func(entries int, d time.Duration) {
 		s.m.commitSize.Observe(float64(entries))
@@ -294,7 +286,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("serving", "model", s.name, "input", s.info.InputName, "shape", fmt.Sprintf("N,%s", s.spec.shape()),
 		"output", s.info.OutputName, "dim", s.dim, "addr", "http://"+ln.Addr().String(),
-		"max_batch", s.cfg.MaxBatch, "max_delay", s.batch.maxDelay, "max_fill", s.batch.maxFill, "workers", s.cfg.Workers)
+		"max_batch", s.cfg.MaxBatch, "max_delay", s.batch.maxDelay, "workers", s.cfg.Workers)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

@@ -36,7 +36,6 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "python", Value: "/usr/bin/python3"},
 			&cli.BoolFlag{Name: "http", Value: true, Usage: "also measure each model through the HTTP API on a loopback port (--http=false to skip)"},
 			&cli.IntSliceFlag{Name: "concurrency", Value: cli.NewIntSlice(1, 16, 64), Usage: "concurrent single-image HTTP clients"},
-			&cli.DurationFlag{Name: "max-fill", Usage: "the in-process server's --max-fill (default: serve's)"},
 			&cli.StringFlag{Name: "url", Usage: "benchmark this running server (our API, or .../v2/models/<name> on any v2 server)"},
 			&cli.StringFlag{Name: "api-key", EnvVars: []string{"SSL_ONNX_API_KEY"}, Usage: "API key for --url"},
 			&cli.StringFlag{Name: "out", Value: "runs/bench.json"},
@@ -70,7 +69,6 @@ func benchCommand() *cli.Command {
 				Threads: c.Int("threads"), TrainStem: stems, TrainBS: c.Int("train-batch"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
 				PyTorch: py, Python: c.String("python"), TempDir: tmp,
 				HTTP: c.Bool("http"), Concurrency: c.IntSlice("concurrency"), URL: c.String("url"), APIKey: c.String("api-key"),
-				MaxFill: c.Duration("max-fill"),
 			}, os.Stderr)
 			if err != nil {
 				return err

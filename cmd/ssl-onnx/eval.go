@@ -25,7 +25,7 @@ func evalCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "model", Usage: "ONNX encoder to evaluate (repeatable; builtin:fmnist is the shipped victim)"},
 			&cli.StringFlag{Name: "reference", Usage: "victim ONNX encoder to compare every row with (also evaluated)"},
 			&cli.StringSliceFlag{Name: "baselines", Usage: "baselines: random (randomly initialised encoder), pixels (raw pixels), comma-separated"},
-			&cli.Int64Flag{Name: "random-seed", Value: def.RandomSeed, Usage: "seed of the random baseline (its architecture follows --reference's metadata, else ResNet-18)"},
+			&cli.Int64Flag{Name: "random-seed", Value: def.RandomSeed, Usage: "seed of the random baseline (its architecture and input size follow --reference's metadata, else the first --model's)"},
 			&cli.IntFlag{Name: "knn-k", Value: def.KNNK, Usage: "kNN neighbours"},
 			&cli.Float64Flag{Name: "knn-t", Value: def.KNNTemperature, Usage: "kNN temperature"},
 			&cli.StringFlag{Name: "out", Value: "runs/eval.json", Usage: "JSON report to write (empty to skip)"},

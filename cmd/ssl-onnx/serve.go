@@ -31,7 +31,6 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "addr", Value: serve.DefaultAddr, Usage: "listen address (loopback by default; 0.0.0.0:8700 exposes it)"},
 			&cli.StringFlag{Name: "db", Value: defaultDB, Usage: "SQLite database of API keys and the ledger (see: ssl-onnx keys)"},
 			&cli.IntFlag{Name: "max-batch", Value: serve.DefaultMaxBatch, Usage: "most images per model call when batching concurrent requests (1 = no batching)"},
-			&cli.DurationFlag{Name: "max-fill", Usage: "under load, how long the free model waits for the last batch's callers to send again (default 10ms, at most half the last model call; negative: never)"},
 			&cli.DurationFlag{Name: "max-delay", Usage: "how long the first request of a batch waits for others (default 0: batch only what queued while the model was busy)"},
 			&cli.IntFlag{Name: "workers", Value: serve.DefaultWorkers, Usage: "model calls allowed at once"},
 			&cli.StringFlag{Name: "max-body", Value: "32MB", Usage: "largest request body (B, KB, MB, GB: powers of 1024)"},
@@ -89,7 +88,7 @@ func serveCommand() *cli.Command {
 				return defense.Compose(enc, specs, seed)
 			}
 			srv, err := serve.New(enc, serve.Config{
-				Store: st, ModelName: name, MaxBatch: c.Int("max-batch"), MaxDelay: c.Duration("max-delay"), MaxFill: c.Duration("max-fill"), Workers: c.Int("workers"),
+				Store: st, ModelName: name, MaxBatch: c.Int("max-batch"), MaxDelay: c.Duration("max-delay"), Workers: c.Int("workers"),
 				MaxBody: maxBody, MaxImages: c.Int("max-images"), MaxPixels: c.Int("max-pixels"), Norm: norm, Defenses: c.StringSlice("defense"),
 				ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log,
 			})

@@ -24,7 +24,7 @@ type Entry struct {
 // Entries are the shipped encoders (see README.md in this folder for how each was made).
 var Entries = []Entry{{
 	Name: "fmnist", Model: "fmnist-resnet18-simclr.onnx", Secret: "fmnist-resnet18-simclr.watermark.ot",
-	About: "SimCLR ResNet-18 (ImageNet stem, 32x32) trained on Fashion-MNIST train[0:30000), with the owner's watermark (built by scripts/zoo-fmnist.sh)",
+	About: "SimCLR ResNet-18 (ImageNet stem, 32x32) trained 31 epochs on Fashion-MNIST train[0:30000), with the owner's watermark (built by scripts/zoo-fmnist.sh)",
 }}
 
 // Env names a folder holding the zoo files (for a binary installed away from the source tree).
