@@ -505,7 +505,7 @@ func TestRunBadInput(t *testing.T) {
 		change func(*Config)
 		want   string
 	}{
-		{"unknown loss", func(c *Config) { c.Loss = "l1" }, `loss "l1": expected one of [barlow bce cosine infonce labels logits mse softnn supcon symmetrized wasserstein]`},
+		{"unknown loss", func(c *Config) { c.Loss = "l1" }, `loss "l1": expected one of [barlow bce cosine infonce labels logits mse msewithhead softnn supcon symmetrized wasserstein]`},
 		{"augment with a two-view loss", func(c *Config) { c.Loss, c.Augment = "barlow", true }, "--augment: loss barlow already trains on two augmented views"},
 		{"budget too small", func(c *Config) { c.NumQueries = 1 }, "budget 1 queries: 1 view(s) per image over 1 round(s) leaves 1 images; need at least 2"},
 		{"budget too small for two views", func(c *Config) { c.Loss, c.NumQueries = "supcon", 3 }, "budget 3 queries: 2 view(s) per image over 1 round(s) leaves 1 images; need at least 2"},

@@ -58,6 +58,9 @@ func lossCases() []lossCase {
 		cs = append(cs, lossCase{name: name, loss: loss, rows: rows, d: d, temperature: t, v: v, s: correlated(rng, v, rho), labels: labels})
 	}
 	add("mse/8x16", "mse", 8, 16, 0, 1, 0.5, nil)
+	// msewithhead's registered function is the MSE taken through the recreated head; the head
+	// attack adds the raw outputs' MSE itself (attack/head.go).
+	add("msewithhead/8x16", "msewithhead", 8, 16, 0, 2, 0.6, nil)
 	add("cosine/8x16", "cosine", 8, 16, 0, 3, 0.6, nil)
 	add("wasserstein/8x16", "wasserstein", 8, 16, 0, 1, 0.7, nil)
 	add("wasserstein/6x40", "wasserstein", 6, 40, 0, 0.2, 0.3, nil)

@@ -113,7 +113,7 @@ def logits_loss(s, v, labels, t):
     return -(p * torch.log_softmax(s / t, dim=1)).sum(1).mean() * t * t
 
 
-LOSSES = {"labels": labels_loss, "logits": logits_loss, "mse": mse, "cosine": cosine, "wasserstein": wasserstein, "barlow": barlow,
+LOSSES = {"labels": labels_loss, "logits": logits_loss, "mse": mse, "msewithhead": mse, "cosine": cosine, "wasserstein": wasserstein, "barlow": barlow,
           "symmetrized": symmetrized, "bce": bce, "infonce": infonce, "softnn": softnn,
           "supcon": supcon}
 
