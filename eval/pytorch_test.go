@@ -29,6 +29,7 @@ type torchCase struct {
 	cfg         ProbeConfig
 	k           int
 	temp        float64
+	schedule    string // the schedule torch is told to use ("" = the resolved config's)
 }
 
 // runTorchRef runs testdata/probe_ref.py once on all cases (torch's import is the slow
@@ -37,8 +38,14 @@ func runTorchRef(t *testing.T, cases []torchCase) []torchRef {
 	t.Helper()
 	args := []string{"testdata/probe_ref.py"}
 	for _, c := range cases {
-		js, err := json.Marshal(map[string]any{"lr": c.cfg.LR, "wd": c.cfg.WeightDecay, "epochs": c.cfg.Epochs, "batch": c.cfg.Batch,
-			"standardize": c.cfg.Standardize, "classes": c.train.Classes, "knn_k": c.k, "knn_t": c.temp})
+		r := c.cfg.Resolved()
+		schedule := c.schedule
+		if schedule == "" {
+			schedule = r.Schedule
+		}
+		js, err := json.Marshal(map[string]any{"lr": r.LR, "wd": r.WeightDecay, "epochs": r.Epochs, "batch": r.Batch,
+			"standardize": r.Standardize, "classes": c.train.Classes, "knn_k": max(c.k, 1), "knn_t": max(c.temp, 1e-3),
+			"optimizer": r.Optimizer, "momentum": r.Momentum, "schedule": schedule, "w0": probeInit(c.train.Classes*c.train.X.D, r)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,9 +140,9 @@ func TestLinearProbeMatchesPyTorch(t *testing.T) {
 	}{
 		// 300 rows in batches of 64: the last batch of each epoch has 44.
 		{"standardized", torchCase{withConst(scaled(blobs(300, 12, 4, 2, 21))), withConst(scaled(blobs(150, 12, 4, 2, 21))),
-			ProbeConfig{LR: 1e-2, WeightDecay: 1e-3, Epochs: 15, Batch: 64, Seed: 3, Standardize: true}, 20, 0.5}},
+			ProbeConfig{LR: 1e-2, WeightDecay: 1e-3, Epochs: 15, Batch: 64, Seed: 3, Standardize: true}, 20, 0.5, ""}},
 		{"raw features, reference lr", torchCase{blobs(250, 10, 5, 1.5, 22), blobs(120, 10, 5, 1.5, 22),
-			ProbeConfig{LR: 3e-4, WeightDecay: 8e-4, Epochs: 25, Batch: 32, Seed: 4}, 300, 0.1}},
+			ProbeConfig{LR: 3e-4, WeightDecay: 8e-4, Epochs: 25, Batch: 32, Seed: 4}, 300, 0.1, ""}},
 	}
 	cases := make([]torchCase, len(tests))
 	for i, tc := range tests {
@@ -144,37 +151,12 @@ func TestLinearProbeMatchesPyTorch(t *testing.T) {
 	refs := runTorchRef(t, cases)
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ref := refs[i]
-			r, err := LinearProbe(tc.train, tc.test, tc.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(ref.W) != len(r.W) || len(ref.B) != len(r.B) {
-				t.Fatalf("torch gave %d weights %d biases: expected %d, %d", len(ref.W), len(ref.B), len(r.W), len(r.B))
-			}
-			maxDiff, maxW := 0.0, 0.0
-			for i := range r.W {
-				maxDiff = math.Max(maxDiff, math.Abs(r.W[i]-ref.W[i]))
-				maxW = math.Max(maxW, math.Abs(ref.W[i]))
-			}
-			for i := range r.B {
-				maxDiff = math.Max(maxDiff, math.Abs(r.B[i]-ref.B[i]))
-			}
-			t.Logf("max |w - w_torch| = %.2e (max |w_torch| = %.3f); train loss %.6f vs torch %.6f", maxDiff, maxW, r.TrainLoss, ref.TrainLoss)
-			if maxDiff > 1e-6*math.Max(1, maxW) {
-				t.Errorf("max weight difference from PyTorch %.3e: expected <= %.1e", maxDiff, 1e-6*math.Max(1, maxW))
-			}
-			if math.Abs(r.TrainLoss-ref.TrainLoss) > 1e-5 {
-				t.Errorf("train loss %.7f: expected PyTorch's %.7f", r.TrainLoss, ref.TrainLoss)
-			}
-			if d := mismatches(r.Pred, ref.Pred); d > 0 {
-				t.Errorf("%d of %d probe predictions differ from PyTorch's: expected none", d, len(ref.Pred))
-			}
+			compareProbe(t, tc.torchCase, refs[i])
 			pred, err := knnPredict(tc.train, tc.test, tc.k, tc.temp)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := mismatches(pred, ref.KNNPred); d > 0 {
+			if d := mismatches(pred, refs[i].KNNPred); d > 0 {
 				t.Errorf("%d of %d kNN predictions differ from PyTorch's: expected none", d, len(pred))
 			}
 		})
@@ -194,68 +176,37 @@ func mismatches(a, b []int) int {
 	return n
 }
 
-// optimRefScript trains the probe in PyTorch (float64) with torch.optim.SGD or
-// torch.optim.Adam from given initial weights, setting every epoch's learning rate as
-// SimSiam's main_lincls.py adjust_learning_rate does (cosine) or keeping it (constant).
-// Arguments: DIR CONFIG_JSON pairs (DIR from writeTorchInputs; CONFIG_JSON has
-// optimizer, lr, momentum, wd, schedule, epochs, batch, standardize, classes, w0).
-// Prints one JSON line per DIR: weights, bias, test predictions, train loss.
-const optimRefScript = `
-import json, math, sys
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-def run(d, cfg):
-    xtr = np.load(d + "/xtr.npy").astype(np.float64)
-    xte = np.load(d + "/xte.npy").astype(np.float64)
-    ytr = torch.from_numpy(np.load(d + "/ytr.npy").astype(np.int64))
-    perms = np.load(d + "/perms.npy").astype(np.int64)
-    classes = int(cfg["classes"])
-    if cfg["standardize"]:
-        mean = xtr.mean(axis=0)
-        sd = xtr.std(axis=0)
-        sd[sd == 0] = 1
-        xtr = (xtr - mean) / sd
-        xte = (xte - mean) / sd
-    x = torch.from_numpy(xtr)
-    lin = torch.nn.Linear(x.shape[1], classes).double()
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor(cfg["w0"], dtype=torch.float64).view(classes, x.shape[1]))
-        lin.bias.zero_()
-    if cfg["optimizer"] == "sgd":
-        opt = torch.optim.SGD(lin.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["wd"])
-    elif cfg["optimizer"] == "adam":
-        opt = torch.optim.Adam(lin.parameters(), lr=cfg["lr"], weight_decay=cfg["wd"])
-    else:
-        sys.exit("unknown optimizer " + cfg["optimizer"])
-    epochs, bs = int(cfg["epochs"]), int(cfg["batch"])
-    for e in range(epochs):
-        if cfg["schedule"] == "cosine":
-            lr = cfg["lr"] * 0.5 * (1. + math.cos(math.pi * e / epochs))
-        elif cfg["schedule"] == "constant":
-            lr = cfg["lr"]
-        else:
-            sys.exit("unknown schedule " + cfg["schedule"])
-        for g in opt.param_groups:
-            g["lr"] = lr
-        order = torch.from_numpy(perms[e])
-        for s in range(0, x.shape[0], bs):
-            i = order[s:s + bs]
-            loss = F.cross_entropy(lin(x[i]), ytr[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    with torch.no_grad():
-        train_loss = F.cross_entropy(lin(x), ytr).item()
-        pred = lin(torch.from_numpy(xte)).argmax(dim=1)
-    print(json.dumps({"w": lin.weight.detach().flatten().tolist(), "b": lin.bias.detach().tolist(),
-                      "pred": pred.tolist(), "train_loss": train_loss}))
-
-args = sys.argv[1:]
-for i in range(0, len(args), 2):
-    run(args[i], json.loads(args[i + 1]))
-`
+// compareProbe trains tc's probe in Go and compares it with PyTorch's: final weights and bias
+// (within 1e-6 of the largest weight), train loss (1e-5) and every test prediction.
+func compareProbe(t *testing.T, tc torchCase, ref torchRef) {
+	t.Helper()
+	r, err := LinearProbe(tc.train, tc.test, tc.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ref.W) != len(r.W) || len(ref.B) != len(r.B) {
+		t.Fatalf("torch gave %d weights %d biases: expected %d, %d", len(ref.W), len(ref.B), len(r.W), len(r.B))
+	}
+	maxDiff, maxW := 0.0, 0.0
+	for i := range r.W {
+		maxDiff = math.Max(maxDiff, math.Abs(r.W[i]-ref.W[i]))
+		maxW = math.Max(maxW, math.Abs(ref.W[i]))
+	}
+	for i := range r.B {
+		maxDiff = math.Max(maxDiff, math.Abs(r.B[i]-ref.B[i]))
+	}
+	t.Logf("max |w - w_torch| = %.2e (max |w_torch| = %.3f); train loss %.6f vs torch %.6f, test top-1 %.3f",
+		maxDiff, maxW, r.TrainLoss, ref.TrainLoss, r.Top1)
+	if tol := 1e-6 * math.Max(1, maxW); maxDiff > tol {
+		t.Errorf("max weight difference from PyTorch %.3e: expected <= %.1e", maxDiff, tol)
+	}
+	if math.Abs(r.TrainLoss-ref.TrainLoss) > 1e-5 {
+		t.Errorf("train loss %.7f: expected PyTorch's %.7f", r.TrainLoss, ref.TrainLoss)
+	}
+	if d := mismatches(r.Pred, ref.Pred); d > 0 {
+		t.Errorf("%d of %d probe predictions differ from PyTorch's: expected none", d, len(ref.Pred))
+	}
+}
 
 // TestLinearProbeOptimizersMatchPyTorch trains SGD (momentum, weight decay, cosine or
 // constant schedule, random or zero initial weights) and cosine-scheduled Adam probes
@@ -292,47 +243,12 @@ func TestLinearProbeOptimizersMatchPyTorch(t *testing.T) {
 			ProbeConfig{Optimizer: OptimizerAdam, Schedule: ScheduleCosine, LR: 1e-2, WeightDecay: 8e-4, Epochs: 9, Batch: 48, Seed: 7,
 				Standardize: true}, ScheduleCosine},
 	}
-	args := []string{"-c", optimRefScript}
-	for _, tc := range tests {
-		r := tc.cfg.Resolved()
-		js, err := json.Marshal(map[string]any{"optimizer": r.Optimizer, "lr": r.LR, "momentum": r.Momentum, "wd": r.WeightDecay,
-			"schedule": tc.schedule, "epochs": r.Epochs, "batch": r.Batch, "standardize": r.Standardize,
-			"classes": tc.train.Classes, "w0": probeInit(tc.train.Classes*tc.train.X.D, r)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, writeTorchInputs(t, tc.train, tc.test, tc.cfg), string(js))
-	}
-	refs := runPython[torchRef](t, "optimizer reference", args, len(tests))
+	cases := make([]torchCase, len(tests))
 	for i, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ref := refs[i]
-			r, err := LinearProbe(tc.train, tc.test, tc.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(ref.W) != len(r.W) || len(ref.B) != len(r.B) {
-				t.Fatalf("torch gave %d weights %d biases: expected %d, %d", len(ref.W), len(ref.B), len(r.W), len(r.B))
-			}
-			maxDiff, maxW := 0.0, 0.0
-			for i := range r.W {
-				maxDiff = math.Max(maxDiff, math.Abs(r.W[i]-ref.W[i]))
-				maxW = math.Max(maxW, math.Abs(ref.W[i]))
-			}
-			for i := range r.B {
-				maxDiff = math.Max(maxDiff, math.Abs(r.B[i]-ref.B[i]))
-			}
-			t.Logf("max |w - w_torch| = %.2e (max |w_torch| = %.3f); train loss %.6f vs torch %.6f, test top-1 %.3f",
-				maxDiff, maxW, r.TrainLoss, ref.TrainLoss, r.Top1)
-			if tol := 1e-6 * math.Max(1, maxW); maxDiff > tol {
-				t.Errorf("max weight difference from PyTorch %.3e: expected <= %.1e", maxDiff, tol)
-			}
-			if math.Abs(r.TrainLoss-ref.TrainLoss) > 1e-5 {
-				t.Errorf("train loss %.7f: expected PyTorch's %.7f", r.TrainLoss, ref.TrainLoss)
-			}
-			if d := mismatches(r.Pred, ref.Pred); d > 0 {
-				t.Errorf("%d of %d probe predictions differ from PyTorch's: expected none", d, len(ref.Pred))
-			}
-		})
+		cases[i] = torchCase{train: tc.train, test: tc.test, cfg: tc.cfg, schedule: tc.schedule}
+	}
+	refs := runTorchRef(t, cases)
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { compareProbe(t, cases[i], refs[i]) })
 	}
 }

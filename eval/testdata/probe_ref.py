@@ -3,10 +3,14 @@
 Usage: probe_ref.py DIR CONFIG_JSON [DIR CONFIG_JSON ...]
 Each DIR holds xtr.npy, ytr.npy, xte.npy, yte.npy (float32) and perms.npy (epochs x N, the
 row order of every epoch, float32). CONFIG_JSON has lr, wd, epochs, batch, standardize,
-knn_k, knn_t, classes. Prints one JSON line per DIR: the probe's weights, bias, test
-predictions, train loss, and the kNN's test predictions.
+knn_k, knn_t, classes, and optionally optimizer (adam | sgd, default adam), momentum (sgd),
+schedule (constant | cosine, default constant: cosine sets every epoch's lr as SimSiam's
+main_lincls.py adjust_learning_rate does) and w0 (initial weights, row-major; default zeros).
+Prints one JSON line per DIR: the probe's weights, bias, test predictions, train loss, and the
+kNN's test predictions.
 """
 import json
+import math
 import sys
 
 import numpy as np
@@ -49,10 +53,24 @@ def run(d, cfg):
     lin = torch.nn.Linear(x.shape[1], classes).double()
     with torch.no_grad():
         lin.weight.zero_()
+        if cfg.get("w0"):
+            lin.weight.copy_(torch.tensor(cfg["w0"], dtype=torch.float64).view_as(lin.weight))
         lin.bias.zero_()
-    opt = torch.optim.Adam(lin.parameters(), lr=cfg["lr"], weight_decay=cfg["wd"])
-    bs = int(cfg["batch"])
-    for e in range(int(cfg["epochs"])):
+    optimizer = cfg.get("optimizer", "adam")
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(lin.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["wd"])
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(lin.parameters(), lr=cfg["lr"], weight_decay=cfg["wd"])
+    else:
+        sys.exit("unknown optimizer " + optimizer)
+    schedule = cfg.get("schedule", "constant")
+    if schedule not in ("constant", "cosine"):
+        sys.exit("unknown schedule " + schedule)
+    epochs, bs = int(cfg["epochs"]), int(cfg["batch"])
+    for e in range(epochs):
+        if schedule == "cosine":
+            for g in opt.param_groups:
+                g["lr"] = cfg["lr"] * 0.5 * (1. + math.cos(math.pi * e / epochs))
         order = torch.from_numpy(perms[e])
         for s in range(0, x.shape[0], bs):
             i = order[s:s + bs]
