@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 )
 
 // refPython is Debian's interpreter, which the project's setup provides with torch and torchvision.
@@ -59,19 +61,6 @@ func writeFloats(t *testing.T, path string, v []float32) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func readFloats(t *testing.T, path string) []float32 {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := make([]float32, len(b)/4)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return v
 }
 
 // TestTorchvisionCrossCheck runs every deterministic op and whole view plans
@@ -208,7 +197,7 @@ func TestTorchvisionCrossCheck(t *testing.T) {
 	}
 
 	for _, c := range cases {
-		want := readFloats(t, filepath.Join(dir, c.Name+".bin"))
+		want := pyref.ReadFloat32(t, filepath.Join(dir, c.Name+".bin"))
 		if len(want) != len(c.got) {
 			t.Errorf("%s: torchvision gave %d values, Go %d", c.Name, len(want), len(c.got))
 			continue
@@ -227,7 +216,7 @@ func TestTorchvisionCrossCheck(t *testing.T) {
 	}
 
 	for _, st := range stats {
-		want := readFloats(t, filepath.Join(dir, st.Name+".bin"))
+		want := pyref.ReadFloat32(t, filepath.Join(dir, st.Name+".bin"))
 		got, err := cropStats(RNG(3, 0, st.H, st.W), st.H, st.W, st.N, st.Scale, st.Ratio)
 		if err != nil {
 			t.Fatal(err)

@@ -113,19 +113,22 @@ func runPython[T any](t *testing.T, name string, args []string, n int) []T {
 	return refs
 }
 
+// withConst returns f with feature 3 set to a constant, which exercises the standardiser's
+// zero-deviation path.
+func withConst(f Features) Features {
+	f.X.Data = append([]float32(nil), f.X.Data...)
+	for i := range f.X.N {
+		f.X.Data[i*f.X.D+3] = 2.5
+	}
+	return f
+}
+
 // TestLinearProbeMatchesPyTorch trains the same probe (zero init, same batch order,
 // torch.optim.Adam with weight decay, mean cross-entropy) in PyTorch float64 and
 // compares the final weights, bias, train loss and test predictions, and compares the
 // kNN monitor's predictions with a torch topk/scatter implementation.
 func TestLinearProbeMatchesPyTorch(t *testing.T) {
 	t.Parallel()
-	withConst := func(f Features) Features { // a constant feature exercises the zero-sd path
-		f.X.Data = append([]float32(nil), f.X.Data...)
-		for i := range f.X.N {
-			f.X.Data[i*f.X.D+3] = 2.5
-		}
-		return f
-	}
 	scaled := func(f Features) Features { // very different feature scales and offsets
 		f.X.Data = append([]float32(nil), f.X.Data...)
 		for i, v := range f.X.Data {
@@ -214,13 +217,6 @@ func compareProbe(t *testing.T, tc torchCase, ref torchRef) {
 // and compares the final weights, bias, train loss and test predictions.
 func TestLinearProbeOptimizersMatchPyTorch(t *testing.T) {
 	t.Parallel()
-	withConst := func(f Features) Features { // a constant feature exercises the zero-sd path
-		f.X.Data = append([]float32(nil), f.X.Data...)
-		for i := range f.X.N {
-			f.X.Data[i*f.X.D+3] = 2.5
-		}
-		return f
-	}
 	simsiam := SGDProbeConfig()
 	simsiam.Epochs, simsiam.Batch, simsiam.Seed = 12, 32, 5
 	simsiam.LR = SGDProbeBaseLR * 32 / 256

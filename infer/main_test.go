@@ -1,7 +1,6 @@
 package infer
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"os"
@@ -73,23 +72,6 @@ func modelDir(tb testing.TB) string {
 		tb.Fatal(testModels.err)
 	}
 	return testModels.dir
-}
-
-// readF32 reads a raw little-endian float32 file.
-func readF32(tb testing.TB, path string) []float32 {
-	tb.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if len(b)%4 != 0 {
-		tb.Fatalf("%s: %d bytes is not a whole number of float32", path, len(b))
-	}
-	v := make([]float32, len(b)/4)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return v
 }
 
 // assertClose fails unless got and want agree within tol*max(1,|want|)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 )
 
 // TestOnnxGoMatchesPyTorch runs the tiny model (Conv, BN folded, MaxPool,
@@ -13,9 +15,9 @@ import (
 // graph were reused (onnx-go's Gemm writes into its bias at batch 1).
 func TestOnnxGoMatchesPyTorch(t *testing.T) {
 	dir := modelDir(t)
-	xt := Images{N: 3, C: 3, H: 16, W: 16, Data: readF32(t, filepath.Join(dir, "xt.f32"))}
-	logits := readF32(t, filepath.Join(dir, "yt_logits.f32"))
-	feat := readF32(t, filepath.Join(dir, "yt_feat.f32"))
+	xt := Images{N: 3, C: 3, H: 16, W: 16, Data: pyref.ReadFloat32(t, filepath.Join(dir, "xt.f32"))}
+	logits := pyref.ReadFloat32(t, filepath.Join(dir, "yt_logits.f32"))
+	feat := pyref.ReadFloat32(t, filepath.Join(dir, "yt_feat.f32"))
 	tests := []struct {
 		model string
 		info  Info

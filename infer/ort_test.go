@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 )
 
 // openORT opens a generated model with default options, closing it at the end of the test.
@@ -28,8 +30,8 @@ func openORT(t *testing.T, name string, opt Options) Encoder {
 // resnetInput returns the 5 test images and PyTorch's resnet18 output for them.
 func resnetInput(t *testing.T) (Images, []float32) {
 	dir := modelDir(t)
-	x := Images{N: 5, C: 3, H: 32, W: 32, Data: readF32(t, filepath.Join(dir, "x5.f32"))}
-	return x, readF32(t, filepath.Join(dir, "y5.f32"))
+	x := Images{N: 5, C: 3, H: 32, W: 32, Data: pyref.ReadFloat32(t, filepath.Join(dir, "x5.f32"))}
+	return x, pyref.ReadFloat32(t, filepath.Join(dir, "y5.f32"))
 }
 
 func TestORTMatchesPyTorch(t *testing.T) {
@@ -132,9 +134,9 @@ func TestORTCancelBetweenChunks(t *testing.T) {
 
 func TestORTOutputSelectionAndSqueeze(t *testing.T) {
 	dir := modelDir(t)
-	x := Images{N: 3, C: 3, H: 16, W: 16, Data: readF32(t, filepath.Join(dir, "xt.f32"))}
-	feat := readF32(t, filepath.Join(dir, "yt_feat.f32"))
-	logits := readF32(t, filepath.Join(dir, "yt_logits.f32"))
+	x := Images{N: 3, C: 3, H: 16, W: 16, Data: pyref.ReadFloat32(t, filepath.Join(dir, "xt.f32"))}
+	feat := pyref.ReadFloat32(t, filepath.Join(dir, "yt_feat.f32"))
+	logits := pyref.ReadFloat32(t, filepath.Join(dir, "yt_logits.f32"))
 	tests := []struct {
 		model, output string
 		wantName      string

@@ -5,7 +5,9 @@ package pyref
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,4 +39,22 @@ func Run(t testing.TB, script string, out any, args ...string) {
 	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
 		t.Fatalf("%s: output is not the expected JSON: %v\nstdout:\n%s\nstderr:\n%s", script, err, stdout.String(), stderr.String())
 	}
+}
+
+// ReadFloat32 reads a raw little-endian float32 file, as the reference scripts write them
+// (numpy's tofile / tobytes of '<f4').
+func ReadFloat32(tb testing.TB, path string) []float32 {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(b)%4 != 0 {
+		tb.Fatalf("%s: %d bytes is not a whole number of float32", path, len(b))
+	}
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v
 }

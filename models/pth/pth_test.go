@@ -2,7 +2,6 @@ package pth_test
 
 import (
 	"context"
-	"encoding/binary"
 	"math"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ssl-onnx/ssl-onnx/infer"
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 	"github.com/ssl-onnx/ssl-onnx/models/pth"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 )
@@ -26,20 +26,7 @@ func writeCheckpoint(t *testing.T, kind string, hw int) (path string, x, h []flo
 	if out, err := exec.Command("/usr/bin/python3", writer, path, kind, strconv.Itoa(hw)).CombinedOutput(); err != nil {
 		t.Fatalf("PyTorch checkpoint writer: %v\n%s", err, out)
 	}
-	return path, readFloats(t, path+".x"), readFloats(t, path+".h")
-}
-
-func readFloats(t *testing.T, path string) []float32 {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := make([]float32, len(b)/4)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return v
+	return path, pyref.ReadFloat32(t, path+".x"), pyref.ReadFloat32(t, path+".h")
 }
 
 // importAndRun imports the checkpoint, writes the ONNX file, and runs x through ONNX Runtime.
