@@ -3,7 +3,6 @@ package watermark
 import (
 	"context"
 	"fmt"
-	"math/rand"
 	"runtime"
 
 	"github.com/sugarme/gotch"
@@ -30,49 +29,12 @@ func Refit(ctx context.Context, enc infer.Encoder, ds data.Dataset, n, epochs in
 	case n < 2 || epochs < 1:
 		return nil, 0, fmt.Errorf("watermark: refit: %d images, %d epochs: expected at least 2 and 1", n, epochs)
 	}
-	info := enc.Info()
-	fit, err := infer.FitDataset(ds, info)
+	rr, err := rotatedReps(ctx, enc, ds, n, seed, "auto", 128)
 	if err != nil {
 		return nil, 0, fmt.Errorf("watermark: refit: %w", err)
 	}
-	if fit.Len() < n {
-		return nil, 0, fmt.Errorf("watermark: refit: %d images requested, the dataset has %d", n, fit.Len())
-	}
-	norm, err := infer.Normalization("auto", info.Metadata)
-	if err != nil {
-		return nil, 0, fmt.Errorf("watermark: refit: %w", err)
-	}
-	s := fit.Shape()
-	if err := checkNorm(norm, s.C); err != nil {
-		return nil, 0, err
-	}
-	// The representations of rotated images and their classes.
-	idx := data.Permutation(fit.Len(), seed)[:n]
-	rng := rand.New(rand.NewSource(seed))
 	const batch = 128
-	var reps []float32
-	var labels []int64
-	dim := 0
-	buf := make([]float32, batch*s.Size())
-	for start := 0; start < n; start += batch {
-		b := idx[start:min(start+batch, n)]
-		x := buf[:len(b)*s.Size()]
-		if err := data.Batch(fit, b, data.Normalization{}, x); err != nil {
-			return nil, 0, fmt.Errorf("watermark: refit: %w", err)
-		}
-		rot, lab, err := RotationBatch(rng, x, len(b), s.C, s.H, s.W)
-		if err != nil {
-			return nil, 0, err
-		}
-		normalize(rot, len(b), s.C, s.H*s.W, norm)
-		v, err := enc.Encode(ctx, infer.Images{N: len(b), C: s.C, H: s.H, W: s.W, Data: rot})
-		if err != nil {
-			return nil, 0, fmt.Errorf("watermark: refit: %w", err)
-		}
-		dim = v.D
-		reps = append(reps, v.Data...)
-		labels = append(labels, lab...)
-	}
+	dim, reps, labels := rr.dim, rr.reps, rr.labels
 
 	runtime.LockOSThread() // libtorch's grad mode is per thread
 	defer runtime.UnlockOSThread()
@@ -121,9 +83,9 @@ func Refit(ctx context.Context, enc infer.Encoder, ds data.Dataset, n, epochs in
 			right++
 		}
 	}
-	h.Protocol.ImageSize = s.H
+	h.Protocol.ImageSize = rr.size
 	h.Protocol.Normalization = "none"
-	if m := info.Metadata["normalization"]; m != "" {
+	if m := enc.Info().Metadata["normalization"]; m != "" {
 		h.Protocol.Normalization = m
 	}
 	return h, float64(right) / float64(n), nil

@@ -134,65 +134,26 @@ func VerifyWith(ctx context.Context, enc infer.Encoder, secretPath string, ds da
 	if info.OutputDim > 0 && info.OutputDim != head.Dim() {
 		return Result{}, fmt.Errorf("watermark: verify: the encoder outputs %d-dimensional vectors (%q), the secret head takes %d: use the encoder's representation output of the same dimension as the watermarked victim's", info.OutputDim, info.OutputName, head.Dim())
 	}
-	fit, err := infer.FitDataset(ds, info)
+	rr, err := rotatedReps(ctx, enc, ds, n, seed, cfg.Normalization, cfg.Batch)
 	if err != nil {
 		return Result{}, fmt.Errorf("watermark: verify: %w", err)
 	}
-	if fit.Len() < n {
-		return Result{}, fmt.Errorf("watermark: verify: %d images requested, the dataset has %d", n, fit.Len())
+	if rr.dim != head.Dim() {
+		return Result{}, fmt.Errorf("watermark: verify: the encoder outputs %d-dimensional vectors, the secret head takes %d", rr.dim, head.Dim())
 	}
-	norm, err := infer.Normalization(cfg.Normalization, info.Metadata)
+	res := Result{Images: n, Alpha: cfg.Alpha, Seed: seed, ImageSize: rr.size}
+	if p := head.Protocol.ImageSize; p > 0 && p != rr.size {
+		res.Note = fmt.Sprintf("the watermark was embedded at %dx%d, this encoder takes %dx%d (images resized to its size)", p, p, rr.size, rr.size)
+	}
+	pred, err := head.Predict(rr.reps, n)
 	if err != nil {
-		return Result{}, fmt.Errorf("watermark: verify: %w", err)
-	}
-	s := fit.Shape()
-	if err := checkNorm(norm, s.C); err != nil {
 		return Result{}, err
 	}
-	res := Result{Images: n, Alpha: cfg.Alpha, Seed: seed, ImageSize: s.H}
-	if p := head.Protocol.ImageSize; p > 0 && p != s.H {
-		res.Note = fmt.Sprintf("the watermark was embedded at %dx%d, this encoder takes %dx%d (images resized to its size)", p, p, s.H, s.W)
-	}
-	idx := data.Permutation(fit.Len(), seed)[:n]
-	rng := rand.New(rand.NewSource(seed))
-	correct := make([]float64, 0, n)
-	size := s.Size()
-	buf := make([]float32, cfg.Batch*size)
-	for start := 0; start < n; start += cfg.Batch {
-		if err := ctx.Err(); err != nil {
-			return Result{}, err
-		}
-		b := idx[start:min(start+cfg.Batch, n)]
-		x := buf[:len(b)*size]
-		if err := data.Batch(fit, b, data.Normalization{}, x); err != nil {
-			return Result{}, fmt.Errorf("watermark: verify: %w", err)
-		}
-		rot, labels, err := RotationBatch(rng, x, len(b), s.C, s.H, s.W)
-		if err != nil {
-			return Result{}, err
-		}
-		normalize(rot, len(b), s.C, s.H*s.W, norm)
-		v, err := enc.Encode(ctx, infer.Images{N: len(b), C: s.C, H: s.H, W: s.W, Data: rot})
-		if err != nil {
-			return Result{}, fmt.Errorf("watermark: verify: images %d-%d: %w", start, start+len(b)-1, err)
-		}
-		if v.D != head.Dim() {
-			return Result{}, fmt.Errorf("watermark: verify: the encoder outputs %d-dimensional vectors, the secret head takes %d", v.D, head.Dim())
-		}
-		if v.N != len(b) {
-			return Result{}, fmt.Errorf("watermark: verify: the encoder returned %d vectors for %d images", v.N, len(b))
-		}
-		pred, err := head.Predict(v.Data, v.N)
-		if err != nil {
-			return Result{}, err
-		}
-		for i, p := range pred {
-			c := 0.0
-			if p == labels[i] {
-				c = 1
-				res.Correct++
-			}
-			correct = append(correct, c)
+	correct := make([]float64, n)
+	for i, p := range pred {
+		if p == rr.labels[i] {
+			correct[i] = 1
+			res.Correct++
 		}
 	}
 	res.Accuracy = float64(res.Correct) / float64(n)
@@ -205,6 +166,65 @@ func VerifyWith(ctx context.Context, enc infer.Encoder, secretPath string, ds da
 		res.Verdict = VerdictPresent
 	}
 	return res, nil
+}
+
+// reps are an encoder's representations of rotated images and their rotation classes.
+type reps struct {
+	reps      []float32 // n x dim, row-major
+	labels    []int64
+	dim, size int // representation dimension; input height = width
+}
+
+// rotatedReps encodes n images of ds chosen by seed (fitted to the encoder's input, rotated by
+// RotationBatch with angles drawn from seed, then normalised as choice says: "auto" follows the
+// model's metadata) in batches of batch, and returns their representations and classes.
+func rotatedReps(ctx context.Context, enc infer.Encoder, ds data.Dataset, n int, seed int64, choice string, batch int) (reps, error) {
+	info := enc.Info()
+	fit, err := infer.FitDataset(ds, info)
+	if err != nil {
+		return reps{}, err
+	}
+	if fit.Len() < n {
+		return reps{}, fmt.Errorf("%d images requested, the dataset has %d", n, fit.Len())
+	}
+	norm, err := infer.Normalization(choice, info.Metadata)
+	if err != nil {
+		return reps{}, err
+	}
+	s := fit.Shape()
+	if err := checkNorm(norm, s.C); err != nil {
+		return reps{}, err
+	}
+	idx := data.Permutation(fit.Len(), seed)[:n]
+	rng := rand.New(rand.NewSource(seed))
+	out := reps{size: s.H}
+	buf := make([]float32, batch*s.Size())
+	for start := 0; start < n; start += batch {
+		if err := ctx.Err(); err != nil {
+			return reps{}, err
+		}
+		b := idx[start:min(start+batch, n)]
+		x := buf[:len(b)*s.Size()]
+		if err := data.Batch(fit, b, data.Normalization{}, x); err != nil {
+			return reps{}, err
+		}
+		rot, labels, err := RotationBatch(rng, x, len(b), s.C, s.H, s.W)
+		if err != nil {
+			return reps{}, err
+		}
+		normalize(rot, len(b), s.C, s.H*s.W, norm)
+		v, err := enc.Encode(ctx, infer.Images{N: len(b), C: s.C, H: s.H, W: s.W, Data: rot})
+		if err != nil {
+			return reps{}, fmt.Errorf("images %d-%d: %w", start, start+len(b)-1, err)
+		}
+		if v.N != len(b) || (out.dim != 0 && v.D != out.dim) {
+			return reps{}, fmt.Errorf("the encoder returned %d vectors of %d values for %d images", v.N, v.D, len(b))
+		}
+		out.dim = v.D
+		out.reps = append(out.reps, v.Data...)
+		out.labels = append(out.labels, labels...)
+	}
+	return out, nil
 }
 
 // checkNorm validates a normalisation for c channels.
