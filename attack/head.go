@@ -64,6 +64,7 @@ func recreateHead(c Config, cache *AnswerCache, n, dim int, dev gotch.Device, lo
 				return nil, 0, fmt.Errorf("recreated head %s: %w", path, err)
 			}
 			fmt.Fprintf(log, "recreated head loaded from %s\n", path)
+			h.freeze()
 			return h, 0, nil
 		}
 	}
@@ -130,7 +131,16 @@ func recreateHead(c Config, cache *AnswerCache, n, dim int, dev gotch.Device, lo
 		h.Close()
 		return nil, 0, fmt.Errorf("recreated head %s: %w", path, err)
 	}
+	h.freeze()
 	return h, loss, nil
+}
+
+// freeze stops autograd from computing gradients for the head's parameters: stealing
+// through it needs the gradient with respect to the stolen outputs only.
+func (h *recreatedHead) freeze() {
+	for _, p := range h.mlp.Trainable() {
+		p.MustRequiresGrad_(false)
+	}
 }
 
 // through returns the loss of the stolen outputs s against the victim's answers v seen
