@@ -118,9 +118,13 @@ func (c *Config) defaults(ls LossSpec) {
 		c.BatchSize = ls.BatchSize
 	}
 	if c.LR == 0 {
-		c.LR = ls.LR
-		if c.BaseLR > 0 {
+		switch {
+		case c.BaseLR > 0:
 			c.LR = c.BaseLR * float64(c.BatchSize) / 256
+		case c.Optimizer == ls.Optimizer:
+			c.LR = ls.LR
+		default: // the loss's rate is tuned for its own optimiser (Adam's 3e-4 would barely move SGD)
+			c.LR = train.DefaultLR(c.Optimizer)
 		}
 	}
 	if c.WeightDecay == 0 {

@@ -626,3 +626,31 @@ func TestRunHeadRecreation(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultLR: without --lr a loss keeps its own rate with its own optimiser; choosing
+// another optimiser takes that optimiser's default instead (Adam's 1e-3 would barely move
+// momentum SGD); --base-lr scales by the batch.
+func TestDefaultLR(t *testing.T) {
+	for _, tc := range []struct {
+		loss, opt string
+		base      float64
+		want      float64
+	}{
+		{"mse", "", 0, 1e-3},
+		{"mse", "sgd", 0, 0.05},
+		{"infonce", "lars", 0, 0.05},
+		{"supcon", "", 0, 0.05},
+		{"supcon", "adam", 0, 3e-4},
+		{"mse", "lars", 0.1, 0.1 * 64 / 256},
+	} {
+		ls, err := LookupLoss(tc.loss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := Config{Loss: tc.loss, Optimizer: tc.opt, BaseLR: tc.base, BatchSize: 64}
+		c.defaults(ls)
+		if c.LR != tc.want {
+			t.Errorf("loss %s, optimizer %q, base %g: lr %g, want %g", tc.loss, tc.opt, tc.base, c.LR, tc.want)
+		}
+	}
+}

@@ -37,8 +37,9 @@ type Config struct {
 	Python    string // interpreter for PyTorch
 	TempDir   string
 	// HTTP also serves each model on a loopback port and measures it through the API.
-	HTTP        bool
-	Concurrency []int // concurrent single-image clients for the HTTP patterns
+	HTTP         bool
+	Concurrency  []int // concurrent single-image clients for the HTTP patterns
+	BatchClients []int // concurrent clients sending each of Batches (default 1)
 	// URL benchmarks a running server instead (our API, or any Open Inference Protocol v2
 	// server such as Triton with ".../v2/models/<name>"), with APIKey if it needs one.
 	URL, APIKey string

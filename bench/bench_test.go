@@ -24,20 +24,21 @@ func TestRunInProcessAndURL(t *testing.T) {
 	if err := export.RandomModel(path, models.Spec{Arch: "resnet18", Stem: "imagenet", Head: "none", InputC: 3, InputHW: 32}, 1); err != nil {
 		t.Fatal(err)
 	}
-	c := Config{Models: []string{path}, Batches: []int{1, 8}, Concurrency: []int{1, 4}, MinTime: 50 * time.Millisecond,
+	c := Config{Models: []string{path}, Batches: []int{1, 8}, Concurrency: []int{1, 4}, BatchClients: []int{1, 2}, MinTime: 50 * time.Millisecond,
 		Threads: 2, TempDir: dir, HTTP: true}
 	r, err := Run(context.Background(), c, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Raw at 1, 8 and 64 (the reference for concurrent clients); HTTP: batching server at
-	// batch 1, 8 and 4 clients; the server without batching at 4 clients.
-	if len(r.Inference) != 3 || len(r.HTTP) != 4 {
+	// batch 1 and 8, each by 1 and 2 clients, and 4 single-image clients; the server without
+	// batching at 4 clients.
+	if len(r.Inference) != 3 || len(r.HTTP) != 6 {
 		t.Fatalf("%d raw and %d HTTP results: %+v %+v", len(r.Inference), len(r.HTTP), r.Inference, r.HTTP)
 	}
 	for _, h := range r.HTTP {
 		want := h.Batch
-		if h.Concurrency > 1 {
+		if h.Batch == 1 && h.Concurrency > 1 {
 			want = 64
 		}
 		if h.ImagesPS <= 0 || h.P50ms <= 0 || h.Requests < 3 || h.RawBatch != want || h.VsRaw <= 0 || h.Protocol != "v1 raw float32" {

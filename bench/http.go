@@ -81,15 +81,22 @@ func load(ctx context.Context, enc infer.Encoder, batch, conc, c, h, w int, minT
 	return float64(batch*len(lat)) / total.Seconds(), pct(0.5), pct(0.99), len(lat), nil
 }
 
-// httpPatterns measures one server: one client at each batch size, then Concurrency
-// single-image clients.
+// httpPatterns measures one server: BatchClients clients at each batch size (one client
+// waits for each reply, so the model idles while a request travels and is recorded; two
+// overlap that with the other's model call), then Concurrency single-image clients.
 func httpPatterns(ctx context.Context, c Config, client *serve.Client, model, server string, raw map[int]float64, log io.Writer) ([]HTTPResult, error) {
 	info := client.Info()
 	ch, h, w := dim(info.InputShape, 1, 3), dim(info.InputShape, 2, 32), dim(info.InputShape, 3, 32)
 	type pattern struct{ batch, conc int }
 	var ps []pattern
+	clients := c.BatchClients
+	if len(clients) == 0 {
+		clients = []int{1}
+	}
 	for _, b := range c.Batches {
-		ps = append(ps, pattern{b, 1})
+		for _, n := range clients {
+			ps = append(ps, pattern{b, n})
+		}
 	}
 	for _, n := range c.Concurrency {
 		if n > 1 {
@@ -107,7 +114,7 @@ func httpPatterns(ctx context.Context, c Config, client *serve.Client, model, se
 		// A batch request competes with raw ORT at the same batch; many single-image clients
 		// with the server's batches of up to 64 compete with raw batch 64.
 		r.RawBatch = p.batch
-		if p.conc > 1 {
+		if p.batch == 1 && p.conc > 1 {
 			r.RawBatch = 64
 		}
 		if v, ok := raw[r.RawBatch]; ok && v > 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -228,7 +227,7 @@ func (b *batcher) execute(keyID string, batch []*job, release func()) {
 		switch {
 		case j.ctx.Err() != nil:
 			results[i].err = j.ctx.Err()
-		case !finite(rows.Data):
+		case !allFinite(rows.Data):
 			results[i].err = errors.New("the model produced a non-finite (NaN or Inf) representation")
 		default:
 			results[i].v = rows
@@ -277,13 +276,4 @@ func (b *batcher) close() {
 	close(b.stop)
 	b.mu.Unlock()
 	b.wg.Wait()
-}
-
-func finite(v []float32) bool {
-	for _, f := range v {
-		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-			return false
-		}
-	}
-	return true
 }

@@ -3,7 +3,6 @@ package serve
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -212,9 +211,7 @@ func (c *Client) newRequest(x infer.Images) (request, error) {
 			}}, err
 	}
 	body := make([]byte, 4*len(x.Data))
-	for i, f := range x.Data {
-		binary.LittleEndian.PutUint32(body[4*i:], math.Float32bits(f))
-	}
+	putFloats(body, x.Data)
 	return request{path: "/v1/embeddings", contentType: "application/octet-stream", body: body,
 		parse: func(h http.Header, b []byte) (infer.Vectors, error) { return parseRawReply(h.Get("X-Shape"), b, x.N) }}, nil
 }
@@ -336,9 +333,7 @@ func parseRawReply(shape string, b []byte, n int) (infer.Vectors, error) {
 		return infer.Vectors{}, fmt.Errorf("reply of %d bytes: X-Shape %s needs %d", len(b), shape, 4*rn*d)
 	}
 	v := infer.Vectors{N: rn, D: d, Data: make([]float32, rn*d)}
-	for i := range v.Data {
-		v.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
+	getFloats(v.Data, b)
 	return v, nil
 }
 

@@ -3,7 +3,6 @@ package serve
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"image"
@@ -78,13 +77,8 @@ func (s inputSpec) rawImages(shape []int, body []byte) (infer.Images, error) {
 		return infer.Images{}, badRequest("bad_length", "body of %d bytes: shape %v needs %d float32 values = %d bytes", len(body), shape, want, 4*want)
 	}
 	x := infer.Images{N: n, C: s.C, H: s.H, W: s.W, Data: make([]float32, want)}
-	finite := true
-	for i := range x.Data {
-		u := binary.LittleEndian.Uint32(body[4*i:])
-		finite = finite && u&0x7f800000 != 0x7f800000 // exponent all ones: Inf or NaN
-		x.Data[i] = math.Float32frombits(u)
-	}
-	if finite {
+	getFloats(x.Data, body)
+	if allFinite(x.Data) {
 		return x, nil
 	}
 	return x, checkFinite(x.Data, s)

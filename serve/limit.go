@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -14,9 +13,13 @@ import (
 //
 // Quota: images of requests being answered are reserved here before the model runs and
 // released after the Store has recorded them (or after a failure, which refunds them). The
-// check reads the key's used count from the Store and adds the reservations under one
-// mutex, and a reservation is released only after its Record committed, so the sum never
-// under-counts: a key can never be answered beyond its quota.
+// check adds the reservations to the key's used count: the larger of the count the request
+// authenticated with (read from the Store) and the latest total this server committed
+// (remembered at each release, so the check needs no database query under the mutex). A
+// reservation is released only after its Record committed and the committed total is
+// remembered in the same step, so the sum never under-counts: a key can never be answered
+// beyond its quota. (One server process per database: another writer's counts would only
+// be seen through the authenticated count.)
 //
 // Rate: a token bucket per key holding up to max(rate, 1) images, refilled at rate images
 // per second. A request of n images is admitted when the bucket holds min(n, capacity)
@@ -24,11 +27,11 @@ import (
 // rate is served, and the key then waits until the debt is repaid, so the long-run rate
 // still never exceeds rate.
 type admission struct {
-	store *Store
-	now   func() time.Time
+	now func() time.Time
 
 	mu       sync.Mutex
-	reserved map[string]int64
+	reserved map[string]int64 // images admitted and not yet released, per key
+	used     map[string]int64 // the largest used total a release has reported, per key
 	buckets  map[string]*bucket
 }
 
@@ -37,8 +40,8 @@ type bucket struct {
 	last   time.Time
 }
 
-func newAdmission(store *Store) *admission {
-	return &admission{store: store, now: time.Now, reserved: map[string]int64{}, buckets: map[string]*bucket{}}
+func newAdmission() *admission {
+	return &admission{now: time.Now, reserved: map[string]int64{}, used: map[string]int64{}, buckets: map[string]*bucket{}}
 }
 
 // rateState is what the X-RateLimit-* headers report.
@@ -59,14 +62,11 @@ func (r rateState) setHeaders(h http.Header) {
 }
 
 // admit reserves n images of k's quota and takes n tokens of its rate. On success the
-// caller must call release(k.ID, n) once the images are recorded or refused.
-func (a *admission) admit(ctx context.Context, k Key, n int) (rateState, error) {
+// caller must call release once the images are recorded or refused.
+func (a *admission) admit(k Key, n int) (rateState, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	quota, used, err := a.store.quotaState(ctx, k.ID)
-	if err != nil {
-		return rateState{}, err
-	}
+	quota, used := k.Quota, max(k.Used, a.used[k.ID])
 	if quota > 0 && used+a.reserved[k.ID]+int64(n) > quota {
 		inflight := a.reserved[k.ID]
 		msg := fmt.Sprintf("quota exhausted for key %q: %d of %d images used", k.Name, used, quota)
@@ -115,12 +115,16 @@ func (a *admission) admit(ctx context.Context, k Key, n int) (rateState, error) 
 }
 
 // release ends a reservation made by admit. It must come after the images were recorded
-// in the Store, or after the request failed; refund also gives back the rate tokens.
-func (a *admission) release(k Key, n int, refund bool) {
+// in the Store (usedAfter: the key's used total the Store reported, 0 when nothing was
+// recorded), or after the request failed; refund also gives back the rate tokens.
+func (a *admission) release(k Key, n int, refund bool, usedAfter int64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.reserved[k.ID] -= int64(n); a.reserved[k.ID] <= 0 {
 		delete(a.reserved, k.ID)
+	}
+	if usedAfter > a.used[k.ID] {
+		a.used[k.ID] = usedAfter
 	}
 	if refund && k.Rate > 0 {
 		if b := a.buckets[k.ID]; b != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/ssl-onnx/ssl-onnx/export"
 	"io"
 	"log/slog"
 	"math"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"
 )

@@ -3,13 +3,11 @@ package serve
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -184,7 +182,7 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 		s.dim = v.D
 	}
 	s.m = newMetrics(cfg.Registry)
-	s.adm = newAdmission(cfg.Store)
+	s.adm = newAdmission()
 	s.batch = newBatcher(cfg.MaxBatch, cfg.MaxDelay, cfg.Workers)
 	s.batch.encode = enc.Encode
 	s.ledger = newLedgerWriter(cfg.Store, func(entries int, d time.Duration) {
@@ -463,7 +461,7 @@ type answer struct {
 
 // run admits x for k, batches it, and returns its vectors once recorded in the ledger.
 func (s *Server) run(ctx context.Context, k Key, x infer.Images) (answer, error) {
-	rs, err := s.adm.admit(ctx, k, x.N)
+	rs, err := s.adm.admit(k, x.N)
 	if err != nil {
 		return answer{}, err
 	}
@@ -473,7 +471,7 @@ func (s *Server) run(ctx context.Context, k Key, x infer.Images) (answer, error)
 // runAdmitted is run after admission: it ends the reservation made for x.N images.
 func (s *Server) runAdmitted(ctx context.Context, k Key, x infer.Images, rs rateState) (answer, error) {
 	res := s.batch.submit(ctx, k.ID, x)
-	s.adm.release(k, x.N, res.err != nil)
+	s.adm.release(k, x.N, res.err != nil, res.used)
 	if res.err != nil {
 		if ctx.Err() == nil && asAPIError(res.err).status >= 500 {
 			s.log.Error("request failed", "key", k.Name, "images", x.N, "err", res.err)
@@ -522,9 +520,9 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		// Admit before decoding, so a key over its rate cannot make the server decode
 		// (expensive) images; a request with a bad image keeps its rate tokens spent.
 		var rs rateState
-		if rs, err = s.adm.admit(r.Context(), k, len(images)); err == nil {
+		if rs, err = s.adm.admit(k, len(images)); err == nil {
 			if x, err = s.spec.decodeImages(images); err != nil {
-				s.adm.release(k, len(images), false)
+				s.adm.release(k, len(images), false, 0)
 			} else {
 				a, err = s.runAdmitted(r.Context(), k, x, rs)
 			}
@@ -537,9 +535,7 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 	a.setHeaders(w.Header())
 	if acceptsRaw(r.Header.Get("Accept")) {
 		out := make([]byte, 4*len(a.v.Data))
-		for i, f := range a.v.Data {
-			binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
-		}
+		putFloats(out, a.v.Data)
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("X-Shape", fmt.Sprintf("%d,%d", a.v.N, a.v.D))
 		w.Header().Set("Content-Length", strconv.Itoa(len(out)))

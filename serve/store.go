@@ -40,6 +40,7 @@ import (
 // for requests in flight live in the server's memory.
 type Store struct {
 	db   *sql.DB
+	auth *sql.Stmt // Authenticate's query, parsed once (it runs on every request)
 	file string
 }
 
@@ -123,20 +124,32 @@ func OpenStore(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
+	// Keep as many connections idle as may be open: database/sql keeps 2 by default, and a
+	// loaded server then opened and closed a connection (a file open and schema read) for
+	// most requests.
 	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(time.Minute)
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
-	return &Store{db: db, file: path}, nil
+	auth, err := db.Prepare(`SELECT ` + keyColumns + ` FROM api_keys WHERE secret_sha256 = ?`)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	return &Store{db: db, auth: auth, file: path}, nil
 }
 
 // Path is the database file.
 func (s *Store) Path() string { return s.file }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.auth.Close()
+	return s.db.Close()
+}
 
 var keyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -243,7 +256,7 @@ func HashSecret(secret string) []byte {
 // Authenticate returns the key whose secret is secret. It fails with ErrUnknownKey or
 // ErrRevokedKey (wrapped with the key's name) when the secret cannot be used.
 func (s *Store) Authenticate(ctx context.Context, secret string) (Key, error) {
-	k, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE secret_sha256 = ?`, HashSecret(secret)))
+	k, err := scanKey(s.auth.QueryRowContext(ctx, HashSecret(secret)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Key{}, ErrUnknownKey
 	}
@@ -333,13 +346,4 @@ func (s *Store) Usage(ctx context.Context, keyID string) ([]DayUsage, error) {
 		out = append(out, u)
 	}
 	return out, rows.Err()
-}
-
-// quotaState reads a key's current quota and used count.
-func (s *Store) quotaState(ctx context.Context, keyID string) (quota, used int64, err error) {
-	err = s.db.QueryRowContext(ctx, `SELECT quota, used FROM api_keys WHERE id = ?`, keyID).Scan(&quota, &used)
-	if errors.Is(err, sql.ErrNoRows) {
-		err = fmt.Errorf("%w: %q", ErrUnknownKey, keyID)
-	}
-	return quota, used, err
 }

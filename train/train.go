@@ -107,10 +107,8 @@ func (c *Config) Defaults() {
 		switch {
 		case c.Loss == "softnn":
 			c.LR = 1e-3
-		case c.Optimizer == "sgd" || c.Optimizer == "lars":
-			c.LR = 0.05
 		default:
-			c.LR = 3e-4
+			c.LR = DefaultLR(c.Optimizer)
 		}
 	}
 	if c.WeightDecay == 0 {
@@ -172,6 +170,15 @@ func Device(name string) (gotch.Device, error) {
 		return gotch.CudaBuilder(0), nil
 	}
 	return gotch.CPU, fmt.Errorf("device %q: expected cpu or cuda", name)
+}
+
+// DefaultLR is the learning rate used when none is given: 0.05 for SGD and LARS (with
+// momentum 0.9), 3e-4 for Adam.
+func DefaultLR(optimizer string) float64 {
+	if optimizer == "sgd" || optimizer == "lars" {
+		return 0.05
+	}
+	return 3e-4
 }
 
 // OpenTrainingSet opens the configured dataset as 3-channel Size x Size images.

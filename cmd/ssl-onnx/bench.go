@@ -36,6 +36,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "python", Value: "/usr/bin/python3"},
 			&cli.BoolFlag{Name: "http", Value: true, Usage: "also measure each model through the HTTP API on a loopback port (--http=false to skip)"},
 			&cli.IntSliceFlag{Name: "concurrency", Value: cli.NewIntSlice(1, 16, 64), Usage: "concurrent single-image HTTP clients"},
+			&cli.IntSliceFlag{Name: "batch-clients", Value: cli.NewIntSlice(1, 2), Usage: "concurrent HTTP clients sending each --batch (one waits for each reply; two overlap transfer and ledger commit with the model)"},
 			&cli.StringFlag{Name: "url", Usage: "benchmark this running server (our API, or .../v2/models/<name> on any v2 server)"},
 			&cli.StringFlag{Name: "api-key", EnvVars: []string{"SSL_ONNX_API_KEY"}, Usage: "API key for --url"},
 			&cli.StringFlag{Name: "out", Value: "runs/bench.json"},
@@ -68,7 +69,7 @@ func benchCommand() *cli.Command {
 				Models: models, Batches: c.IntSlice("batch"), MinTime: c.Duration("min-time"),
 				Threads: c.Int("threads"), TrainStem: stems, TrainBS: c.Int("train-batch"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
 				PyTorch: py, Python: c.String("python"), TempDir: tmp,
-				HTTP: c.Bool("http"), Concurrency: c.IntSlice("concurrency"), URL: c.String("url"), APIKey: c.String("api-key"),
+				HTTP: c.Bool("http"), Concurrency: c.IntSlice("concurrency"), BatchClients: c.IntSlice("batch-clients"), URL: c.String("url"), APIKey: c.String("api-key"),
 			}, os.Stderr)
 			if err != nil {
 				return err

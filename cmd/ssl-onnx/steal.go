@@ -53,7 +53,7 @@ func stealCommand() *cli.Command {
 			&cli.IntFlag{Name: "epochs", Value: 100},
 			&cli.IntFlag{Name: "batch-size", Usage: "default per loss (mse 64, infonce 256 ...)"},
 			&cli.StringFlag{Name: "optimizer", Usage: "adam|sgd|lars (default per loss; momentum 0.9 for sgd and lars)"},
-			&cli.Float64Flag{Name: "lr", Usage: "learning rate (default per loss; not with --base-lr)"},
+			&cli.Float64Flag{Name: "lr", Usage: "learning rate (default: the loss's own with its optimiser, e.g. mse 1e-3 with adam; 0.05 for sgd/lars chosen over it; not with --base-lr)"},
 			&cli.Float64Flag{Name: "base-lr", Usage: "learning rate per 256 images: lr = base-lr x batch-size / 256, e.g. 0.1 with --optimizer sgd or lars as the ImageNet/SimSiam pipeline"},
 			&cli.Float64Flag{Name: "weight-decay", Value: 1e-4},
 			&cli.Int64Flag{Name: "seed", Value: 1},
