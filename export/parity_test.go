@@ -31,6 +31,7 @@ type parityCase struct {
 var parityCases = []parityCase{
 	{"resnet18", "cifar", "simclr", 3, 32, true},
 	{"resnet18", "imagenet", "simclr", 3, 32, true},
+	{"resnet18", "cifar-pool", "simclr", 2, 32, false},
 	{"resnet34", "cifar", "simclr", 2, 32, false},
 	{"resnet34", "imagenet", "simclr", 2, 32, false},
 	{"resnet50", "cifar", "simsiam", 1, 32, false},

@@ -138,7 +138,7 @@ func (g *Graph) Params() []Param {
 // Spec selects an encoder: architecture, stem, head and input geometry.
 type Spec struct {
 	Arch    string `json:"arch"`     // resnet18 | resnet34 | resnet50
-	Stem    string `json:"stem"`     // cifar | imagenet
+	Stem    string `json:"stem"`     // cifar | cifar-pool | imagenet
 	Head    string `json:"head"`     // none | simclr | simsiam | linear (one Linear(d, out_dim), e.g. a stolen encoder matching a victim's dimension)
 	OutDim  int    `json:"out_dim"`  // projection size (SimCLR 128; SimSiam 2048)
 	InputC  int    `json:"input_c"`  // channels of the input image (3)
@@ -148,7 +148,7 @@ type Spec struct {
 // Archs and stems the package can build.
 var (
 	Archs = []string{"resnet18", "resnet34", "resnet50"}
-	Stems = []string{"cifar", "imagenet"}
+	Stems = []string{"cifar", "cifar-pool", "imagenet"}
 	Heads = []string{"none", "simclr", "simsiam", "linear"}
 )
 
@@ -197,15 +197,18 @@ func Build(s Spec) (*Graph, error) {
 	g := &Graph{Spec: s, Projection: -1, Prediction: -1}
 	x := g.add(Node{Op: Input})
 
-	// Stem.
-	if s.Stem == "cifar" {
-		x = g.conv(x, "conv1", s.InputC, 64, 3, 1, 1)
-	} else {
+	// Stem: cifar keeps the input's resolution (3x3/1, no max-pool), imagenet divides it by 4
+	// (7x7/2 + max-pool), cifar-pool by 2 (the CIFAR conv, then the max-pool: for small
+	// images such as 28x28 Fashion-MNIST, 16x16 maps at layer 1 for a 32x32 input instead
+	// of imagenet's 8x8, at a quarter of cifar's compute; the same parameters as cifar).
+	if s.Stem == "imagenet" {
 		x = g.conv(x, "conv1", s.InputC, 64, 7, 2, 3)
+	} else {
+		x = g.conv(x, "conv1", s.InputC, 64, 3, 1, 1)
 	}
 	x = g.add(Node{Op: BatchNorm, Name: "bn1", In: []int{x}, Features: 64, Affine: true})
 	x = g.add(Node{Op: ReLU, In: []int{x}})
-	if s.Stem == "imagenet" {
+	if s.Stem == "imagenet" || s.Stem == "cifar-pool" {
 		x = g.add(Node{Op: MaxPool, In: []int{x}, Kernel: 3, Stride: 2, Pad: 1})
 	}
 

@@ -18,7 +18,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "split", Value: "train"},
 			&cli.IntFlag{Name: "limit", Usage: "train on the first N images only"},
 			&cli.StringFlag{Name: "arch", Value: "resnet18", Usage: "resnet18, resnet34, resnet50"},
-			&cli.StringFlag{Name: "stem", Value: "cifar", Usage: "cifar (3x3/1, no maxpool) or imagenet (7x7/2 + maxpool)"},
+			&cli.StringFlag{Name: "stem", Value: "cifar", Usage: "cifar (3x3/1, no maxpool), cifar-pool (3x3/1 + maxpool: half the resolution, a quarter of the compute) or imagenet (7x7/2 + maxpool)"},
 			&cli.IntFlag{Name: "size", Value: 32, Usage: "input size (images are resized to size x size)"},
 			&cli.IntFlag{Name: "out-dim", Value: 128, Usage: "projection head output size"},
 			&cli.StringFlag{Name: "loss", Value: "infonce", Usage: "infonce, softnn, supcon"},
