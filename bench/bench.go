@@ -37,18 +37,26 @@ type Config struct {
 	Python    string // interpreter for PyTorch
 	TempDir   string
 	// HTTP also serves each model on a loopback port and measures it through the API.
-	HTTP         bool
-	Concurrency  []int // concurrent single-image clients for the HTTP patterns
-	BatchClients []int // concurrent clients sending each of Batches (default 1)
+	HTTP bool
+	// ServeWorkers and ServeThreads configure the in-process server as `serve --workers
+	// --threads` do (default 1 worker of Threads threads). When they differ from one caller
+	// of Threads threads, raw ONNX Runtime is also measured the same way (ServeWorkers
+	// concurrent callers of ServeThreads-thread sessions), so the served results compare
+	// with both.
+	ServeWorkers, ServeThreads int
+	Concurrency                []int // concurrent single-image clients for the HTTP patterns
+	BatchClients               []int // concurrent clients sending each of Batches (default 1)
 	// URL benchmarks a running server instead (our API, or any Open Inference Protocol v2
 	// server such as Triton with ".../v2/models/<name>"), with APIKey if it needs one.
 	URL, APIKey string
 }
 
-// Inference is one model at one batch size.
+// Inference is one model at one batch size, called by Callers goroutines at once.
 type Inference struct {
 	Model     string  `json:"model"`
 	Batch     int     `json:"batch"`
+	Threads   int     `json:"threads"` // ONNX Runtime intra-op threads
+	Callers   int     `json:"callers"`
 	ImagesPS  float64 `json:"images_per_s"`
 	P50ms     float64 `json:"p50_ms"`
 	P99ms     float64 `json:"p99_ms"`
@@ -107,34 +115,27 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 	}
 	var raw map[int]float64 // in-process images/s per batch of the last model
 	for _, path := range modelsToRun {
-		enc, err := infer.OpenORT(path, infer.Options{Threads: c.Threads})
-		if err != nil {
-			return nil, err
-		}
-		info := enc.Info()
-		ch, h, w := dim(info.InputShape, 1, 3), dim(info.InputShape, 2, 32), dim(info.InputShape, 3, 32)
-		raw = map[int]float64{}
 		batches := c.Batches
 		if c.HTTP && !slices.Contains(batches, 64) {
 			batches = append(slices.Clone(batches), 64) // the reference for concurrent clients
 		}
-		for _, b := range batches {
-			if info.FixedBatch > 0 && b%info.FixedBatch != 0 {
-				continue
-			}
-			ips, p50, p99, calls, err := load(ctx, enc, b, 1, ch, h, w, c.MinTime)
+		res, err := rawRuns(ctx, c, path, c.Threads, 1, batches, log)
+		if err != nil {
+			return nil, err
+		}
+		r.Inference = append(r.Inference, res...)
+		raw = perBatch(res)
+		var same map[int]float64 // raw the way the in-process server runs the model
+		if st, sw := c.serveThreads(), c.serveWorkers(); c.HTTP && (st != c.Threads || sw != 1) {
+			res, err := rawRuns(ctx, c, path, st, sw, batches, log)
 			if err != nil {
-				enc.Close()
 				return nil, err
 			}
-			res := Inference{Model: filepath.Base(path), Batch: b, ImagesPS: ips, P50ms: p50, P99ms: p99, Calls: calls, InputSize: fmt.Sprintf("%dx%dx%d", ch, h, w)}
-			raw[b] = ips
-			fmt.Fprintf(log, "ORT %s batch %d: %.0f images/s, p50 %.1f ms, p99 %.1f ms\n", res.Model, b, res.ImagesPS, res.P50ms, res.P99ms)
-			r.Inference = append(r.Inference, res)
+			r.Inference = append(r.Inference, res...)
+			same = perBatch(res)
 		}
-		enc.Close()
 		if c.HTTP {
-			res, err := inProcessHTTP(ctx, c, path, raw, log)
+			res, err := inProcessHTTP(ctx, c, path, raw, same, log)
 			if err != nil {
 				return nil, fmt.Errorf("HTTP benchmark of %s: %w", path, err)
 			}
@@ -149,7 +150,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 		if len(modelsToRun) != 1 {
 			raw = nil // no single local model to compare the server with
 		}
-		res, err := httpPatterns(ctx, c, client, client.Model(), c.URL, raw, log)
+		res, err := httpPatterns(ctx, c, client, client.Model(), c.URL, raw, nil, log)
 		client.Close()
 		if err != nil {
 			return nil, err
@@ -193,6 +194,50 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 		r.Training = append(r.Training, ts)
 	}
 	return r, nil
+}
+
+func (c Config) serveWorkers() int { return max(c.ServeWorkers, 1) }
+func (c Config) serveThreads() int {
+	if c.ServeThreads > 0 {
+		return c.ServeThreads
+	}
+	return c.Threads
+}
+
+// rawRuns measures in-process ONNX Runtime (threads intra-op threads) at each batch size,
+// with callers goroutines calling Encode at once.
+func rawRuns(ctx context.Context, c Config, path string, threads, callers int, batches []int, log io.Writer) ([]Inference, error) {
+	enc, err := infer.OpenORT(path, infer.Options{Threads: threads})
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
+	info := enc.Info()
+	ch, h, w := dim(info.InputShape, 1, 3), dim(info.InputShape, 2, 32), dim(info.InputShape, 3, 32)
+	var out []Inference
+	for _, b := range batches {
+		if info.FixedBatch > 0 && b%info.FixedBatch != 0 {
+			continue
+		}
+		ips, p50, p99, calls, err := load(ctx, enc, b, callers, ch, h, w, c.MinTime)
+		if err != nil {
+			return nil, err
+		}
+		res := Inference{Model: filepath.Base(path), Batch: b, Threads: threads, Callers: callers, ImagesPS: ips, P50ms: p50, P99ms: p99,
+			Calls: calls, InputSize: fmt.Sprintf("%dx%dx%d", ch, h, w)}
+		fmt.Fprintf(log, "ORT %s batch %d (%d threads, %d callers): %.0f images/s, p50 %.1f ms, p99 %.1f ms\n",
+			res.Model, b, threads, callers, res.ImagesPS, res.P50ms, res.P99ms)
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+func perBatch(res []Inference) map[int]float64 {
+	m := map[int]float64{}
+	for _, r := range res {
+		m[r.Batch] = r.ImagesPS
+	}
+	return m
 }
 
 func dim(shape []int64, i int, def int) int {

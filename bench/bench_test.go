@@ -46,6 +46,23 @@ func TestRunInProcessAndURL(t *testing.T) {
 		}
 	}
 
+	// A server of 2 workers x 1 thread: raw is measured that way too, and every served
+	// batching result compares with both references.
+	c2 := Config{Models: []string{path}, Batches: []int{8}, Concurrency: []int{4}, MinTime: 50 * time.Millisecond,
+		Threads: 2, TempDir: dir, HTTP: true, ServeWorkers: 2, ServeThreads: 1}
+	r2, err := Run(context.Background(), c2, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r2.Inference) != 4 || r2.Inference[2].Threads != 1 || r2.Inference[2].Callers != 2 || r2.Inference[0].Callers != 1 {
+		t.Fatalf("raw results %+v: want batch 8 and 64 by 1 caller of 2 threads, then by 2 callers of 1 thread", r2.Inference)
+	}
+	for _, h := range r2.HTTP {
+		if h.Workers != 2 || h.ServerThreads != 1 || h.VsRaw <= 0 || h.VsRawSame <= 0 {
+			t.Errorf("HTTP result %+v: want 2 workers x 1 thread and both ratios", h)
+		}
+	}
+
 	// --url: a running server, through /v1/embeddings and through the v2 infer endpoint.
 	enc, err := infer.OpenORT(path, infer.Options{Threads: 2})
 	if err != nil {

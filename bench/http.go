@@ -18,19 +18,25 @@ import (
 // HTTPResult is one load pattern against an HTTP server: Concurrency clients, each sending
 // requests of Batch images back to back.
 type HTTPResult struct {
-	Model       string  `json:"model"`
-	Server      string  `json:"server"`   // "in-process, batching 64" / "in-process, no batching" / the URL
-	Protocol    string  `json:"protocol"` // "v1 raw float32" or "v2 JSON"
-	Batch       int     `json:"images_per_request"`
-	Concurrency int     `json:"concurrency"`
-	ImagesPS    float64 `json:"images_per_s"`
-	P50ms       float64 `json:"p50_ms"` // per request
-	P99ms       float64 `json:"p99_ms"`
-	Requests    int     `json:"requests"`
+	Model    string `json:"model"`
+	Server   string `json:"server"`   // "in-process, batching 64" / "in-process, no batching" / the URL
+	Protocol string `json:"protocol"` // "v1 raw float32" or "v2 JSON"
+	// The in-process server's model calls at once and ONNX Runtime threads (0 for --url).
+	Workers       int     `json:"server_workers,omitempty"`
+	ServerThreads int     `json:"server_threads,omitempty"`
+	Batch         int     `json:"images_per_request"`
+	Concurrency   int     `json:"concurrency"`
+	ImagesPS      float64 `json:"images_per_s"`
+	P50ms         float64 `json:"p50_ms"` // per request
+	P99ms         float64 `json:"p99_ms"`
+	Requests      int     `json:"requests"`
 	// VsRaw is ImagesPS over in-process ONNX Runtime at batch RawBatch, measured in the same
 	// run (absent for --url runs without a local model).
 	RawBatch int     `json:"raw_batch,omitempty"`
 	VsRaw    float64 `json:"vs_raw,omitempty"`
+	// VsRawSame compares with raw ONNX Runtime run the way the server runs it (its workers
+	// as concurrent callers, its threads), when that differs from VsRaw's reference.
+	VsRawSame float64 `json:"vs_raw_same_config,omitempty"`
 }
 
 // load runs conc goroutines that each encode batch-image inputs back to back for at least
@@ -84,7 +90,7 @@ func load(ctx context.Context, enc infer.Encoder, batch, conc, c, h, w int, minT
 // httpPatterns measures one server: BatchClients clients at each batch size (one client
 // waits for each reply, so the model idles while a request travels and is recorded; two
 // overlap that with the other's model call), then Concurrency single-image clients.
-func httpPatterns(ctx context.Context, c Config, client *serve.Client, model, server string, raw map[int]float64, log io.Writer) ([]HTTPResult, error) {
+func httpPatterns(ctx context.Context, c Config, client *serve.Client, model, server string, raw, same map[int]float64, log io.Writer) ([]HTTPResult, error) {
 	info := client.Info()
 	ch, h, w := dim(info.InputShape, 1, 3), dim(info.InputShape, 2, 32), dim(info.InputShape, 3, 32)
 	type pattern struct{ batch, conc int }
@@ -119,12 +125,19 @@ func httpPatterns(ctx context.Context, c Config, client *serve.Client, model, se
 		}
 		if v, ok := raw[r.RawBatch]; ok && v > 0 {
 			r.VsRaw = ips / v
+			if v := same[r.RawBatch]; v > 0 {
+				r.VsRawSame = ips / v
+			}
 		} else {
 			r.RawBatch = 0
 		}
 		fmt.Fprintf(log, "HTTP %s %s: batch %d x %d clients: %.0f images/s, p50 %.1f ms, p99 %.1f ms", model, server, p.batch, p.conc, ips, p50, p99)
 		if r.VsRaw > 0 {
-			fmt.Fprintf(log, " (%.2fx raw batch %d)", r.VsRaw, r.RawBatch)
+			fmt.Fprintf(log, " (%.2fx raw batch %d", r.VsRaw, r.RawBatch)
+			if r.VsRawSame > 0 {
+				fmt.Fprintf(log, "; %.2fx raw with the server's %d threads x %d callers", r.VsRawSame, c.serveThreads(), c.serveWorkers())
+			}
+			fmt.Fprint(log, ")")
 		}
 		fmt.Fprintln(log)
 		out = append(out, r)
@@ -135,9 +148,9 @@ func httpPatterns(ctx context.Context, c Config, client *serve.Client, model, se
 // inProcessHTTP serves the model at path on a loopback port twice (dynamic batching up to 64
 // images, and none) with a throwaway key store, as `ssl-onnx serve` does (ONNX Runtime
 // threads that do not spin), and measures both as a client would.
-func inProcessHTTP(ctx context.Context, c Config, path string, raw map[int]float64, log io.Writer) ([]HTTPResult, error) {
+func inProcessHTTP(ctx context.Context, c Config, path string, raw, same map[int]float64, log io.Writer) ([]HTTPResult, error) {
 	model := filepath.Base(path)
-	enc, err := infer.OpenORT(path, infer.Options{Threads: c.Threads, NoSpin: true})
+	enc, err := infer.OpenORT(path, infer.Options{Threads: c.serveThreads(), NoSpin: true})
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +170,7 @@ func inProcessHTTP(ctx context.Context, c Config, path string, raw map[int]float
 		maxBatch int
 		only     bool // only the concurrent single-image patterns
 	}{{"in-process, batching 64", 64, false}, {"in-process, no batching", 1, true}} {
-		srv, err := serve.Start(enc, serve.Config{Store: store, ModelName: "bench", MaxBatch: v.maxBatch,
+		srv, err := serve.Start(enc, serve.Config{Store: store, ModelName: "bench", MaxBatch: v.maxBatch, Workers: c.serveWorkers(),
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, "127.0.0.1:0")
 		if err != nil {
 			return nil, err
@@ -171,7 +184,10 @@ func inProcessHTTP(ctx context.Context, c Config, path string, raw map[int]float
 		if v.only {
 			cc.Batches = nil
 		}
-		res, err := httpPatterns(ctx, cc, client, model, v.name, raw, log)
+		res, err := httpPatterns(ctx, cc, client, model, v.name, raw, same, log)
+		for i := range res {
+			res[i].Workers, res[i].ServerThreads = c.serveWorkers(), c.serveThreads()
+		}
 		client.Close()
 		srv.Stop()
 		if err != nil {

@@ -36,6 +36,8 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "python", Value: "/usr/bin/python3"},
 			&cli.BoolFlag{Name: "http", Value: true, Usage: "also measure each model through the HTTP API on a loopback port (--http=false to skip)"},
 			&cli.IntSliceFlag{Name: "concurrency", Value: cli.NewIntSlice(1, 16, 64), Usage: "concurrent single-image HTTP clients"},
+			&cli.IntFlag{Name: "serve-workers", Value: 1, Usage: "the in-process server's --workers (model calls at once); raw ONNX Runtime is then also measured with as many callers"},
+			&cli.IntFlag{Name: "serve-threads", Usage: "the in-process server's --threads (default --threads)"},
 			&cli.IntSliceFlag{Name: "batch-clients", Value: cli.NewIntSlice(1, 2), Usage: "concurrent HTTP clients sending each --batch (one waits for each reply; two overlap transfer and ledger commit with the model)"},
 			&cli.StringFlag{Name: "url", Usage: "benchmark this running server (our API, or .../v2/models/<name> on any v2 server)"},
 			&cli.StringFlag{Name: "api-key", EnvVars: []string{"SSL_ONNX_API_KEY"}, Usage: "API key for --url"},
@@ -69,7 +71,8 @@ func benchCommand() *cli.Command {
 				Models: models, Batches: c.IntSlice("batch"), MinTime: c.Duration("min-time"),
 				Threads: c.Int("threads"), TrainStem: stems, TrainBS: c.Int("train-batch"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
 				PyTorch: py, Python: c.String("python"), TempDir: tmp,
-				HTTP: c.Bool("http"), Concurrency: c.IntSlice("concurrency"), BatchClients: c.IntSlice("batch-clients"), URL: c.String("url"), APIKey: c.String("api-key"),
+				HTTP: c.Bool("http"), Concurrency: c.IntSlice("concurrency"), BatchClients: c.IntSlice("batch-clients"),
+				ServeWorkers: c.Int("serve-workers"), ServeThreads: c.Int("serve-threads"), URL: c.String("url"), APIKey: c.String("api-key"),
 			}, os.Stderr)
 			if err != nil {
 				return err
@@ -80,18 +83,21 @@ func benchCommand() *cli.Command {
 			if err := r.WriteJSON(c.String("out")); err != nil {
 				return err
 			}
-			fmt.Printf("%-34s %6s %12s %9s %9s\n", "model", "batch", "images/s", "p50 ms", "p99 ms")
+			fmt.Printf("%-34s %6s %8s %8s %12s %9s %9s\n", "model", "batch", "threads", "callers", "images/s", "p50 ms", "p99 ms")
 			for _, i := range r.Inference {
-				fmt.Printf("%-34s %6d %12.0f %9.1f %9.1f\n", i.Model, i.Batch, i.ImagesPS, i.P50ms, i.P99ms)
+				fmt.Printf("%-34s %6d %8d %8d %12.0f %9.1f %9.1f\n", i.Model, i.Batch, i.Threads, i.Callers, i.ImagesPS, i.P50ms, i.P99ms)
 			}
 			if len(r.HTTP) > 0 {
-				fmt.Printf("\n%-28s %-24s %6s %8s %10s %8s %8s %8s\n", "HTTP model", "server", "batch", "clients", "images/s", "p50 ms", "p99 ms", "vs raw")
+				fmt.Printf("\n%-28s %-24s %6s %8s %10s %8s %8s %8s %10s\n", "HTTP model", "server", "batch", "clients", "images/s", "p50 ms", "p99 ms", "vs raw", "vs same")
 				for _, h := range r.HTTP {
-					vs := "-"
+					vs, same := "-", "-"
 					if h.VsRaw > 0 {
 						vs = fmt.Sprintf("%.2fx@%d", h.VsRaw, h.RawBatch)
 					}
-					fmt.Printf("%-28s %-24s %6d %8d %10.0f %8.1f %8.1f %8s\n", h.Model, h.Server, h.Batch, h.Concurrency, h.ImagesPS, h.P50ms, h.P99ms, vs)
+					if h.VsRawSame > 0 {
+						same = fmt.Sprintf("%.2fx@%d", h.VsRawSame, h.RawBatch)
+					}
+					fmt.Printf("%-28s %-24s %6d %8d %10.0f %8.1f %8.1f %8s %10s\n", h.Model, h.Server, h.Batch, h.Concurrency, h.ImagesPS, h.P50ms, h.P99ms, vs, same)
 				}
 			}
 			if len(r.Training) > 0 {
