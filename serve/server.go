@@ -53,7 +53,9 @@ type Config struct {
 	// 2 ms wait, and the same throughput for 64 concurrent single-image clients).
 	MaxDelay time.Duration
 	// Workers is the number of Encode calls allowed to run at once (default 1: ONNX
-	// Runtime already uses all intra-op threads for one call).
+	// Runtime already uses all intra-op threads for one call). Several workers of fewer
+	// threads each (`serve --workers 2 --threads 1` on 2 cores) trade latency for
+	// throughput when clients send large batches concurrently (README, "Measured numbers").
 	Workers int
 	// MaxBody is the largest request body in bytes (default 32 MiB).
 	MaxBody int64
