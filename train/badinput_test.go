@@ -29,6 +29,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 	// resumeDir holds the scratch run's sidecar (edited by edit) and links to its files.
 	resumeDir := func(t *testing.T, dir string, edit func(*Checkpoint), weights []byte) {
 		c := ck
+		c.Config.Split = "test" // as the runs below ask (resuming needs the same data)
 		if edit != nil {
 			edit(&c)
 		}
@@ -77,13 +78,18 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{name: "no run directory", edit: func(c *Config) { c.Dir = "" }, wantErr: "run directory:"},
 
 		{name: "resume other arch", edit: func(c *Config) { c.Arch = "resnet34" }, setup: func(t *testing.T, d string) { resumeDir(t, d, nil, nil) },
-			wantErr: "resume: checkpoint is resnet18/imagenet out 128 size 32, run asks for resnet34/imagenet out 128 size 32"},
+			wantErr: "resume: the run asks for --arch resnet34 (checkpoint: resnet18); only --epochs may change"},
 		{name: "resume other stem", edit: func(c *Config) { c.Stem = "cifar" }, setup: func(t *testing.T, d string) { resumeDir(t, d, nil, nil) },
-			wantErr: "run asks for resnet18/cifar out 128 size 32"},
+			wantErr: "--stem cifar (checkpoint: imagenet)"},
 		{name: "resume other out dim", edit: func(c *Config) { c.OutDim = 64 }, setup: func(t *testing.T, d string) { resumeDir(t, d, nil, nil) },
-			wantErr: "run asks for resnet18/imagenet out 64 size 32"},
+			wantErr: "--out-dim 64 (checkpoint: 128)"},
 		{name: "resume other optimizer", edit: func(c *Config) { c.Optimizer = "sgd" }, setup: func(t *testing.T, d string) { resumeDir(t, d, nil, nil) },
-			wantErr: "resume: checkpoint used optimizer adam, run asks for sgd"},
+			wantErr: "--optimizer sgd (checkpoint: adam)"},
+		{name: "resume other recipe", edit: func(c *Config) { c.LR, c.Temperature, c.CropMin = 1e-3, 0.2, 0.3 },
+			setup:   func(t *testing.T, d string) { resumeDir(t, d, nil, nil) },
+			wantErr: "--temperature 0.2 (checkpoint: 0.07), --lr 0.001 (checkpoint: 0.0003)"},
+		{name: "resume other data", edit: func(c *Config) { c.Limit = 32 }, setup: func(t *testing.T, d string) { resumeDir(t, d, nil, nil) },
+			wantErr: "--limit 32 (checkpoint: 64)"},
 		{name: "resume sidecar lies about arch", edit: func(c *Config) { c.Arch = "resnet34" },
 			setup: func(t *testing.T, d string) {
 				resumeDir(t, d, func(k *Checkpoint) { k.Config.Arch, k.Spec.Arch = "resnet34", "resnet34" }, nil)

@@ -133,15 +133,33 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 	return &ck, nil
 }
 
-// Compatible says whether a run configured as c can resume from ck.
+// Compatible says whether a run configured as c can resume from ck: the same data, model
+// and recipe. Only the number of epochs may change (the schedule is recomputed for the new
+// total), and the machine's settings (threads, device, workers). A different recipe from
+// these weights is --init-from's job (fresh optimiser and schedule).
 func (ck *Checkpoint) Compatible(c Config) error {
 	p := ck.Config
-	if p.Arch != c.Arch || p.Stem != c.Stem || p.OutDim != c.OutDim || p.Size != c.Size {
-		return fmt.Errorf("resume: checkpoint is %s/%s out %d size %d, run asks for %s/%s out %d size %d",
-			p.Arch, p.Stem, p.OutDim, p.Size, c.Arch, c.Stem, c.OutDim, c.Size)
+	type field struct {
+		name      string
+		was, want any
 	}
-	if p.Optimizer != c.Optimizer {
-		return fmt.Errorf("resume: checkpoint used optimizer %s, run asks for %s", p.Optimizer, c.Optimizer)
+	var diff []string
+	for _, f := range []field{
+		{"dataset", p.Dataset, c.Dataset}, {"split", p.Split, c.Split}, {"limit", p.Limit, c.Limit},
+		{"arch", p.Arch, c.Arch}, {"stem", p.Stem, c.Stem}, {"out-dim", p.OutDim, c.OutDim}, {"size", p.Size, c.Size},
+		{"loss", p.Loss, c.Loss}, {"temperature", p.Temperature, c.Temperature}, {"optimizer", p.Optimizer, c.Optimizer},
+		{"lr", p.LR, c.LR}, {"weight-decay", p.WeightDecay, c.WeightDecay}, {"momentum", p.Momentum, c.Momentum},
+		{"warmup", p.Warmup, c.Warmup}, {"batch-size", p.BatchSize, c.BatchSize}, {"crop-min", p.CropMin, c.CropMin},
+		{"watermark", p.Watermark, c.Watermark}, {"watermark-weight", p.WatermarkWeight, c.WatermarkWeight},
+		{"watermark-batch", p.WatermarkBatch, c.WatermarkBatch}, {"seed", p.Seed, c.Seed},
+	} {
+		if f.was != f.want {
+			diff = append(diff, fmt.Sprintf("--%s %v (checkpoint: %v)", f.name, f.want, f.was))
+		}
+	}
+	if len(diff) > 0 {
+		return fmt.Errorf("resume: the run asks for %s; only --epochs may change when resuming (start a new run directory with --init-from %s to continue these weights with another recipe)",
+			strings.Join(diff, ", "), c.Dir)
 	}
 	return nil
 }
