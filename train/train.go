@@ -201,6 +201,7 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 	if out == nil {
 		out = io.Discard
 	}
+	warmupGiven := c.Warmup != 0 // its default depends on Epochs, which a resumed run may change
 	c.Defaults()
 	lossSpec, err := LookupLoss(c.Loss)
 	if err != nil {
@@ -289,6 +290,9 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 			return nil, err
 		}
 		if ck != nil {
+			if !warmupGiven {
+				c.Warmup = ck.Config.Warmup
+			}
 			if err := ck.Compatible(c); err != nil {
 				return nil, err
 			}
