@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ssl-onnx/ssl-onnx/data"
+	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models/zoo"
 	"github.com/ssl-onnx/ssl-onnx/watermark"
 )
@@ -40,11 +41,7 @@ func watermarkCommand() *cli.Command {
 					if c.Int("batch-size") < 1 {
 						return fmt.Errorf("--batch-size %d: expected a positive number", c.Int("batch-size"))
 					}
-					ds, err := data.Open(c.String("dataset"), c.String("data"), c.String("split"))
-					if err != nil {
-						return err
-					}
-					enc, err := openEncoder(c, c.String("model"))
+					ds, enc, err := openDataAndModel(c)
 					if err != nil {
 						return err
 					}
@@ -90,11 +87,7 @@ func watermarkCommand() *cli.Command {
 					&cli.StringFlag{Name: "out", Required: true, Usage: "new secret (.ot; its .ot.json sidecar is written beside it)"},
 				),
 				Action: func(c *cli.Context) error {
-					ds, err := data.Open(c.String("dataset"), c.String("data"), c.String("split"))
-					if err != nil {
-						return err
-					}
-					enc, err := openEncoder(c, c.String("model"))
+					ds, enc, err := openDataAndModel(c)
 					if err != nil {
 						return err
 					}
@@ -114,4 +107,18 @@ func watermarkCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// openDataAndModel opens the images (--dataset, --data, --split) and the suspect or served
+// encoder (--model) that both watermark subcommands read.
+func openDataAndModel(c *cli.Context) (data.Dataset, infer.Encoder, error) {
+	ds, err := data.Open(c.String("dataset"), c.String("data"), c.String("split"))
+	if err != nil {
+		return nil, nil, err
+	}
+	enc, err := openEncoder(c, c.String("model"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return ds, enc, nil
 }
