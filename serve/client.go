@@ -210,8 +210,7 @@ func (c *Client) newRequest(x infer.Images) (request, error) {
 				return parseInferReply(b, c.info.OutputName, x.N)
 			}}, err
 	}
-	body := make([]byte, 4*len(x.Data))
-	putFloats(body, x.Data)
+	body := floatsAsBytes(x.Data) // x.Data's own memory, read while Encode runs
 	return request{path: "/v1/embeddings", contentType: "application/octet-stream", body: body,
 		parse: func(h http.Header, b []byte) (infer.Vectors, error) { return parseRawReply(h.Get("X-Shape"), b, x.N) }}, nil
 }
@@ -269,7 +268,7 @@ func (c *Client) encodeOnce(ctx context.Context, x infer.Images) (infer.Vectors,
 		if err != nil {
 			return infer.Vectors{}, err
 		}
-		b, err := io.ReadAll(resp.Body)
+		b, err := readReply(resp)
 		resp.Body.Close()
 		if err != nil {
 			return infer.Vectors{}, fmt.Errorf("reading the reply: %w", err)
@@ -312,6 +311,18 @@ func (c *Client) encodeOnce(ctx context.Context, x infer.Images) (infer.Vectors,
 	}
 }
 
+// readReply reads a reply body, in one buffer of its announced length when there is one.
+func readReply(resp *http.Response) ([]byte, error) {
+	if resp.ContentLength <= 0 || resp.ContentLength > 1<<30 {
+		return io.ReadAll(resp.Body)
+	}
+	b := make([]byte, resp.ContentLength)
+	if _, err := io.ReadFull(resp.Body, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 func (c *Client) noteUsage(h http.Header) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -332,9 +343,7 @@ func parseRawReply(shape string, b []byte, n int) (infer.Vectors, error) {
 	if len(b) != 4*rn*d {
 		return infer.Vectors{}, fmt.Errorf("reply of %d bytes: X-Shape %s needs %d", len(b), shape, 4*rn*d)
 	}
-	v := infer.Vectors{N: rn, D: d, Data: make([]float32, rn*d)}
-	getFloats(v.Data, b)
-	return v, nil
+	return infer.Vectors{N: rn, D: d, Data: bytesAsFloats(b)}, nil
 }
 
 func remoteError(status int, body []byte) *RemoteError {

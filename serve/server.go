@@ -536,8 +536,7 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	a.setHeaders(w.Header())
 	if acceptsRaw(r.Header.Get("Accept")) {
-		out := make([]byte, 4*len(a.v.Data))
-		putFloats(out, a.v.Data)
+		out := floatsAsBytes(a.v.Data)
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("X-Shape", fmt.Sprintf("%d,%d", a.v.N, a.v.D))
 		w.Header().Set("Content-Length", strconv.Itoa(len(out)))

@@ -7,39 +7,45 @@ import (
 )
 
 // Raw request and reply bodies are little-endian float32. On a little-endian host that is
-// the in-memory layout of a []float32, so the conversions below are one memory copy
-// instead of a loop over every value (a batch of 64 32x32 images is 196608 values; the
-// loop cost about 1.7 ms of a ~25 ms request, the copy about a tenth of that).
+// the in-memory layout of a []float32, so a body and its values can share memory: the
+// conversions below return a view instead of a copy there (a batch of 64 32x32 images is
+// 786 KB; a value-by-value loop cost about 1.7 ms of a ~25 ms request, an allocation and
+// copy about 0.3 ms, a view nothing). On a big-endian host, or for a misaligned buffer,
+// they convert into a new slice.
 var hostLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
-// floatBytes views v's memory as bytes.
-func floatBytes(v []float32) []byte {
+// floatsAsBytes returns v as little-endian float32 bytes: v's own memory on a
+// little-endian host (the caller must not change v while the bytes are in use).
+func floatsAsBytes(v []float32) []byte {
 	if len(v) == 0 {
-		return nil
+		return []byte{}
 	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))
+	if hostLittleEndian {
+		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))
+	}
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return b
 }
 
-// putFloats writes src into dst (len 4*len(src)) as little-endian float32.
-func putFloats(dst []byte, src []float32) {
-	if hostLittleEndian {
-		copy(dst, floatBytes(src))
-		return
+// bytesAsFloats returns little-endian float32 bytes b (len a multiple of 4) as values:
+// b's own memory where the host and b's alignment allow (b then belongs to the result).
+func bytesAsFloats(b []byte) []float32 {
+	n := len(b) / 4
+	if n == 0 {
+		return []float32{}
 	}
-	for i, f := range src {
-		binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(f))
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	if hostLittleEndian && uintptr(p)%unsafe.Alignof(float32(0)) == 0 {
+		return unsafe.Slice((*float32)(p), n)
 	}
-}
-
-// getFloats reads dst (len(src)/4 values) from little-endian float32 src.
-func getFloats(dst []float32, src []byte) {
-	if hostLittleEndian {
-		copy(floatBytes(dst), src)
-		return
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
-	for i := range dst {
-		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
-	}
+	return v
 }
 
 // allFinite reports whether no value is NaN or infinite (exponent bits all ones).

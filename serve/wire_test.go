@@ -6,22 +6,32 @@ import (
 	"testing"
 )
 
-// The fast (memory copy) conversions write and read exactly the little-endian float32 wire
-// format, and allFinite finds every NaN and infinity.
+// The conversions (views of the same memory on little-endian hosts) write and read exactly
+// the little-endian float32 wire format, also from a misaligned buffer, and allFinite finds
+// every NaN and infinity.
 func TestWireFloats(t *testing.T) {
 	v := []float32{0, -0.5, 1e-40, 3.25, float32(math.Pi), math.MaxFloat32, -7}
-	b := make([]byte, 4*len(v))
-	putFloats(b, v)
+	b := floatsAsBytes(v)
+	if len(b) != 4*len(v) {
+		t.Fatalf("%d bytes for %d values", len(b), len(v))
+	}
 	for i, f := range v {
 		if got := binary.LittleEndian.Uint32(b[4*i:]); got != math.Float32bits(f) {
 			t.Fatalf("value %d: bytes %08x, expected %08x", i, got, math.Float32bits(f))
 		}
 	}
-	back := make([]float32, len(v))
-	getFloats(back, b)
-	for i := range v {
-		if math.Float32bits(back[i]) != math.Float32bits(v[i]) {
-			t.Fatalf("value %d: read back %v, expected %v", i, back[i], v[i])
+	// The same bytes at offset 0 and at an odd offset (not float-aligned: converted).
+	odd := make([]byte, len(b)+1)
+	copy(odd[1:], b)
+	for name, src := range map[string][]byte{"aligned": append([]byte(nil), b...), "misaligned": odd[1:]} {
+		back := bytesAsFloats(src)
+		if len(back) != len(v) {
+			t.Fatalf("%s: %d values read back, expected %d", name, len(back), len(v))
+		}
+		for i := range v {
+			if math.Float32bits(back[i]) != math.Float32bits(v[i]) {
+				t.Fatalf("%s: value %d read back %v, expected %v", name, i, back[i], v[i])
+			}
 		}
 	}
 	if !allFinite(v) {
