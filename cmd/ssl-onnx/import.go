@@ -14,7 +14,8 @@ func importCommand() *cli.Command {
 		Name:  "import",
 		Usage: "turn a PyTorch checkpoint of a torchvision ResNet (e.g. SimSiam's checkpoint_0099.pth.tar) into an ONNX encoder",
 		Description: "Reads the state dict (top level, or under \"state_dict\"), strips the DataParallel / SimSiam\n" +
-			"prefix (module.encoder.), checks every tensor against the architecture strictly (a missing,\n" +
+			"prefix (module.encoder.) or MoCo v1/v2's (module.encoder_q., dropping its momentum encoder\n" +
+			"and queue by name), checks every tensor against the architecture strictly (a missing,\n" +
 			"unused or mis-shaped tensor is an error) and exports the pooled representation (2048-d for\n" +
 			"ResNet-50) with ImageNet input normalisation recorded in the metadata.",
 		Flags: []cli.Flag{
@@ -22,7 +23,7 @@ func importCommand() *cli.Command {
 			&cli.StringFlag{Name: "arch", Usage: "resnet18, resnet34 or resnet50 (default: from the layer names)"},
 			&cli.StringFlag{Name: "stem", Usage: "imagenet or cifar (default: from conv1's kernel)"},
 			&cli.IntFlag{Name: "size", Value: 224, Usage: "input size"},
-			&cli.StringFlag{Name: "prefix", Value: "auto", Usage: "key prefix to strip: auto (module.encoder., module., encoder.), none, or a prefix"},
+			&cli.StringFlag{Name: "prefix", Value: "auto", Usage: "key prefix to strip: auto (module.encoder_q., module.encoder., module., encoder_q., encoder.), none, or a prefix"},
 			&cli.StringFlag{Name: "normalization", Value: "imagenet", Usage: "input normalisation the model expects (metadata): imagenet, none, or a dataset name"},
 			&cli.StringFlag{Name: "output", Value: "representation", Usage: "representation or projection"},
 			&cli.StringFlag{Name: "out", Value: "victim.onnx", Usage: "ONNX file to write"},

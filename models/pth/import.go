@@ -22,7 +22,7 @@ type Options struct {
 }
 
 // Import reads a PyTorch checkpoint of a torchvision-style ResNet (SimSiam's
-// "module.encoder." layout included) and builds its ONNX model. It returns the graph too and
+// "module.encoder." and MoCo v1/v2's "module.encoder_q." layouts included) and builds its ONNX model. It returns the graph too and
 // the prefix it stripped.
 func Import(path string, o Options) (*onnxpb.Model, *models.Graph, string, error) {
 	sd, err := Load(path)

@@ -165,13 +165,17 @@ func contiguous(st *pickle.StorageTensor) (Tensor, error) {
 	return Tensor{Shape: shape, Data: out, Int: isInt}, nil
 }
 
-// Prefixes are the key prefixes StripPrefix removes when asked to guess: SimSiam's and
-// MoCo's DistributedDataParallel encoder, then a plain DataParallel wrapper.
-var Prefixes = []string{"module.encoder.", "module.", "encoder."}
+// Prefixes are the key prefixes StripPrefix removes when asked to guess: MoCo's query
+// encoder and SimSiam's encoder under DistributedDataParallel, then a plain DataParallel
+// wrapper, then the same without the wrapper.
+var Prefixes = []string{"module.encoder_q.", "module.encoder.", "module.", "encoder_q.", "encoder."}
 
 // StripPrefix returns sd with prefix removed from every key that has it; other keys keep
-// their names (SimSiam's "module.predictor.*" becomes "predictor.*" with prefix "module.").
-// prefix "auto" picks the first of Prefixes that some key starts with ("" keeps names).
+// their names (SimSiam's "module.predictor.*" becomes "predictor.*" with prefix
+// "module.encoder.") except MoCo's training state beside its query encoder (the momentum
+// encoder encoder_k.* and the queue of negatives, queue and queue_ptr), which is dropped by
+// name: anything else unknown still fails Match. prefix "auto" picks the first of Prefixes
+// that some key starts with ("" keeps names).
 func StripPrefix(sd StateDict, prefix string) (StateDict, string) {
 	if prefix == "auto" {
 		prefix = ""
@@ -182,11 +186,20 @@ func StripPrefix(sd StateDict, prefix string) (StateDict, string) {
 			}
 		}
 	}
+	moco := strings.HasSuffix(prefix, "encoder_q.")
 	out := StateDict{}
 	for k, v := range sd {
-		name := strings.TrimPrefix(k, prefix)
-		if prefix == "module.encoder." && strings.HasPrefix(k, "module.") && !strings.HasPrefix(k, prefix) {
+		name := k
+		switch {
+		case strings.HasPrefix(k, prefix):
+			name = strings.TrimPrefix(k, prefix)
+		case strings.HasPrefix(prefix, "module.") && strings.HasPrefix(k, "module."):
 			name = strings.TrimPrefix(k, "module.")
+			fallthrough
+		default:
+			if moco && (strings.HasPrefix(name, "encoder_k.") || name == "queue" || name == "queue_ptr") {
+				continue
+			}
 		}
 		out[name] = v
 	}
@@ -194,12 +207,20 @@ func StripPrefix(sd StateDict, prefix string) (StateDict, string) {
 }
 
 // Head guesses the projection head of a torchvision-named state dict: "simsiam" (SimSiam's
-// fc.0 ... fc.7 projector) with its output size, "linear" (torchvision's classifier fc) with
-// its number of classes, or "none".
+// fc.0 ... fc.7 projector) with its output size, "simclr" (Linear(d, d), ReLU, Linear(d, out)
+// as fc.0 and fc.2: SimCLR's and MoCo v2's MLP head) with its output size, "linear"
+// (torchvision's classifier fc, MoCo v1's projection) with its number of classes, or "none".
 func Head(sd StateDict) (string, int) {
 	if t, ok := sd["fc.6.weight"]; ok && len(t.Shape) == 2 {
 		if _, ok := sd["fc.7.running_mean"]; ok {
 			return "simsiam", int(t.Shape[0])
+		}
+	}
+	if t0, ok := sd["fc.0.weight"]; ok && len(t0.Shape) == 2 && t0.Shape[0] == t0.Shape[1] {
+		if t2, ok := sd["fc.2.weight"]; ok && len(t2.Shape) == 2 {
+			if _, more := sd["fc.3.weight"]; !more {
+				return "simclr", int(t2.Shape[0])
+			}
 		}
 	}
 	if t, ok := sd["fc.weight"]; ok && len(t.Shape) == 2 {

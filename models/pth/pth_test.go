@@ -90,6 +90,38 @@ func TestImportSimSiam(t *testing.T) {
 	}
 }
 
+// TestImportMoCoV2 reads a MoCo v2 checkpoint (query encoder with the MLP head under
+// module.encoder_q., the momentum encoder and the queue beside it): the query encoder is
+// imported with its head, the training-only state is dropped, and an unknown extra tensor is
+// still an error.
+func TestImportMoCoV2(t *testing.T) {
+	const hw = 32
+	path, x, h := writeCheckpoint(t, "mocov2", hw)
+	got, md := importAndRun(t, path, pth.Options{Size: hw}, x, hw)
+	compare(t, "ResNet-18 MoCo v2 representation, PyTorch vs ONNX Runtime", h, got)
+	if md["architecture"] != "resnet18" || md["head"] != "simclr" || md["output_dim"] != "512" {
+		t.Errorf("metadata %v: expected resnet18, simclr (MLP) head, 512-d representation", md)
+	}
+	m, _, prefix, err := pth.Import(path, pth.Options{Size: hw, Output: "projection"})
+	if err != nil || prefix != "module.encoder_q." || m.Metadata()["output_dim"] != "128" {
+		t.Errorf("projection: prefix %q, metadata %v, err %v; expected module.encoder_q. and 128-d", prefix, m.Metadata(), err)
+	}
+	sd, err := pth.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd["module.extra.weight"] = pth.Tensor{Shape: []int64{2}, Data: []float32{1, 2}}
+	stripped, _ := pth.StripPrefix(sd, "auto")
+	if _, ok := stripped["extra.weight"]; !ok {
+		t.Fatalf("an unknown tensor beside the query encoder was dropped: only MoCo's key encoder and queue may be")
+	}
+	for k := range stripped {
+		if strings.HasPrefix(k, "encoder_k.") || k == "queue" || k == "queue_ptr" {
+			t.Fatalf("MoCo's training state %s kept", k)
+		}
+	}
+}
+
 // TestImportLegacyDataParallel reads a legacy-format torch.save of a DataParallel ResNet-18
 // classifier state dict; the architecture and stem are guessed from the tensors.
 func TestImportLegacyDataParallel(t *testing.T) {

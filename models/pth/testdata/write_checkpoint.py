@@ -1,10 +1,13 @@
 # Writes a PyTorch checkpoint of a torchvision ResNet and the representations of a fixed
 # input, for the import tests and scripts/simsiam_pipeline.sh (Debian's python3-torch and
 # python3-torchvision).
-#   write_checkpoint.py OUT simsiam|resnet18 SIZE
+#   write_checkpoint.py OUT simsiam|mocov2|resnet18 SIZE
 # simsiam: SimSiam's builder (ResNet-50 encoder, 3-layer projector, predictor; dim 128 and
 #   pred_dim 32 to keep the file small) saved as SimSiam's training script saves it:
 #   {"epoch", "arch", "state_dict" (keys module.encoder.* / module.predictor.*), "optimizer"}.
+# mocov2: MoCo v2's builder with the MLP head on a ResNet-18 (dim 128, a queue of 64 keys) saved
+#   as MoCo's training script saves it: state_dict keys module.encoder_q.*, module.encoder_k.*,
+#   module.queue, module.queue_ptr.
 # resnet18: a DataParallel torchvision ResNet-18 classifier state dict, legacy (pre-zip) format.
 # Batch-norm statistics and affine parameters are randomised so that inference mode matters.
 # OUT.x and OUT.h get 2 random inputs and their pooled representations (raw float32).
@@ -35,6 +38,21 @@ if kind == "simsiam":
     sd = {"module." + k: v for k, v in model.state_dict().items()}
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     torch.save({"epoch": 100, "arch": "resnet50", "state_dict": sd, "optimizer": opt.state_dict()}, out)
+elif kind == "mocov2":
+    def build():
+        e = torchvision.models.resnet18(num_classes=128)
+        d = e.fc.weight.shape[1]
+        e.fc = nn.Sequential(nn.Linear(d, d), nn.ReLU(), e.fc)
+        return e
+    enc, key = build(), build()
+    randomize_bn(enc)
+    key.load_state_dict(enc.state_dict())
+    sd = {"module.encoder_q." + k: v for k, v in enc.state_dict().items()}
+    sd.update({"module.encoder_k." + k: v for k, v in key.state_dict().items()})
+    sd["module.queue"] = nn.functional.normalize(torch.randn(128, 64), dim=0)
+    sd["module.queue_ptr"] = torch.zeros(1, dtype=torch.long)
+    opt = torch.optim.SGD(enc.parameters(), lr=0.03, momentum=0.9)
+    torch.save({"epoch": 200, "arch": "resnet18", "state_dict": sd, "optimizer": opt.state_dict()}, out)
 else:
     # A DataParallel torchvision ResNet-18 classifier, saved in the legacy (pre-zip) format.
     enc = torchvision.models.resnet18(num_classes=10)
