@@ -1,6 +1,6 @@
 """PyTorch reference of ssl-onnx's SimCLR training step, for throughput comparison.
 
-Same work as train.StepBenchmark: a torchvision ResNet (CIFAR or ImageNet stem) with the SimCLR
+Same work as train.StepBenchmark: a torchvision ResNet (CIFAR, CIFAR-with-max-pool or ImageNet stem) with the SimCLR
 head, both views in one forward pass, NT-Xent loss, backward, Adam step. Prints one JSON line.
 Run with Debian's interpreter: /usr/bin/python3 bench/simclr_step.py --arch resnet18 ...
 """
@@ -16,9 +16,12 @@ import torchvision
 
 def model(arch, stem, out_dim):
     net = getattr(torchvision.models, arch)()
-    if stem == "cifar":
+    if stem in ("cifar", "cifar-pool"):
         net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    if stem == "cifar":
         net.maxpool = nn.Identity()
+    elif stem not in ("imagenet", "cifar-pool"):
+        raise SystemExit(f"--stem {stem}: expected cifar, cifar-pool or imagenet")
     d = net.fc.in_features
     net.fc = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, out_dim))
     return net
