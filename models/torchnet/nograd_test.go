@@ -10,8 +10,13 @@ import (
 )
 
 // tracked reports whether an op on a leaf that requires grad records a graph on this thread.
+// The scalar is kept alive past the call: gotch frees a Scalar's C object in a finalizer, which
+// may otherwise run while libtorch still reads it (a temporary is unreachable once its pointer
+// is loaded); CI once caught that as a corrupted scalar with 16 threads allocating at once.
 func tracked(x *ts.Tensor) bool {
-	y := x.MustMulScalar(ts.FloatScalar(2), false)
+	two := ts.FloatScalar(2)
+	y := x.MustMulScalar(two, false)
+	runtime.KeepAlive(two)
 	defer y.MustDrop()
 	return y.MustRequiresGrad()
 }
