@@ -174,8 +174,8 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 			}
 			cmd := exec.CommandContext(ctx, c.Python, c.PyTorch, "--arch", "resnet18", "--stem", stem, "--size", "32",
 				"--batch-size", fmt.Sprint(c.TrainBS), "--threads", fmt.Sprint(c.Threads), "--steps", fmt.Sprint(c.Steps), "--warmup", "1")
-			// PyTorch gets the allocator settings gotch runs with (torchnet.PrepareTraining).
-			cmd.Env = append(os.Environ(), "MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=2147483647")
+			// PyTorch gets the allocator settings gotch runs with (models/torchnet/malloc_linux.go).
+			cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=1", "MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=2147483647")
 			out, err := cmd.Output()
 			if err != nil {
 				return nil, fmt.Errorf("pytorch reference %s: %w", c.PyTorch, err)

@@ -189,14 +189,11 @@ func StripPrefix(sd StateDict, prefix string) (StateDict, string) {
 	moco := strings.HasSuffix(prefix, "encoder_q.")
 	out := StateDict{}
 	for k, v := range sd {
-		name := k
-		switch {
-		case strings.HasPrefix(k, prefix):
-			name = strings.TrimPrefix(k, prefix)
-		case strings.HasPrefix(prefix, "module.") && strings.HasPrefix(k, "module."):
-			name = strings.TrimPrefix(k, "module.")
-			fallthrough
-		default:
+		name := strings.TrimPrefix(k, prefix)
+		if !strings.HasPrefix(k, prefix) {
+			if strings.HasPrefix(prefix, "module.") {
+				name = strings.TrimPrefix(k, "module.")
+			}
 			if moco && (strings.HasPrefix(name, "encoder_k.") || name == "queue" || name == "queue_ptr") {
 				continue
 			}
