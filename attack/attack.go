@@ -75,19 +75,26 @@ type Config struct {
 	// than such an epoch takes to train.
 	CheckpointEvery time.Duration `json:"-"`
 	Resume          bool          `json:"-"`
+	// KeepWhenRefused makes a refusal by the victim's API (an HTTP 4xx: a blocked key, an
+	// exhausted quota) end the querying instead of the attack: the stolen encoder trains on
+	// the images answered before it, as a blocked attacker would.
+	KeepWhenRefused bool `json:"keep_when_refused,omitempty"`
 }
 
 // Result summarises an attack.
 type Result struct {
-	Config       Config  `json:"config"`
-	QueriesSpent int     `json:"queries_spent"`
-	Images       int     `json:"images"`
-	Views        int     `json:"views"`
-	OutputDim    int     `json:"output_dim"`
-	Epochs       int     `json:"epochs"`
-	FinalLoss    float64 `json:"final_loss"`
-	HeadLoss     float64 `json:"head_loss,omitempty"` // the recreated head's last training loss
-	Seconds      float64 `json:"seconds"`
+	Config       Config `json:"config"`
+	QueriesSpent int    `json:"queries_spent"`
+	Images       int    `json:"images"`
+	// Refused is the API's refusal that ended querying early (KeepWhenRefused), "" otherwise;
+	// Images then counts only the answered images.
+	Refused   string  `json:"refused,omitempty"`
+	Views     int     `json:"views"`
+	OutputDim int     `json:"output_dim"`
+	Epochs    int     `json:"epochs"`
+	FinalLoss float64 `json:"final_loss"`
+	HeadLoss  float64 `json:"head_loss,omitempty"` // the recreated head's last training loss
+	Seconds   float64 `json:"seconds"`
 }
 
 // ResultName is the JSON summary written in the run directory.
@@ -260,9 +267,19 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	start := time.Now()
 	spent := 0
 	var headLoss float64
+	refused := ""
 	if !c.RequeryEachEpoch {
 		if spent, err = q.queryAll(ctx, 0); err != nil {
-			return nil, err
+			if !c.KeepWhenRefused || !IsRefusal(err) {
+				return nil, err
+			}
+			if nImages, err = q.answeredPrefix(err); err != nil {
+				return nil, err
+			}
+			refused = q.refusal
+			if sset, err = data.Range(sset, 0, nImages); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -337,7 +354,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 		}
 	}
 
-	res := &Result{Config: c, Images: nImages, Views: views, OutputDim: dim, Epochs: first, HeadLoss: headLoss}
+	res := &Result{Config: c, Images: nImages, Views: views, OutputDim: dim, Epochs: first, HeadLoss: headLoss, Refused: refused}
 	n := sset.Len()
 	bs := min(c.BatchSize, n)
 	every := c.CheckpointEvery
@@ -427,16 +444,44 @@ func boolf(b bool) float64 {
 	return 0
 }
 
+// IsRefusal says whether err carries an HTTP 4xx answer of the victim's API (any error with an
+// HTTPStatus method, as serve.RemoteError has): the attacker was refused, the API did not fail.
+func IsRefusal(err error) bool {
+	var sc interface{ HTTPStatus() int }
+	return errors.As(err, &sc) && sc.HTTPStatus() >= 400 && sc.HTTPStatus() < 500
+}
+
+// answeredPrefix is the number of leading query images whose every view was answered before
+// the refusal err; fewer than 2 cannot train anything.
+func (q *querier) answeredPrefix(err error) (int, error) {
+	n := 0
+scan:
+	for ; n < q.vset.Len(); n++ {
+		for v := 0; v < q.views; v++ {
+			if _, ok := q.cache.Get(n, v); !ok {
+				break scan
+			}
+		}
+	}
+	if n < 2 {
+		return 0, fmt.Errorf("the victim's API refused the attack after %d answered images, too few to train on: %w", n, err)
+	}
+	q.refusal = err.Error()
+	fmt.Fprintf(q.log, "the victim's API refused further queries: training on the %d images answered before (%v)\n", n, err)
+	return n, nil
+}
+
 // querier sends images to the victim and records the answers.
 type querier struct {
-	c     Config
-	views int
-	cache *AnswerCache
-	vset  data.Dataset
-	vnorm data.Normalization
-	aug   augment.Params
-	log   io.Writer
-	head  *recreatedHead // nil unless the head-recreation attack
+	refusal string // the refusal that ended querying, if any
+	c       Config
+	views   int
+	cache   *AnswerCache
+	vset    data.Dataset
+	vnorm   data.Normalization
+	aug     augment.Params
+	log     io.Writer
+	head    *recreatedHead // nil unless the head-recreation attack
 }
 
 // image writes the input of (image i, view v): the clean image for one-view losses, else

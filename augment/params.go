@@ -53,6 +53,13 @@ func SimCLR(size int) Params {
 	}
 }
 
+// Light is the augmentation of the supervised victim: a random resized crop of scale
+// (scaleMin, 1) and ratio (3/4, 4/3), and a horizontal flip with p 0.5; no colour, grayscale
+// or blur (a classifier learns its labels' invariances from the labels, not from views).
+func Light(size int, scaleMin float64) Params {
+	return Params{Size: size, ScaleMin: scaleMin, ScaleMax: 1, RatioMin: 3.0 / 4.0, RatioMax: 4.0 / 3.0, FlipP: 0.5}
+}
+
 // BlurKernel returns the odd blur kernel size used for views of side size:
 // 2*floor(0.1*size/2)+1 (3 for 32, 23 for 224). A result of 1 means no blur.
 func BlurKernel(size int) int {

@@ -141,9 +141,6 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 		return nil, err
 	}
 	res := &Results{Config: c}
-	serve.ApplyDefenses = func(enc infer.Encoder, specs []string) (infer.Encoder, error) {
-		return defense.Compose(enc, specs, 7)
-	}
 	stage := func(s string) { fmt.Fprintf(log, "\n== %s ==\n", s) }
 
 	// 1. Victim.
@@ -296,7 +293,7 @@ func startServer(model string, store *serve.Store, defenses []string, threads in
 	if len(defenses) > 0 {
 		name = "defended"
 	}
-	r, err := serve.Start(enc, serve.Config{Store: store, ModelName: "victim", Defenses: defenses, MaxBatch: 256,
+	r, err := serve.Start(enc, serve.Config{Store: store, ModelName: "victim", Defenses: defenses, DefenseSeed: 7, MaxBatch: 256,
 		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))}, "127.0.0.1:0")
 	if err != nil {
 		enc.Close()

@@ -2,7 +2,6 @@ package serve
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -60,7 +59,15 @@ type jobResult struct {
 	v    infer.Vectors
 	used int64 // the key's used count once this job was recorded
 	err  error
+	// ran says the job reached the encoder (its defenses included): compute was spent, so a
+	// failure after that point keeps the rate tokens it took.
+	ran bool
 }
+
+// errNonFinite answers a job whose input made the model produce NaN or Inf (finite but huge
+// values, say): the caller's input, not a server fault.
+var errNonFinite = errorf(http.StatusUnprocessableEntity, "non_finite_output",
+	"the model produced non-finite (NaN or Inf) values for this input: check its scale (images are expected in about [0, 1] or normalised)")
 
 var errClosing = errorf(http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
 
@@ -192,7 +199,7 @@ func (b *batcher) take(q *queue) []*job {
 func (b *batcher) execute(keyID string, batch []*job, release func()) {
 	answerAll := func(err error) {
 		for _, j := range batch {
-			j.done <- jobResult{err: err}
+			j.done <- jobResult{err: err, ran: true}
 		}
 	}
 	x := batch[0].x
@@ -228,7 +235,7 @@ func (b *batcher) execute(keyID string, batch []*job, release func()) {
 		case j.ctx.Err() != nil:
 			results[i].err = j.ctx.Err()
 		case !allFinite(rows.Data):
-			results[i].err = errors.New("the model produced a non-finite (NaN or Inf) representation")
+			results[i].err = errNonFinite
 		default:
 			results[i].v = rows
 			images += j.x.N
@@ -251,6 +258,7 @@ func (b *batcher) execute(keyID string, batch []*job, release func()) {
 		}
 	}
 	for i, j := range batch {
+		results[i].ran = true
 		j.done <- results[i]
 	}
 }

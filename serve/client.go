@@ -149,6 +149,9 @@ type RemoteError struct {
 	Message string
 }
 
+// HTTPStatus is the server's status code (4xx: the server refused; 5xx: it failed).
+func (e *RemoteError) HTTPStatus() int { return e.Status }
+
 func (e *RemoteError) Error() string {
 	return fmt.Sprintf("server answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }

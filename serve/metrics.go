@@ -20,6 +20,7 @@ type metrics struct {
 	queueDepth prometheus.Gauge         // requests waiting to be batched
 	commitTime prometheus.Histogram     // seconds per ledger transaction
 	commitSize prometheus.Histogram     // batches per ledger transaction
+	blocked    prometheus.Counter       // requests refused because a defense blocked the key
 	handler    http.Handler
 }
 
@@ -59,7 +60,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		Name: "ssl_onnx_ledger_commit_entries", Help: "Batches recorded per ledger transaction.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 	})
-	reg.MustRegister(m.requests, m.latency, m.images, m.batchSize, m.encodeTime, m.queueDepth, m.commitTime, m.commitSize)
+	m.blocked = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ssl_onnx_blocked_requests_total", Help: "Requests refused (403) because a defense blocked their key.",
+	})
+	reg.MustRegister(m.blocked, m.requests, m.latency, m.images, m.batchSize, m.encodeTime, m.queueDepth, m.commitTime, m.commitSize)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	return m
 }

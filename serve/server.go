@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssl-onnx/ssl-onnx/data"
+	"github.com/ssl-onnx/ssl-onnx/defense"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 )
 
@@ -66,8 +67,12 @@ type Config struct {
 	// Norm is the normalisation applied to decoded PNG/JPEG images after scaling pixels to
 	// [0,1]; raw tensors are passed as sent. The zero value applies none.
 	Norm data.Normalization
-	// Defenses are defense specs, applied by ApplyDefenses around the encoder.
+	// Defenses are defense specs (see defense.Help), composed around the encoder in order.
 	Defenses []string
+	// DefenseSeed seeds the defenses' randomness (noise, B4B's per-key transforms). Anyone who
+	// knows it and a key's id can recompute a key's transform: use a secret value in
+	// production and a fixed one only for reproducible experiments.
+	DefenseSeed int64
 	// HTTP timeouts (defaults 10 s header, 60 s read, 120 s write, 120 s idle) and the
 	// graceful-shutdown limit (default 30 s).
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout, ShutdownTimeout time.Duration
@@ -76,13 +81,6 @@ type Config struct {
 	// Registry receives the Prometheus metrics; nil makes a private registry with the Go
 	// and process collectors.
 	Registry *prometheus.Registry
-}
-
-// ApplyDefenses wraps enc with the defenses described by specs. New calls it when
-// Config.Defenses is not empty. The default refuses every spec; the defense package plugs
-// its composer in here (serve.ApplyDefenses = defense.Compose, say).
-var ApplyDefenses = func(enc infer.Encoder, specs []string) (infer.Encoder, error) {
-	return nil, fmt.Errorf("defenses not available: cannot apply %q (no defense implementation is linked into this build)", specs)
 }
 
 // Server serves one encoder over HTTP: /v1/embeddings, the Open Inference Protocol v2
@@ -104,6 +102,8 @@ type Server struct {
 	m      *metrics
 	mux    *http.ServeMux
 	ready  atomic.Bool
+	// blockedKeys remembers the keys whose block was logged (once per key).
+	blockedKeys sync.Map
 
 	closeOnce sync.Once
 }
@@ -158,7 +158,7 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	if len(cfg.Defenses) > 0 {
-		wrapped, err := ApplyDefenses(enc, cfg.Defenses)
+		wrapped, err := defense.Compose(enc, cfg.Defenses, cfg.DefenseSeed)
 		if err != nil {
 			return nil, fmt.Errorf("serve: %w", err)
 		}
@@ -203,6 +203,10 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 	s.ready.Store(true)
 	return s, nil
 }
+
+// Encoder is the encoder the server answers with: the model wrapped in its defenses (find a
+// defense's state with defense.Find).
+func (s *Server) Encoder() infer.Encoder { return s.enc }
 
 // Handler returns the server's HTTP handler (for tests or embedding in another server).
 func (s *Server) Handler() http.Handler { return s.mux }
@@ -473,15 +477,34 @@ func (s *Server) run(ctx context.Context, k Key, x infer.Images) (answer, error)
 // runAdmitted is run after admission: it ends the reservation made for x.N images.
 func (s *Server) runAdmitted(ctx context.Context, k Key, x infer.Images, rs rateState) (answer, error) {
 	res := s.batch.submit(ctx, k.ID, x)
-	s.adm.release(k, x.N, res.err != nil, res.used)
+	// Rate tokens come back only when the server failed before the model ran: compute that
+	// was spent stays rate-limited; what was not answered is never billed either way.
+	s.adm.release(k, x.N, res.err != nil && !res.ran, res.used)
 	if res.err != nil {
-		if ctx.Err() == nil && asAPIError(res.err).status >= 500 {
+		switch {
+		case errors.Is(res.err, defense.ErrBlocked):
+			s.noteBlocked(k)
+			return answer{}, errBlocked
+		case ctx.Err() == nil && asAPIError(res.err).status >= 500:
 			s.log.Error("request failed", "key", k.Name, "images", x.N, "err", res.err)
 		}
 		return answer{}, res.err
 	}
 	s.m.images.Add(float64(x.N))
 	return answer{v: res.v, key: k, used: res.used, rate: rs}, nil
+}
+
+// errBlocked is what a key blocked by a detector is told: no statistic, threshold or key id
+// (the detector's internals would help an attacker tune around it).
+var errBlocked = errorf(http.StatusForbidden, "blocked", "this API key is blocked; contact the provider")
+
+// noteBlocked counts a blocked request and logs the key's first one at Warn (the detector's
+// reason goes to the log, not to the caller).
+func (s *Server) noteBlocked(k Key) {
+	s.m.blocked.Inc()
+	if _, seen := s.blockedKeys.LoadOrStore(k.ID, true); !seen {
+		s.log.Warn("key blocked by a defense", "key", k.Name, "id", k.ID)
+	}
 }
 
 func (a answer) setHeaders(h http.Header) {

@@ -11,6 +11,7 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
@@ -596,33 +597,127 @@ func TestRawReplyRoundTrip(t *testing.T) {
 	}
 }
 
-func TestDefenseHook(t *testing.T) {
+func TestDefensesFromConfig(t *testing.T) {
 	enc := sharedEncoder(t)
 	st, err := OpenStore(t.TempDir() + "/d.db")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, err := New(enc, Config{Store: st, Defenses: []string{"noise:0.1"}}); err == nil || !strings.Contains(err.Error(), "defenses not available") {
-		t.Fatalf("default hook: %v", err)
+	if _, err := New(enc, Config{Store: st, Defenses: []string{"nosuch:1"}}); err == nil || !strings.Contains(err.Error(), "noise") {
+		t.Fatalf("unknown defense: %v, want an error listing the known ones", err)
 	}
-	// A plugged-in hook wraps the encoder that is served; the wrapper sees each caller's key.
-	var wrapped *countingEncoder
-	old := ApplyDefenses
-	defer func() { ApplyDefenses = old }()
-	ApplyDefenses = func(e infer.Encoder, specs []string) (infer.Encoder, error) {
-		if fmt.Sprint(specs) != "[count]" {
-			return nil, fmt.Errorf("unknown defense %v", specs)
-		}
-		wrapped = &countingEncoder{Encoder: e}
-		return wrapped, nil
+	// The served encoder is the model inside its defenses, seeded from the config: the answer
+	// equals the same defense composed here with that seed, for that key, and not another seed's.
+	ts := startServer(t, enc, Config{Defenses: []string{"noise:sigma=0.5"}, DefenseSeed: 5})
+	if _, ok := defense.Find[*defense.Noise](ts.Encoder()); !ok {
+		t.Fatalf("served encoder %T has no noise layer", ts.Encoder())
 	}
-	ts := startServer(t, enc, Config{Defenses: []string{"count"}})
 	k, secret := ts.addKey(t, "eve", 0, 0)
-	if st, _, b := postRaw(t, ts.URL, secret, randomImages(2, 1)); st != 200 {
-		t.Fatalf("%d %s", st, b)
+	x := randomImages(1, 1)
+	code, r, body := postRaw(t, ts.URL, secret, x)
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
 	}
-	if len(wrapped.calls) != 1 || wrapped.calls[0] != (call{k.ID, 2}) {
-		t.Fatalf("defense saw calls %v, want one of 2 images for key %s", wrapped.calls, k.ID)
+	local := func(seed int64) []float32 {
+		d, err := defense.Compose(enc, []string{"noise:sigma=0.5"}, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := d.Encode(defense.WithKey(context.Background(), k.ID), x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Data
+	}
+	assertClose(t, "served vs composed with the config's seed", r.flat(), local(5), 1e-5)
+	if fmt.Sprint(r.flat()) == fmt.Sprint(local(6)) {
+		t.Fatal("another defense seed gave the same noisy answer")
 	}
 }
+
+// A key blocked by PRADA gets 403 without the detector's internals, is logged once at Warn,
+// counted in /metrics, and its blocked requests keep their rate tokens (no free compute).
+func TestBlockedKeyIsForbidden(t *testing.T) {
+	var logBuf syncBuffer
+	ts := startServer(t, sharedEncoder(t), Config{Defenses: []string{"prada:min=5"},
+		Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	_, secret := ts.addKey(t, "eve", 0, 1000)
+	// A synthetic stream: one image and tiny perturbations of it (PRADA's target).
+	base := randomImages(1, 3)
+	var codes []int
+	var last []byte
+	for i := 0; i < 12; i++ {
+		x := infer.Images{N: 4, C: 3, H: 32, W: 32, Data: make([]float32, 4*3072)}
+		for j := range x.Data {
+			x.Data[j] = base.Data[j%3072] + float32((j*7+i*13)%5)*1e-3*float32(i%3+1)
+		}
+		st, _, b := postRaw(t, ts.URL, secret, x)
+		codes = append(codes, st)
+		last = b
+	}
+	if codes[len(codes)-1] != http.StatusForbidden {
+		t.Fatalf("status codes %v: the stream was never blocked with 403", codes)
+	}
+	for _, leak := range []string{"Shapiro", "delta", "W=", "prada", "distances"} {
+		if strings.Contains(string(last), leak) {
+			t.Fatalf("blocked reply %s reveals the detector (%q)", last, leak)
+		}
+	}
+	if !strings.Contains(string(last), `"code":"blocked"`) {
+		t.Fatalf("blocked reply %s: want code blocked", last)
+	}
+	blocked := 0
+	for _, c := range codes {
+		if c == http.StatusForbidden {
+			blocked++
+		} else if c != 200 {
+			t.Fatalf("status codes %v: only 200 and 403 expected", codes)
+		}
+	}
+	if n := strings.Count(logBuf.String(), "key blocked"); n != 1 {
+		t.Fatalf("%d block log lines for %d blocked requests, want 1:\n%s", n, blocked, logBuf.String())
+	}
+	if strings.Contains(logBuf.String(), "level=ERROR") {
+		t.Fatalf("a block was logged as an error:\n%s", logBuf.String())
+	}
+	_, _, m := do(t, "GET", ts.URL+"/metrics", nil, nil)
+	if !strings.Contains(string(m), fmt.Sprintf("ssl_onnx_blocked_requests_total %d", blocked)) {
+		t.Fatalf("metrics do not count %d blocked requests", blocked)
+	}
+}
+
+// Finite but huge inputs make the model's output non-finite: that is the caller's input
+// (422 naming it), and the compute it cost stays rate-limited.
+func TestNonFiniteOutputIsCallersAndRateLimited(t *testing.T) {
+	ts := startServer(t, sharedEncoder(t), Config{})
+	_, secret := ts.addKey(t, "eve", 0, 1)
+	x := randomImages(1, 4)
+	for i := range x.Data {
+		x.Data[i] = 3e38
+	}
+	var codes []int
+	for i := 0; i < 3; i++ {
+		st, _, b := postRaw(t, ts.URL, secret, x)
+		codes = append(codes, st)
+		if i == 0 && (st != http.StatusUnprocessableEntity || !strings.Contains(string(b), "non-finite")) {
+			t.Fatalf("first huge request: %d %s, want 422 naming non-finite output", st, b)
+		}
+	}
+	if codes[1] != http.StatusTooManyRequests && codes[2] != http.StatusTooManyRequests {
+		t.Fatalf("a key limited to 1 image/s sent 3 huge requests at once and got %v: no 429, free compute", codes)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

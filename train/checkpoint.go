@@ -221,11 +221,14 @@ func LoadModel(dir string) (*Checkpoint, *torchnet.Model, error) {
 }
 
 // DefaultOutput is the output an export of this checkpoint should give by default: the
-// representation, except for a stolen encoder with a linear head, whose projection is what
+// representation (a supervised victim's pooled features too, not its class scores), except for
+// a stolen encoder with a linear head, whose projection is what
 // matches the victim's answers.
 func (ck *Checkpoint) DefaultOutput() string {
-	if ck.Spec.Head == "linear" {
+	if ck.Spec.Head == "linear" && !isSupervised(ck.Config.Loss) {
 		return models.OutputProjection
 	}
 	return models.OutputRepresentation
 }
+
+func isSupervised(loss string) bool { l, ok := Losses[loss]; return ok && l.Supervised }

@@ -19,6 +19,9 @@ type LossSpec struct {
 	Fn          Loss
 	Temperature float64
 	NeedsLabels bool
+	// Supervised losses read class scores: the model gets a linear classifier head with one
+	// output per class instead of the SimCLR projection head, and lighter augmentations.
+	Supervised bool
 }
 
 // Losses is the registry of training losses, by name. Adding a loss is one function and one line.
@@ -26,6 +29,7 @@ var Losses = map[string]LossSpec{
 	"infonce": {Fn: InfoNCE, Temperature: 0.07},
 	"softnn":  {Fn: SoftNN, Temperature: 100},
 	"supcon":  {Fn: SupCon, Temperature: 0.07, NeedsLabels: true},
+	"ce":      {Fn: CrossEntropy, Temperature: 1, NeedsLabels: true, Supervised: true},
 }
 
 // LossNames lists the registered losses, sorted.
@@ -176,4 +180,13 @@ func SupCon(a, b, labels *ts.Tensor, temperature float64) *ts.Tensor {
 	pos.MustDrop()
 	inv.MustDrop()
 	return perAnchor.MustMean(gotch.Float, true).MustNeg(true)
+}
+
+// CrossEntropy is the supervised classifier's loss: a and b are the class scores (N x classes)
+// of two augmented views of the same images, each scored against the images' labels, and the
+// two cross-entropies are averaged (the temperature is not used).
+func CrossEntropy(a, b, labels *ts.Tensor, _ float64) *ts.Tensor {
+	la := a.CrossEntropyForLogits(labels)
+	lb := b.CrossEntropyForLogits(labels)
+	return la.MustAdd(lb, true).MustDivScalar(ts.FloatScalar(2), true)
 }

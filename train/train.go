@@ -228,12 +228,15 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 	if err != nil {
 		return nil, err
 	}
-	spec := models.Spec{Arch: c.Arch, Stem: c.Stem, Head: "simclr", OutDim: c.OutDim, InputC: 3, InputHW: c.Size}
-	g, err := models.Build(spec)
+	ds, err := OpenTrainingSet(c)
 	if err != nil {
 		return nil, err
 	}
-	ds, err := OpenTrainingSet(c)
+	spec, err := modelSpec(c, lossSpec, ds)
+	if err != nil {
+		return nil, err
+	}
+	g, err := models.Build(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -316,6 +319,9 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 
 	params := augment.SimCLR(c.Size)
 	params.ScaleMin = c.CropMin
+	if lossSpec.Supervised {
+		params = augment.Light(c.Size, c.CropMin)
+	}
 	if err := params.Validate(); err != nil {
 		return nil, err
 	}
@@ -464,6 +470,22 @@ var NewOptimizer = optim.New
 // CosineLR is the warm-up + cosine learning-rate schedule (see optim.CosineLR).
 var CosineLR = optim.CosineLR
 
+// modelSpec is the encoder a run trains: a SimCLR projection head for the contrastive losses,
+// a linear classifier with one output per class of ds for a supervised loss (its served
+// representation is still the pooled feature before the head).
+func modelSpec(c Config, ls LossSpec, ds data.Dataset) (models.Spec, error) {
+	spec := models.Spec{Arch: c.Arch, Stem: c.Stem, Head: "simclr", OutDim: c.OutDim, InputC: 3, InputHW: c.Size}
+	if !ls.Supervised {
+		return spec, nil
+	}
+	classes := len(ds.Classes())
+	if classes < 2 {
+		return spec, fmt.Errorf("loss %s: dataset %s has %d named classes, a classifier needs at least 2", c.Loss, c.Dataset, classes)
+	}
+	spec.Head, spec.OutDim = "linear", classes
+	return spec, nil
+}
+
 // initFrom loads the weights of run directory c.InitFrom's last checkpoint into model.
 func initFrom(c Config, model *torchnet.Model) error {
 	ck, err := LoadCheckpoint(c.InitFrom)
@@ -474,9 +496,10 @@ func initFrom(c Config, model *torchnet.Model) error {
 		return fmt.Errorf("init-from %s: no %s (train that run first)", c.InitFrom, SidecarName)
 	}
 	p := ck.Spec
-	if p.Arch != c.Arch || p.Stem != c.Stem || p.OutDim != c.OutDim || p.Head != "simclr" {
-		return fmt.Errorf("init-from %s: checkpoint is %s/%s head %s out %d, run asks for %s/%s head simclr out %d",
-			c.InitFrom, p.Arch, p.Stem, p.Head, p.OutDim, c.Arch, c.Stem, c.OutDim)
+	want := model.Graph.Spec
+	if p.Arch != want.Arch || p.Stem != want.Stem || p.OutDim != want.OutDim || p.Head != want.Head {
+		return fmt.Errorf("init-from %s: checkpoint is %s/%s head %s out %d, run asks for %s/%s head %s out %d",
+			c.InitFrom, p.Arch, p.Stem, p.Head, p.OutDim, want.Arch, want.Stem, want.Head, want.OutDim)
 	}
 	return ck.Restore(c.InitFrom, model, nil)
 }

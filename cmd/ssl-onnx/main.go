@@ -56,6 +56,7 @@ func main() {
 			serveCommand(),
 			keysCommand(),
 			demoCommand(),
+			defendCommand(),
 			evalCommand(),
 			classifierCommand(),
 			watermarkCommand(),

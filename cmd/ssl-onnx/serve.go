@@ -83,13 +83,10 @@ func serveCommand() *cli.Command {
 			if active == 0 {
 				log.Warn("no active API key: every inference request will get 401; add one with `ssl-onnx keys add --name NAME --quota N --db " + c.String("db") + "`")
 			}
-			seed := c.Int64("defense-seed")
-			serve.ApplyDefenses = func(enc infer.Encoder, specs []string) (infer.Encoder, error) {
-				return defense.Compose(enc, specs, seed)
-			}
 			srv, err := serve.New(enc, serve.Config{
 				Store: st, ModelName: name, MaxBatch: c.Int("max-batch"), MaxDelay: c.Duration("max-delay"), Workers: c.Int("workers"),
 				MaxBody: maxBody, MaxImages: c.Int("max-images"), MaxPixels: c.Int("max-pixels"), Norm: norm, Defenses: c.StringSlice("defense"),
+				DefenseSeed:     c.Int64("defense-seed"),
 				ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log,
 			})
 			if err != nil {

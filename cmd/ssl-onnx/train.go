@@ -21,7 +21,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "stem", Value: "cifar", Usage: "cifar (3x3/1, no maxpool), cifar-pool (3x3/1 + maxpool: half the resolution, a quarter of the compute) or imagenet (7x7/2 + maxpool)"},
 			&cli.IntFlag{Name: "size", Value: 32, Usage: "input size (images are resized to size x size)"},
 			&cli.IntFlag{Name: "out-dim", Value: 128, Usage: "projection head output size"},
-			&cli.StringFlag{Name: "loss", Value: "infonce", Usage: "infonce, softnn, supcon"},
+			&cli.StringFlag{Name: "loss", Value: "infonce", Usage: "infonce, softnn, supcon (contrastive), or ce (a supervised classifier: linear head on the labels, crop + flip only; its served output is the pooled representation)"},
 			&cli.Float64Flag{Name: "temperature", Usage: "loss temperature (default: per loss, infonce 0.07, softnn 100)"},
 			&cli.StringFlag{Name: "optimizer", Usage: "adam, sgd or lars (default: adam; sgd for supcon)"},
 			&cli.Float64Flag{Name: "lr", Usage: "learning rate (default: per loss/optimizer, adam 3e-4, sgd/lars 0.05)"},
