@@ -18,7 +18,6 @@ import (
 
 	"github.com/ssl-onnx/ssl-onnx/attack"
 	"github.com/ssl-onnx/ssl-onnx/data"
-	"github.com/ssl-onnx/ssl-onnx/defense"
 	"github.com/ssl-onnx/ssl-onnx/eval"
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
@@ -26,6 +25,7 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/models/zoo"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 	"github.com/ssl-onnx/ssl-onnx/serve"
+	"github.com/ssl-onnx/ssl-onnx/study"
 	"github.com/ssl-onnx/ssl-onnx/train"
 	"github.com/ssl-onnx/ssl-onnx/watermark"
 )
@@ -44,14 +44,14 @@ type Config struct {
 	VictimEpochs int
 	VictimBatch  int
 
-	QueryOffset   int // queries come from fmnist train[QueryOffset, ...), disjoint from the victim's
-	Losses        []string
-	Budgets       []int
-	StealEpochs   int
-	StealBatch    int
-	Defense       string // spec of the defended server, e.g. "noise:sigma=0.5"
-	DefenseLoss   string
-	DefenseBudget int
+	QueryOffset int // queries come from fmnist train[QueryOffset, ...), disjoint from the victim's
+	Losses      []string
+	Budgets     []int
+	StealEpochs int
+	StealBatch  int
+	// Study is the compact defense study run on the same victim (see package study; its
+	// Dir, Victim and Threads are the demo's). `ssl-onnx defend` runs the full one.
+	Study study.Config
 
 	EvalTrain, EvalTest int // downstream probe: fmnist train[0,EvalTrain) / test[0,EvalTest)
 	ProbeEpochs         int
@@ -64,9 +64,20 @@ func Default() Config {
 	return Config{
 		Dir: "runs/demo", Victim: "builtin:fmnist", VictimImages: 10000, VictimEpochs: 3, VictimBatch: 128,
 		QueryOffset: 30000, Losses: []string{"mse", "infonce", "softnn"}, Budgets: []int{500, 1000, 2000},
-		StealEpochs: 5, StealBatch: 64, Defense: "noise:sigma=0.5", DefenseLoss: "infonce", DefenseBudget: 2000,
+		StealEpochs: 5, StealBatch: 64, Study: compactStudy(),
 		EvalTrain: 5000, EvalTest: 2000, ProbeEpochs: 100, WatermarkImages: 1000,
 	}
+}
+
+// compactStudy is the demo's defense study: the undefended API, output noise and PRADA, two
+// users, one infonce attacker and a sybil attacker of two keys at 1000 queries.
+func compactStudy() study.Config {
+	c := study.Default()
+	c.Defenses = []string{study.None, "noise:sigma=0.5", "prada"}
+	c.Users, c.UserImages, c.TestImages = 2, 1000, 2000
+	c.Losses, c.SybilLoss, c.Sybils, c.Budget = []string{"infonce"}, "infonce", 2, 1000
+	c.EvalTrain, c.EvalTest = 5000, 2000
+	return c
 }
 
 // Quick is the two-minute variant used by the end-to-end test.
@@ -74,9 +85,16 @@ func Quick() Config {
 	return Config{
 		Dir: "runs/demo-quick", VictimImages: 1024, VictimEpochs: 1, VictimBatch: 128,
 		QueryOffset: 30000, Losses: []string{"mse", "infonce"}, Budgets: []int{128, 256},
-		StealEpochs: 2, StealBatch: 64, Defense: "noise:sigma=0.5", DefenseLoss: "mse", DefenseBudget: 256,
+		StealEpochs: 2, StealBatch: 64, Study: quickStudy(),
 		EvalTrain: 1000, EvalTest: 500, ProbeEpochs: 30, WatermarkImages: 300,
 	}
+}
+
+func quickStudy() study.Config {
+	c := study.Quick()
+	c.Defenses = []string{study.None, "noise:sigma=0.5"}
+	c.Sybils = 0
+	return c
 }
 
 // Attack is one stolen copy in the results.
@@ -85,7 +103,6 @@ type Attack struct {
 	Budget   int     `json:"budget"`
 	Spent    int     `json:"queries_spent"`
 	Billed   int64   `json:"queries_billed"` // what the server's ledger says this key was charged
-	Defended bool    `json:"defended"`
 	Key      string  `json:"key"`
 	Model    string  `json:"model"`
 	Seconds  float64 `json:"seconds"`
@@ -97,17 +114,6 @@ type Ledger struct {
 	Server  string `json:"server"`
 	Key     string `json:"key"`
 	Queries int64  `json:"queries"`
-}
-
-// Cost is what a defense costs: to a legitimate user (probe accuracy on defended answers)
-// and to the attacker (probe accuracy of the copy stolen through it).
-type Cost struct {
-	Defense         string  `json:"defense"`
-	UserCleanTop1   float64 `json:"user_clean_top1"`
-	UserDefTop1     float64 `json:"user_defended_top1"`
-	UserDistortCos  float64 `json:"user_distortion_cos"`
-	AttackCleanTop1 float64 `json:"attacker_clean_top1"`
-	AttackDefTop1   float64 `json:"attacker_defended_top1"`
 }
 
 // Verdict is one watermark verification.
@@ -123,7 +129,8 @@ type Results struct {
 	Attacks []Attack     `json:"attacks"`
 	Ledger  []Ledger     `json:"ledger"`
 	Eval    *eval.Report `json:"eval"`
-	Cost    *Cost        `json:"defense_cost"`
+	// Study is the compact defense study: what each defense cost users and attackers.
+	Study *study.Results `json:"defense_study"`
 	// Watermark is the owner's verification of the victim's watermark in each encoder.
 	Watermark []Verdict `json:"watermark"`
 	Seconds   float64   `json:"seconds"`
@@ -162,50 +169,36 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 	}
 	res.Victim = victim
 
-	// 2. Servers: the victim as a paid API, plain and defended.
-	stage("2/5 serve the victim: a plain and a defended API on loopback")
+	// 2. Server: the victim as a paid API.
+	stage("2/5 serve the victim as a paid API on loopback")
 	store, err := serve.OpenStore(filepath.Join(c.Dir, "server.db"))
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
-	plain, err := startServer(victim, store, nil, c.Threads, log)
+	plain, err := startServer(victim, store, c.Threads, log)
 	if err != nil {
 		return nil, err
 	}
 	defer plain.stop()
-	defended, err := startServer(victim, store, []string{c.Defense}, c.Threads, log)
-	if err != nil {
-		return nil, err
-	}
-	defer defended.stop()
 
 	// 3. Attacks over HTTP.
 	stage("3/5 steal the victim over HTTP")
-	var runs []attackRun
 	for _, loss := range c.Losses {
 		for _, b := range c.Budgets {
-			runs = append(runs, attackRun{loss: loss, budget: b, srv: plain})
+			a, err := steal(ctx, c, store, attackRun{loss: loss, budget: b, srv: plain}, log)
+			if err != nil {
+				return nil, err
+			}
+			res.Attacks = append(res.Attacks, a)
 		}
-	}
-	runs = append(runs, attackRun{loss: c.DefenseLoss, budget: c.DefenseBudget, srv: defended, defended: true})
-	for _, r := range runs {
-		a, err := steal(ctx, c, store, r, log)
-		if err != nil {
-			return nil, err
-		}
-		res.Attacks = append(res.Attacks, a)
 	}
 	keys, err := store.Keys(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, k := range keys {
-		srv := "plain"
-		if len(k.Name) > 4 && k.Name[:4] == "def-" {
-			srv = "defended"
-		}
-		res.Ledger = append(res.Ledger, Ledger{Server: srv, Key: k.Name, Queries: k.Used})
+		res.Ledger = append(res.Ledger, Ledger{Server: "plain", Key: k.Name, Queries: k.Used})
 		for i := range res.Attacks {
 			if res.Attacks[i].Key == k.Name {
 				res.Attacks[i].Billed = k.Used
@@ -220,13 +213,14 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 		return nil, err
 	}
 	res.Eval = rep
-	cost, err := defenseCost(ctx, c, victim, rep, res.Attacks, log)
-	if err != nil {
-		return nil, err
-	}
-	res.Cost = cost
 	if res.Watermark, err = verifyWatermarks(ctx, c, victim, secret, res.Attacks, log); err != nil {
 		return nil, err
+	}
+	stage("4b/5 what defenses cost (a compact `ssl-onnx defend`)")
+	sc := c.Study
+	sc.Dir, sc.Victim, sc.Secret, sc.Threads = filepath.Join(c.Dir, "defend"), victim, secret, c.Threads
+	if res.Study, err = study.Run(ctx, sc, log); err != nil {
+		return nil, fmt.Errorf("defense study: %w", err)
 	}
 
 	// 5. Report.
@@ -284,41 +278,33 @@ func (s *server) stop() {
 	s.enc.Close()
 }
 
-func startServer(model string, store *serve.Store, defenses []string, threads int, log io.Writer) (*server, error) {
+func startServer(model string, store *serve.Store, threads int, log io.Writer) (*server, error) {
 	enc, err := infer.OpenORT(model, infer.Options{Threads: threads, NoSpin: true})
 	if err != nil {
 		return nil, err
 	}
-	name := "plain"
-	if len(defenses) > 0 {
-		name = "defended"
-	}
-	r, err := serve.Start(enc, serve.Config{Store: store, ModelName: "victim", Defenses: defenses, DefenseSeed: 7, MaxBatch: 256,
+	r, err := serve.Start(enc, serve.Config{Store: store, ModelName: "victim", MaxBatch: 256,
 		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))}, "127.0.0.1:0")
 	if err != nil {
 		enc.Close()
 		return nil, err
 	}
-	s := &server{Running: r, model: model, name: name, enc: enc}
-	fmt.Fprintf(log, "%s victim API at %s (defenses: %v)\n", name, s.URL, defenses)
+	s := &server{Running: r, model: model, name: "plain", enc: enc}
+	fmt.Fprintf(log, "victim API at %s\n", s.URL)
 	return s, nil
 }
 
 type attackRun struct {
-	loss     string
-	budget   int
-	srv      *server
-	defended bool
+	loss   string
+	budget int
+	srv    *server
 }
 
 func steal(ctx context.Context, c Config, store *serve.Store, r attackRun, log io.Writer) (Attack, error) {
 	name := fmt.Sprintf("%s-%d", r.loss, r.budget)
-	if r.defended {
-		name = "def-" + name
-	}
 	dir := filepath.Join(c.Dir, "steal-"+name)
 	model := filepath.Join(dir, "model.onnx")
-	a := Attack{Loss: r.loss, Budget: r.budget, Defended: r.defended, Key: name, Model: model, Row: name}
+	a := Attack{Loss: r.loss, Budget: r.budget, Key: name, Model: model, Row: name}
 	if exists(model) && exists(filepath.Join(dir, attack.ResultName)) {
 		var prev attack.Result
 		b, err := os.ReadFile(filepath.Join(dir, attack.ResultName))
@@ -407,103 +393,6 @@ func evaluate(ctx context.Context, c Config, victim string, attacks []Attack, lo
 	return rep, nil
 }
 
-// defenseCost measures the defense's price for a legitimate user - a linear probe trained on
-// the defended answers - next to its price for the attacker (the defended copy's probe).
-func defenseCost(ctx context.Context, c Config, victim string, rep *eval.Report, attacks []Attack, log io.Writer) (*Cost, error) {
-	enc, err := infer.OpenORT(victim, infer.Options{Threads: c.Threads})
-	if err != nil {
-		return nil, err
-	}
-	defer enc.Close()
-	def, err := defense.Compose(enc, []string{c.Defense}, 7)
-	if err != nil {
-		return nil, err
-	}
-	trainDS, testDS, err := evalSplits(c, enc.Info())
-	if err != nil {
-		return nil, err
-	}
-	feats := func(e infer.Encoder, ds data.Dataset) (eval.Features, error) {
-		v, err := infer.EmbedDataset(defense.WithKey(ctx, "legit-user"), e, ds, data.Normalization{}, 256, nil)
-		if err != nil {
-			return eval.Features{}, err
-		}
-		y := make([]int, ds.Len())
-		for i := range y {
-			y[i] = ds.Label(i)
-		}
-		return eval.Features{X: v, Y: y, Classes: len(ds.Classes())}, nil
-	}
-	cleanTr, err := feats(enc, trainDS)
-	if err != nil {
-		return nil, err
-	}
-	cleanTe, err := feats(enc, testDS)
-	if err != nil {
-		return nil, err
-	}
-	defTr, err := feats(def, trainDS)
-	if err != nil {
-		return nil, err
-	}
-	defTe, err := feats(def, testDS)
-	if err != nil {
-		return nil, err
-	}
-	pc := eval.DefaultProbeConfig()
-	pc.Epochs = c.ProbeEpochs
-	clean, err := eval.LinearProbe(cleanTr, cleanTe, pc)
-	if err != nil {
-		return nil, err
-	}
-	defended, err := eval.LinearProbe(defTr, defTe, pc)
-	if err != nil {
-		return nil, err
-	}
-	cos, _, err := defense.Distortion(cleanTe.X, defTe.X)
-	if err != nil {
-		return nil, err
-	}
-	cost := &Cost{Defense: c.Defense, UserCleanTop1: clean.Top1, UserDefTop1: defended.Top1, UserDistortCos: cos}
-	// The attacker's side: the same loss and budget stolen from the plain and the defended API.
-	for _, a := range attacks {
-		if a.Loss != c.DefenseLoss || a.Budget != c.DefenseBudget {
-			continue
-		}
-		for _, r := range rep.Rows {
-			if r.Model == a.Model {
-				if a.Defended {
-					cost.AttackDefTop1 = r.ProbeTop1
-				} else {
-					cost.AttackCleanTop1 = r.ProbeTop1
-				}
-			}
-		}
-	}
-	fmt.Fprintf(log, "defense %s: legitimate user's probe %.3f -> %.3f (answers' cosine to clean %.3f); attacker's copy %.3f -> %.3f\n",
-		c.Defense, cost.UserCleanTop1, cost.UserDefTop1, cos, cost.AttackCleanTop1, cost.AttackDefTop1)
-	return cost, nil
-}
-
-func evalSplits(c Config, info infer.Info) (data.Dataset, data.Dataset, error) {
-	open := func(split string, n int) (data.Dataset, error) {
-		ds, err := data.Open("fmnist", "", split)
-		if err != nil {
-			return nil, err
-		}
-		if ds, err = data.First(ds, n); err != nil {
-			return nil, err
-		}
-		return infer.FitDataset(ds, info)
-	}
-	tr, err := open("train", c.EvalTrain)
-	if err != nil {
-		return nil, nil, err
-	}
-	te, err := open("test", c.EvalTest)
-	return tr, te, err
-}
-
 // loadReport returns the evaluation saved at path if it has a row for every model, else nil.
 func loadReport(path string, models []string) *eval.Report {
 	b, err := os.ReadFile(path)
@@ -545,7 +434,7 @@ func verifyWatermarks(ctx context.Context, c Config, victim, secret string, atta
 		maxB = max(maxB, a.Budget)
 	}
 	for _, a := range attacks {
-		if a.Budget == maxB && !a.Defended {
+		if a.Budget == maxB {
 			cands = append(cands, cand{"stolen " + a.Row, a.Model})
 		}
 	}

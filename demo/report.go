@@ -10,10 +10,11 @@ import (
 	"strings"
 
 	"github.com/ssl-onnx/ssl-onnx/eval"
+	"github.com/ssl-onnx/ssl-onnx/study"
 )
 
-// WriteReport writes dir/report.html: the results table and three plots (accuracy vs queries
-// per loss, the defense's cost to users and to the attacker, the server's ledger per key),
+// WriteReport writes dir/report.html: the results table, two plots (accuracy vs queries per
+// loss, the server's ledger per key) and the defense study's trade-off charts,
 // with the PNGs embedded so the page is one self-contained file.
 func WriteReport(r *Results, dir string) error {
 	plots := map[string]template.URL{}
@@ -36,9 +37,6 @@ func WriteReport(r *Results, dir string) error {
 	}
 	series := map[string][][2]float64{}
 	for _, a := range r.Attacks {
-		if a.Defended {
-			continue
-		}
 		series[a.Loss] = append(series[a.Loss], [2]float64{float64(a.Spent), top1[a.Model]})
 	}
 	lo, hi := 0.0, 0.0
@@ -59,15 +57,6 @@ func WriteReport(r *Results, dir string) error {
 		return eval.PlotLines(p, "Stolen copies: probe top-1 vs queries (flat lines: victim and baselines)", "queries", "probe top-1", series)
 	}); err != nil {
 		return err
-	}
-	if c := r.Cost; c != nil {
-		if err := add("defense-cost", func(p string) error {
-			return eval.PlotBars(p, "Defense "+c.Defense+": probe top-1 without / with it", "probe top-1",
-				[]string{"user clean", "user defended", "attacker clean", "attacker defended"},
-				[]float64{c.UserCleanTop1, c.UserDefTop1, c.AttackCleanTop1, c.AttackDefTop1}, 1)
-		}); err != nil {
-			return err
-		}
 	}
 	ledger := append([]Ledger(nil), r.Ledger...)
 	sort.Slice(ledger, func(i, j int) bool { return ledger[i].Key < ledger[j].Key })
@@ -93,8 +82,14 @@ func WriteReport(r *Results, dir string) error {
 		return err
 	}
 	defer f.Close()
+	var charts []template.HTML
+	if r.Study != nil {
+		for _, svg := range study.TradeoffSVG(r.Study) {
+			charts = append(charts, template.HTML(svg)) // drawn by package study, every text escaped
+		}
+	}
 	return reportTmpl.Execute(f, map[string]any{
-		"R": r, "Plots": plots, "Table": table.String(), "Summary": summary.String(), "Ledger": ledger,
+		"R": r, "Plots": plots, "Table": table.String(), "Summary": summary.String(), "Ledger": ledger, "Charts": charts,
 	})
 }
 
@@ -122,9 +117,9 @@ func PrintSummary(w interface{ Write([]byte) (int, error) }, r *Results) {
 		name := "stolen " + a.Row
 		fmt.Fprintf(w, "%-24s %8d %8d %8.3f %8.3f %9s %9s\n", name, a.Spent, a.Billed, row.ProbeTop1, row.KNNTop1, f(row.FidelityCos), f(row.Agreement))
 	}
-	if c := r.Cost; c != nil {
-		fmt.Fprintf(w, "\ndefense %s: legitimate user's probe %.3f -> %.3f; attacker's copy %.3f -> %.3f\n",
-			c.Defense, c.UserCleanTop1, c.UserDefTop1, c.AttackCleanTop1, c.AttackDefTop1)
+	if r.Study != nil {
+		fmt.Fprintf(w, "\nwhat defenses cost (compact study; `ssl-onnx defend` runs the full one):\n")
+		r.Study.Print(w)
 	}
 	if len(r.Watermark) > 0 {
 		fmt.Fprintf(w, "\nwatermark check (owner's secret rotation head):\n")
@@ -145,14 +140,17 @@ th:first-child, td:first-child { text-align: left; }
 </style></head><body>
 <h1>ssl-onnx: stealing a self-supervised encoder</h1>
 <p>A SimCLR victim (ResNet-18) trained on Fashion-MNIST was served as a paid API and stolen over HTTP
-with several losses and query budgets, once through a defended API ({{.R.Config.Defense}}). Every copy and
+with several losses and query budgets, and through defended APIs in a compact defense study. Every copy and
 baseline is evaluated with a linear probe and a kNN monitor on the Fashion-MNIST test split, and compared
 with the victim (fidelity: mean cosine similarity of representations; agreement of probe predictions).
 The whole run took {{printf "%.0f" .R.Seconds}} s.</p>
 <h2>Summary</h2>
 <pre>{{.Summary}}</pre>
 {{with index .Plots "accuracy-vs-queries"}}<h2>Accuracy vs queries</h2><img alt="accuracy vs queries" src="{{.}}">{{end}}
-{{with index .Plots "defense-cost"}}<h2>What the defense costs</h2><img alt="defense cost" src="{{.}}">{{end}}
+{{if .Charts}}<h2>What defenses cost users and attackers</h2>
+<p>A compact version of <code>ssl-onnx defend</code> (its full report: <code>defend/report.html</code>). x: legitimate users' probe
+accuracy lost against the undefended API, in points; y: the attacker's copy against the undefended victim.</p>
+<div style="display:flex;flex-wrap:wrap;gap:8px">{{range .Charts}}{{.}}{{end}}</div>{{end}}
 <h2>Server ledger</h2>
 {{with index .Plots "ledger"}}<img alt="ledger" src="{{.}}">{{end}}
 <table><tr><th>API key</th><th>server</th><th>queries billed</th></tr>

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -124,6 +125,23 @@ type Row struct {
 	// Agreement is the fraction of test images on which this row's probe predicts the
 	// reference's probe's class (nil without a reference).
 	Agreement *float64 `json:"agreement"`
+	// ProbeCI and KNNCI are 95% Wilson intervals of the top-1 accuracies over the test images;
+	// FidelityCI the normal 95% interval of the mean cosine over them.
+	ProbeCI    Interval  `json:"probe_top1_ci95"`
+	KNNCI      Interval  `json:"knn_top1_ci95"`
+	FidelityCI *Interval `json:"fidelity_cos_ci95,omitempty"`
+	// ProbeP is the exact McNemar p-value of this row's probe against the reference's, on the
+	// same test images (nil without a reference, and for the reference itself): below 0.05 the
+	// two accuracies differ significantly.
+	ProbeP *float64 `json:"probe_p_vs_reference,omitempty"`
+	// Advantage is (probe - random init's) / (reference's - random init's): how much of the
+	// victim's edge over a random encoder of its shape this row recovers (nil unless both the
+	// reference and the random baseline were evaluated, and the reference beats it).
+	Advantage *float64 `json:"advantage_recovered,omitempty"`
+	// ProbeRight marks the test images this row's probe got right ('1') or wrong ('0'), in
+	// test order: paired comparisons of any two rows (McNemar) need it.
+	ProbeRight string `json:"probe_right,omitempty"`
+	right      []bool
 	// DirectTop1 is the test accuracy of a classifier's own scores (the argmax of its output):
 	// set for a victim made by `ssl-onnx classifier` and for copies stolen from its labels or
 	// logits. DirectAgreement is how often that argmax equals the reference classifier's.
@@ -353,6 +371,7 @@ func Evaluate(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 
 	var refTest infer.Vectors
 	var refPred, refDirect []int
+	var refRight []bool
 	for _, it := range items {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -362,7 +381,13 @@ func Evaluate(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 			return nil, fmt.Errorf("eval %s: %w", it.name, err)
 		}
 		if it.kind == KindReference {
-			refTest, refPred, refDirect = te, pred, row.direct
+			refTest, refPred, refDirect, refRight = te, pred, row.direct, row.right
+		} else if refRight != nil {
+			p, err := McNemar(row.right, refRight)
+			if err != nil {
+				return nil, fmt.Errorf("eval %s: %w", it.name, err)
+			}
+			row.ProbeP = &p
 		}
 		if refDirect != nil && row.direct != nil {
 			a, err := Agreement(row.direct, refDirect)
@@ -382,13 +407,34 @@ func Evaluate(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 				if err != nil {
 					return nil, fmt.Errorf("eval %s: %w", it.name, err)
 				}
-				row.FidelityCos, row.FidelityL2 = &f.MeanCosine, &f.MeanL2
+				row.FidelityCos, row.FidelityL2, row.FidelityCI = &f.MeanCosine, &f.MeanL2, &f.CosineCI
 			}
 		}
 		fmt.Fprintf(log, "eval: %s: probe top-1 %.4f top-5 %.4f, kNN top-1 %.4f (%.1f s)\n", row.Name, row.ProbeTop1, row.ProbeTop5, row.KNNTop1, row.Seconds)
 		rep.Rows = append(rep.Rows, row)
 	}
+	rep.advantages()
 	return rep, nil
+}
+
+// advantages fills every row's Advantage from the reference and the random baseline.
+func (r *Report) advantages() {
+	var ref, rnd *Row
+	for i := range r.Rows {
+		switch {
+		case r.Rows[i].Kind == KindReference:
+			ref = &r.Rows[i]
+		case r.Rows[i].Kind == KindBaseline && strings.HasPrefix(r.Rows[i].Name, BaselineRandom) && rnd == nil:
+			rnd = &r.Rows[i]
+		}
+	}
+	if ref == nil || rnd == nil || ref.ProbeTop1 <= rnd.ProbeTop1 {
+		return
+	}
+	for i := range r.Rows {
+		a := (r.Rows[i].ProbeTop1 - rnd.ProbeTop1) / (ref.ProbeTop1 - rnd.ProbeTop1)
+		r.Rows[i].Advantage = &a
+	}
 }
 
 // evaluateOne computes one row and returns it with its test features and probe
@@ -443,6 +489,15 @@ func (c *Config) evaluateOne(ctx context.Context, it item, train, test data.Data
 	}
 	bar.Done(fmt.Sprintf("top-1 %.4f", pr.Top1))
 	row.ProbeTop1, row.ProbeTop5, row.ProbeTrainTop1, row.ProbeSeconds = pr.Top1, pr.Top5, pr.TrainTop1, pr.Seconds
+	row.right = correct(pr.Pred, yte)
+	k := 0
+	for _, ok := range row.right {
+		if ok {
+			k++
+		}
+	}
+	row.ProbeCI = Wilson(k, len(yte))
+	row.ProbeRight = RightString(row.right)
 	if err := ctx.Err(); err != nil {
 		return row, fte, nil, err
 	}
@@ -450,6 +505,7 @@ func (c *Config) evaluateOne(ctx context.Context, it item, train, test data.Data
 	if row.KNNTop1, err = KNN(trf, tef, c.KNNK, c.KNNTemperature); err != nil {
 		return row, fte, nil, err
 	}
+	row.KNNCI = Wilson(int(math.Round(row.KNNTop1*float64(len(yte)))), len(yte))
 	row.KNNSeconds = time.Since(t).Seconds()
 	row.Seconds = time.Since(start).Seconds()
 	return row, fte, pr.Pred, nil
@@ -596,7 +652,7 @@ func (r *Report) Print(w io.Writer) error {
 	for _, row := range r.Rows {
 		classifiers = classifiers || row.DirectTop1 != nil
 	}
-	head := "name\tkind\tdim\tprobe top-1\tprobe top-5\tkNN top-1\tfid. cos\tfid. L2\tagreement\t"
+	head := "name\tkind\tdim\tprobe top-1 [95% CI]\tvs ref. p\tadvantage\tprobe top-5\tkNN top-1 [95% CI]\tfid. cos [95% CI]\tfid. L2\tagreement\t"
 	if classifiers {
 		head += "direct top-1\tdirect agree\t"
 	}
@@ -608,14 +664,37 @@ func (r *Report) Print(w io.Writer) error {
 		return fmt.Sprintf("%.4f", *p)
 	}
 	for _, row := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.4f\t%.4f\t%.4f\t%s\t%s\t%s\t", row.Name, row.Kind, row.Dim,
-			row.ProbeTop1, row.ProbeTop5, row.KNNTop1, opt(row.FidelityCos), opt(row.FidelityL2), opt(row.Agreement))
+		fid := opt(row.FidelityCos)
+		if row.FidelityCI != nil {
+			fid += " " + row.FidelityCI.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.4f %s\t%s\t%s\t%.4f\t%.4f %s\t%s\t%s\t%s\t", row.Name, row.Kind, row.Dim,
+			row.ProbeTop1, row.ProbeCI, pValue(row.ProbeP), optf(row.Advantage, "%.2f"), row.ProbeTop5, row.KNNTop1, row.KNNCI,
+			fid, opt(row.FidelityL2), opt(row.Agreement))
 		if classifiers {
 			fmt.Fprintf(tw, "%s\t%s\t", opt(row.DirectTop1), opt(row.DirectAgreement))
 		}
 		fmt.Fprintf(tw, "%.1f\t\n", row.Seconds)
 	}
 	return tw.Flush()
+}
+
+// pValue writes a p-value, marked "n.s." when it is not significant at 5%.
+func pValue(p *float64) string {
+	switch {
+	case p == nil:
+		return "-"
+	case *p >= 0.05:
+		return fmt.Sprintf("%.2g n.s.", *p)
+	}
+	return fmt.Sprintf("%.2g", *p)
+}
+
+func optf(p *float64, format string) string {
+	if p == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf(format, *p)
 }
 
 // WriteJSON writes the report, indented, to path (creating its directory).

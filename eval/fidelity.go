@@ -14,6 +14,8 @@ type FidelityResult struct {
 	MeanCosine float64 `json:"mean_cosine"`
 	// MeanL2 is the mean over rows of the Euclidean distance between a's and b's row.
 	MeanL2 float64 `json:"mean_l2"`
+	// CosineCI is the 95% interval of MeanCosine over the rows (normal approximation).
+	CosineCI Interval `json:"mean_cosine_ci95"`
 }
 
 // Fidelity compares a and b row by row: both must hold the same number of rows (the
@@ -38,7 +40,7 @@ func Fidelity(a, b infer.Vectors) (FidelityResult, error) {
 	if err != nil {
 		return FidelityResult{}, err
 	}
-	r := FidelityResult{MeanCosine: cos, MeanL2: l2}
+	r := FidelityResult{MeanCosine: cos, MeanL2: l2, CosineCI: MeanInterval(rowCosines(a, b))}
 	if math.IsNaN(r.MeanCosine) || math.IsNaN(r.MeanL2) || math.IsInf(r.MeanL2, 0) {
 		return FidelityResult{}, fmt.Errorf("fidelity: the representations hold non-finite values (cosine %v, L2 %v): expected finite values", r.MeanCosine, r.MeanL2)
 	}
@@ -59,4 +61,22 @@ func Agreement(predA, predB []int) (float64, error) {
 		}
 	}
 	return float64(same) / float64(len(predA)), nil
+}
+
+// rowCosines is the cosine similarity of each row of a with the same row of b (0 for a zero row).
+func rowCosines(a, b infer.Vectors) []float64 {
+	out := make([]float64, a.N)
+	for i := range out {
+		x, y := a.Row(i), b.Row(i)
+		var dot, nx, ny float64
+		for j := range x {
+			dot += float64(x[j]) * float64(y[j])
+			nx += float64(x[j]) * float64(x[j])
+			ny += float64(y[j]) * float64(y[j])
+		}
+		if nx > 0 && ny > 0 {
+			out[i] = dot / math.Sqrt(nx*ny)
+		}
+	}
+	return out
 }

@@ -139,6 +139,18 @@ func PlotLines(path, title, xlabel, ylabel string, series map[string][][2]float6
 	if err := plotutil.AddLinePoints(p, args...); err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
+	// Room above the data for the legend (drawn top left), so that it covers no line: each
+	// entry takes about a twelfth of the plot's height.
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, pts := range series {
+		for _, pt := range pts {
+			lo, hi = math.Min(lo, pt[1]), math.Max(hi, pt[1])
+		}
+	}
+	if span := math.Max(hi-lo, 1e-3); len(names) > 0 {
+		frac := math.Min(0.6, float64(len(names))/12+0.05)
+		p.Y.Min, p.Y.Max = lo-0.05*span, hi+span*frac/(1-frac)
+	}
 	return save(p, path)
 }
 

@@ -69,7 +69,7 @@ func evaluate(ctx context.Context, c Config, victim, secret string, stages []*St
 			if !ok {
 				return er, fmt.Errorf("evaluation has no row for %s", a.Model)
 			}
-			a.Probe, a.KNN, a.Fidelity = r.ProbeTop1, r.KNNTop1, r.FidelityCos
+			a.Probe, a.KNN, a.Fidelity, a.ProbeCI, a.right = r.ProbeTop1, r.KNNTop1, r.FidelityCos, r.ProbeCI, eval.ParseRight(r.ProbeRight)
 			if gap := er.VictimProbe - er.RandomProbe; gap > 0 {
 				adv := (r.ProbeTop1 - er.RandomProbe) / gap
 				a.Advantage = &adv
@@ -140,7 +140,8 @@ func checkWatermark(ctx context.Context, c Config, model, secret string, test da
 	return &WatermarkCheck{Accuracy: r.Accuracy, PValue: r.PValue, Present: r.Present}, nil
 }
 
-// summarise fills the users' drops against the undefended stage and each stage's means.
+// summarise fills the users' drops against the undefended stage (with their paired tests),
+// each stage's means, and each copy's paired test against its undefended twin.
 func summarise(res *Results) {
 	var base *Stage
 	for _, st := range res.Stages {
@@ -154,6 +155,9 @@ func summarise(res *Results) {
 			u := &st.Users[i]
 			if base != nil && i < len(base.Users) {
 				u.Drop = 100 * (base.Users[i].Top1 - u.Top1)
+				if st != base {
+					u.DropP = paired(base.Users[i].Right, u.Right)
+				}
 			}
 			sum += u.Top1
 			drop += u.Drop
@@ -161,5 +165,20 @@ func summarise(res *Results) {
 		}
 		n := float64(len(st.Users))
 		st.UserTop1Mean, st.UserTop1Spread, st.UserDrop = sum/n, hi-lo, drop/n
+		for i := range st.Attackers {
+			if base != nil && st != base && i < len(base.Attackers) {
+				st.Attackers[i].ProbeP = paired(base.Attackers[i].right, st.Attackers[i].right)
+			}
+		}
 	}
+}
+
+// paired is the McNemar p-value of two outcome lists of the same test images (nil when they
+// are not comparable).
+func paired(a, b []bool) *float64 {
+	p, err := eval.McNemar(a, b)
+	if err != nil {
+		return nil
+	}
+	return &p
 }

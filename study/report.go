@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/ssl-onnx/ssl-onnx/eval"
 )
 
 func pct(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) }
@@ -35,10 +37,36 @@ func attackerCells(a AttackerResult) []string {
 	if a.Refused != "" {
 		got += " (refused)"
 	}
-	return []string{a.Name, pct(a.Probe), optf(a.Fidelity, "%.3f"), optf(a.Advantage, "%.2f"), got, wmText(a.Watermark)}
+	return []string{a.Name, pct(a.Probe) + " " + ciText(a.ProbeCI) + sig(a.ProbeP), optf(a.Fidelity, "%.3f"), optf(a.Advantage, "%.2f"), got, wmText(a.Watermark)}
 }
 
-var attackerHead = []string{"attacker", "stolen probe", "fidelity (cos)", "advantage", "answered / billed", "watermark"}
+var attackerHead = []string{"attacker", "stolen probe [95% CI]", "fidelity (cos)", "advantage", "answered / billed", "watermark"}
+
+func ciText(iv eval.Interval) string { return fmt.Sprintf("[%.1f, %.1f]", 100*iv[0], 100*iv[1]) }
+
+// sig marks a difference from the undefended API that is not significant at 5% (McNemar).
+func sig(p *float64) string {
+	if p != nil && *p >= 0.05 {
+		return " (n.s.)"
+	}
+	return ""
+}
+
+// dropText is a stage's mean drop in points, marked n.s. when no user's own drop is significant.
+func dropText(st *Stage) string {
+	t := fmt.Sprintf("%.2f", st.UserDrop)
+	sigAny, tested := false, false
+	for _, u := range st.Users {
+		if u.DropP != nil {
+			tested = true
+			sigAny = sigAny || *u.DropP < 0.05
+		}
+	}
+	if tested && !sigAny {
+		t += " (n.s.)"
+	}
+	return t
+}
 
 // Print writes the study's main table: per defense, the users' cost and each attacker's copy.
 func (r *Results) Print(w io.Writer) error {
@@ -50,7 +78,7 @@ func (r *Results) Print(w io.Writer) error {
 		for i, a := range st.Attackers {
 			lead := []string{"", "", ""}
 			if i == 0 {
-				lead = []string{st.Defense, fmt.Sprintf("%s +- %.2f", pct(st.UserTop1Mean), 100*st.UserTop1Spread/2), fmt.Sprintf("%.2f", st.UserDrop)}
+				lead = []string{st.Defense, fmt.Sprintf("%s +- %.2f", pct(st.UserTop1Mean), 100*st.UserTop1Spread/2), dropText(st)}
 			}
 			fmt.Fprintln(tw, strings.Join(append(lead, attackerCells(a)...), "\t")+"\t")
 		}
@@ -85,14 +113,16 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.charts{disp
 		e(r.Victim), pct(r.Eval.VictimProbe), pct(r.Eval.RandomProbe), r.Eval.TrainN, r.Eval.TestN,
 		c.Users, c.UserImages, c.TestImages, e(strings.Join(c.Losses, ", ")), c.Budget, c.StealEpochs, c.Sybils, r.Seconds/60)
 	b.WriteString(`<h2>Trade-off</h2><div class="charts">`)
-	for _, ch := range tradeoffCharts(r) {
-		b.WriteString(ch.SVG())
+	for _, svg := range TradeoffSVG(r) {
+		b.WriteString(svg)
 	}
 	b.WriteString(`</div><p class="note">x: the legitimate users' mean probe accuracy lost against the undefended API (points; right = costlier for honest users). ` +
 		`y: what the attacker's copy is worth, measured against the undefended victim. The noise sweep is joined by a line; the star is the undefended API.</p>`)
 	b.WriteString(`<h2>Per defense</h2>`)
 	table(&b, append([]string{"defense", "users' probe (mean ± half-spread)", "drop (points)"}, attackerHead...), summaryRows(r))
-	b.WriteString(`<p class="note">advantage = (stolen probe - random init) / (victim - random init): 1 = the victim's edge over random init recovered, 0 = none. ` +
+	b.WriteString(`<p class="note">Intervals: 95% Wilson over the test images. (n.s.): not significantly different from the undefended API at 5% ` +
+		`(exact McNemar test on the same test images; for the users' drop: no user's own drop is significant). ` +
+		`advantage = (stolen probe - random init) / (victim - random init): 1 = the victim's edge over random init recovered, 0 = none. ` +
 		`answered / billed: queries the API answered before any refusal, and what its ledger charged.</p>`)
 	writeDetectors(&b, r)
 	writeUsers(&b, r)
@@ -122,7 +152,7 @@ func summaryRows(r *Results) [][]string {
 		for i, a := range st.Attackers {
 			lead := []string{"", "", ""}
 			if i == 0 {
-				lead = []string{st.Defense, fmt.Sprintf("%s ± %.2f", pct(st.UserTop1Mean), 100*st.UserTop1Spread/2), fmt.Sprintf("%.2f", st.UserDrop)}
+				lead = []string{st.Defense, fmt.Sprintf("%s ± %.2f", pct(st.UserTop1Mean), 100*st.UserTop1Spread/2), dropText(st)}
 			}
 			rows = append(rows, append(lead, attackerCells(a)...))
 		}
@@ -171,10 +201,23 @@ func writeUsers(b *strings.Builder, r *Results) {
 			if u.Refused != "" {
 				refused = "yes"
 			}
-			rows = append(rows, []string{st.Defense, u.Name, fmt.Sprintf("%d / %d", u.Answered, u.Sent), refused, pct(u.Top1), fmt.Sprintf("%.2f", u.Drop)})
+			p := "-"
+			if u.DropP != nil {
+				p = fmt.Sprintf("%.2g", *u.DropP) + sig(u.DropP)
+			}
+			rows = append(rows, []string{st.Defense, u.Name, fmt.Sprintf("%d / %d", u.Answered, u.Sent), refused, pct(u.Top1) + " " + ciText(u.CI), fmt.Sprintf("%.2f", u.Drop), p})
 		}
 	}
-	table(b, []string{"defense", "user", "answered / sent", "refused", "probe top-1", "drop (points)"}, rows)
+	table(b, []string{"defense", "user", "answered / sent", "refused", "probe top-1 [95% CI]", "drop (points)", "drop p (McNemar)"}, rows)
+}
+
+// TradeoffSVG draws the trade-off charts as inline SVG (every text escaped).
+func TradeoffSVG(r *Results) []string {
+	var out []string
+	for _, ch := range tradeoffCharts(r) {
+		out = append(out, ch.SVG())
+	}
+	return out
 }
 
 // tradeoffCharts draws the users' cost against the attackers' gain: accuracy, then fidelity.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ssl-onnx/ssl-onnx/attack"
+	"github.com/ssl-onnx/ssl-onnx/eval"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 	"github.com/ssl-onnx/ssl-onnx/serve"
@@ -44,8 +45,13 @@ type AttackerResult struct {
 	Answered int    `json:"queries_answered"`
 	Billed   int64  `json:"queries_billed"`
 	Refused  string `json:"refused,omitempty"`
-	// Filled in by the evaluation: the copy against the undefended victim.
-	Probe     float64  `json:"probe_top1"`
+	// Filled in by the evaluation: the copy against the undefended victim. ProbeCI is the
+	// probe's 95% Wilson interval; ProbeP the McNemar p-value of the difference from the same
+	// attacker's copy through the undefended API (same test images).
+	Probe     float64       `json:"probe_top1"`
+	ProbeCI   eval.Interval `json:"probe_top1_ci95"`
+	ProbeP    *float64      `json:"probe_p_vs_undefended,omitempty"`
+	right     []bool
 	KNN       float64  `json:"knn_top1"`
 	Fidelity  *float64 `json:"fidelity_cos"`
 	Advantage *float64 `json:"advantage_recovered"`

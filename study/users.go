@@ -23,9 +23,12 @@ type UserResult struct {
 	Top1    float64 `json:"probe_top1"`
 	Correct int     `json:"correct"`
 	Tested  int     `json:"tested"`
-	// Drop is the undefended API's Top1 for this user minus this one, in points (filled in
-	// by summarise).
-	Drop float64 `json:"drop_points"`
+	// CI is Top1's 95% Wilson interval over the test images.
+	CI eval.Interval `json:"probe_top1_ci95"`
+	// Drop is the undefended API's Top1 for this user minus this one, in points, and DropP the
+	// exact McNemar p-value of that difference on the same test images (filled in by summarise).
+	Drop  float64  `json:"drop_points"`
+	DropP *float64 `json:"drop_p,omitempty"`
 	// Right marks the test images this user's probe got right (for paired comparisons).
 	Right []bool `json:"-"`
 }
@@ -148,6 +151,7 @@ func (u *users) run(ctx context.Context, c Config, p userPlan, enc infer.Encoder
 	}
 	r.Refused, r.Answered = refused, trv.N+tev.N
 	r.Right = make([]bool, len(p.test))
+	r.CI = eval.Wilson(0, r.Tested)
 	if trv.N < 2 || tev.N == 0 {
 		return r, nil // nothing to train on or to score: every test image is an error
 	}
@@ -172,5 +176,6 @@ func (u *users) run(ctx context.Context, c Config, p userPlan, enc infer.Encoder
 		}
 	}
 	r.Top1 = float64(r.Correct) / float64(r.Tested)
+	r.CI = eval.Wilson(r.Correct, r.Tested)
 	return r, nil
 }
