@@ -340,3 +340,18 @@ func FuzzUnmarshal(f *testing.F) {
 		checkReencode(t, m)
 	})
 }
+
+// A FLOAT tensor whose element count times 4 overflows to its raw_data length must be refused,
+// not allocated (dims [2^62+1], 4 bytes: n*size wraps to 4).
+func TestTensorSizeOverflow(t *testing.T) {
+	for _, dims := range [][]int64{{1<<62 + 1}, {1 << 61, 2, 1}, {1<<62 + 1, 1}} {
+		tn := &Tensor{Name: "w", Dims: dims, DataType: DataTypeFloat, RawData: make([]byte, 4)}
+		if v, err := tn.Float32s(); err == nil {
+			t.Fatalf("dims %v with 4 bytes of raw_data: got %d values, want an error", dims, len(v))
+		}
+		ti := &Tensor{Name: "i", Dims: dims, DataType: DataTypeInt64, RawData: make([]byte, 8)}
+		if _, err := ti.Int64s(); err == nil {
+			t.Fatalf("int64 dims %v with 8 bytes: want an error", dims)
+		}
+	}
+}

@@ -65,7 +65,9 @@ func (t *Tensor) values(want DataType, typed int) (raw []byte, n int, err error)
 	case len(t.RawData) > 0 && typed > 0:
 		return nil, 0, fmt.Errorf("onnxpb: tensor %q: has both raw_data and typed data", t.Name)
 	case len(t.RawData) > 0:
-		if len(t.RawData) != n*size {
+		// Divide rather than multiply: n*size can overflow to a small number (dims [2^62+1]
+		// with 4 bytes of raw_data), and make() would then be asked for 2^62 elements.
+		if len(t.RawData)%size != 0 || len(t.RawData)/size != n {
 			return nil, 0, fmt.Errorf("onnxpb: tensor %q: raw_data is %d bytes, want %d (%d elements of %d bytes for dims %v)",
 				t.Name, len(t.RawData), n*size, n, size, t.Dims)
 		}

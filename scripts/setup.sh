@@ -54,7 +54,7 @@ fi
 
 # --- gotch ---------------------------------------------------------------------------------
 # The stamp records what the copy was patched for; a different LIBTORCH re-patches it.
-stamp="gotch=$GOTCH_VERSION libtorch=${LIBTORCH:-debian} abi=${LIBTORCH_CXX11_ABI:-1} patch=6"
+stamp="gotch=$GOTCH_VERSION libtorch=${LIBTORCH:-debian} abi=${LIBTORCH_CXX11_ABI:-1} patch=7"
 if [ "$(cat "$DEPS/gotch/.ssl-onnx-patched" 2>/dev/null)" != "$stamp" ]; then
   say "fetching gotch $GOTCH_VERSION through the Go module proxy"
   src=$(cd "$ROOT" && GOFLAGS=-mod=mod go mod download -json "github.com/sugarme/gotch@$GOTCH_VERSION" \
@@ -95,6 +95,33 @@ GO
   [ "$n" -gt 0 ] || fail "gotch $GOTCH_VERSION: no in-place op found in ts/tensor-generated.go to fix (did its layout change?)"
   sed -i 's/^  ts\.ctensor = \*ptr$/  lib.AtFree(ts.ctensor)\n  ts.ctensor = *ptr/' "$gen"
   say "fixed $n in-place ops that leaked their tensor's previous handle"
+  # gotch's pickle reader allocates every storage at the element count the file declares
+  # (8 bytes in a legacy file, a pickled int in a zip) before reading a byte of it: a 738-byte
+  # file could ask for terabytes and kill the process with a fatal out-of-memory that no
+  # recover catches. Bound the count before the allocation.
+  pk="$DEPS/gotch.tmp/pickle/storage.go"
+  n=$(grep -c '^	data := make(\[\][a-zA-Z0-9.]*, size)$' "$pk" || true)
+  [ "$n" -ge 8 ] || fail "gotch $GOTCH_VERSION: found $n storage allocations in pickle/storage.go to bound (did its layout change?)"
+  sed -i 's/^\tdata := make(\[\]\([a-zA-Z0-9.]*\), size)$/\tif err := checkStorageSize(size); err != nil {\n\t\treturn err\n\t}\n\tdata := make([]\1, size)/' "$pk"
+  cat > "$DEPS/gotch.tmp/pickle/sslonnx_limits.go" <<'GO'
+package pickle
+
+// Added by ssl-onnx scripts/setup.sh: a bound on storage sizes read from a file.
+
+import "fmt"
+
+// MaxStorageElements is the largest storage a checkpoint may declare: 2^28 elements (1 GiB of
+// float32), above any single tensor of the models this toolkit reads.
+const MaxStorageElements = 1 << 28
+
+func checkStorageSize(size int) error {
+	if size < 0 || size > MaxStorageElements {
+		return fmt.Errorf("pickle: a storage declares %d elements: expected 0..%d (corrupt or hostile file)", size, MaxStorageElements)
+	}
+	return nil
+}
+GO
+  say "bounded $n storage allocations of gotch's pickle reader"
   cat > "$lib/sslonnx_extra.go" <<'GO'
 package libtch
 

@@ -136,10 +136,16 @@ func contiguous(st *pickle.StorageTensor) (Tensor, error) {
 	if len(st.Stride) != len(shape) {
 		return Tensor{}, fmt.Errorf("shape %v with strides %v", shape, st.Stride)
 	}
+	// The element count is bounded by the storage before anything is allocated: a state dict
+	// holds no expanded (stride 0) views, so a shape asking for more elements than its storage
+	// has is corrupt or hostile (torch.zeros(1).as_strided((2**31,), (0,)) asks for 8 GB).
 	count := int64(1)
 	for _, s := range shape {
 		if s < 0 {
 			return Tensor{}, fmt.Errorf("negative dimension in shape %v", shape)
+		}
+		if s > 0 && count > n/s {
+			return Tensor{}, fmt.Errorf("shape %v has more elements than its storage of %d", shape, n)
 		}
 		count *= s
 	}
