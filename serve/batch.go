@@ -245,7 +245,11 @@ func (b *batcher) execute(keyID string, batch []*job, release func()) {
 	if requests > 0 {
 		used, err := b.record(keyID, images, requests)
 		if err != nil {
-			answerAll(fmt.Errorf("ledger: %w", err))
+			if asAPIError(err).status < 500 {
+				answerAll(err) // refused by the database (quota): the caller's, not a fault
+			} else {
+				answerAll(fmt.Errorf("ledger: %w", err))
+			}
 			return
 		}
 		// Per-job totals: the batch's jobs are counted in order.

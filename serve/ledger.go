@@ -2,6 +2,8 @@ package serve
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -66,13 +68,16 @@ func (l *ledgerWriter) run() {
 			entries[i] = r.e
 		}
 		start := time.Now()
-		used, err := l.store.RecordAll(context.Background(), entries, start)
+		rec, err := l.store.RecordAll(context.Background(), entries, start)
 		l.observe(len(entries), time.Since(start))
 		for i, r := range group {
-			if err != nil {
+			switch {
+			case err != nil:
 				r.done <- ledgerRes{err: err}
-			} else {
-				r.done <- ledgerRes{used: used[i]}
+			case rec[i].OverQuota:
+				r.done <- ledgerRes{used: rec[i].Used, err: errOverQuota(r.e, rec[i].Used)}
+			default:
+				r.done <- ledgerRes{used: rec[i].Used}
 			}
 		}
 	}
@@ -82,4 +87,12 @@ func (l *ledgerWriter) run() {
 func (l *ledgerWriter) close() {
 	close(l.reqs)
 	l.wg.Wait()
+}
+
+// errOverQuota answers a batch the database refused to bill: its key's quota was used up,
+// possibly by another server on the same database, while the batch ran.
+func errOverQuota(e Entry, used int64) error {
+	return &apiError{status: http.StatusPaymentRequired, code: "quota_exhausted",
+		msg:   fmt.Sprintf("quota exhausted: %d images already billed to this key, this request's %d would exceed its quota", used, e.Images),
+		extra: map[string]any{"used": used, "requested": e.Images}}
 }

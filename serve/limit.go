@@ -94,8 +94,8 @@ func (a *admission) admit(k Key, n int) (rateState, error) {
 		need := math.Min(float64(n), capacity)
 		if b.tokens < need {
 			rs.remaining = b.tokens
-			rs.retry = seconds((need - b.tokens) / k.Rate)
-			rs.reset = seconds((capacity - b.tokens) / k.Rate)
+			rs.retry = seconds(math.Min(maxWait, (need-b.tokens)/k.Rate))
+			rs.reset = seconds(math.Min(maxWait, (capacity-b.tokens)/k.Rate))
 			e := &apiError{status: http.StatusTooManyRequests, code: "rate_limited",
 				msg: fmt.Sprintf("rate limit of key %q: %g images/s; this request of %d images may be sent in %.3f s",
 					k.Name, k.Rate, n, rs.retry.Seconds()),
@@ -108,7 +108,7 @@ func (a *admission) admit(k Key, n int) (rateState, error) {
 		}
 		b.tokens -= float64(n)
 		rs.remaining = b.tokens
-		rs.reset = seconds((capacity - b.tokens) / k.Rate)
+		rs.reset = seconds(math.Min(maxWait, (capacity-b.tokens)/k.Rate))
 	}
 	a.reserved[k.ID] += int64(n)
 	return rs, nil
@@ -132,5 +132,9 @@ func (a *admission) release(k Key, n int, refund bool, usedAfter int64) {
 		}
 	}
 }
+
+// maxWait caps every wait told to a caller at a day (the slowest rate a key may have): a
+// slower rate in an older database would overflow time.Duration into a small or negative wait.
+const maxWait = 86400.0
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -153,6 +153,10 @@ func (s *Store) Close() error {
 
 var keyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// MinRate is the slowest rate a key may have: one image a day (a slower one would make every
+// wait longer than any client keeps a connection, and its Retry-After meaningless).
+const MinRate = 1.0 / 86400
+
 // AddKey creates a key and returns its record and its secret. The secret is shown only
 // here: the database keeps its SHA-256 digest. quota is the total number of images the key
 // may have answered (0 = unlimited); rate is images per second (0 = unlimited).
@@ -163,8 +167,8 @@ func (s *Store) AddKey(ctx context.Context, name string, quota int64, rate float
 	if quota < 0 {
 		return Key{}, "", fmt.Errorf("quota %d: expected >= 0 (0 = unlimited)", quota)
 	}
-	if !(rate >= 0) || rate > 1e9 {
-		return Key{}, "", fmt.Errorf("rate %g: expected 0 (unlimited) or a positive number of images per second", rate)
+	if !(rate >= 0) || rate > 1e9 || (rate > 0 && rate < MinRate) {
+		return Key{}, "", fmt.Errorf("rate %g: expected 0 (unlimited) or %g to 1e9 images per second", rate, MinRate)
 	}
 	var raw [32]byte
 	var id [6]byte
@@ -235,6 +239,18 @@ func (s *Store) Key(ctx context.Context, id string) (Key, error) {
 // takes effect at the caller's next request, also in a running server. The key's ledger
 // is kept.
 func (s *Store) Revoke(ctx context.Context, ref string) (Key, error) {
+	// A name may look like another key's id: then ref is ambiguous, and revoking both (or
+	// guessing) would cut off a customer who did nothing.
+	var byID, byName string
+	err := s.db.QueryRowContext(ctx, `SELECT
+		(SELECT id FROM api_keys WHERE id = ?1 AND revoked_ms IS NULL),
+		(SELECT id FROM api_keys WHERE name = ?1 AND revoked_ms IS NULL)`, ref).Scan(nullable(&byID), nullable(&byName))
+	if err != nil {
+		return Key{}, fmt.Errorf("revoke: %w", err)
+	}
+	if byID != "" && byName != "" && byID != byName {
+		return Key{}, fmt.Errorf("revoke %q: ambiguous: it is the id of key %s and the name of key %s; revoke by the id of the one you mean", ref, byID, byName)
+	}
 	k, err := scanKey(s.db.QueryRowContext(ctx,
 		`UPDATE api_keys SET revoked_ms = ?1 WHERE revoked_ms IS NULL AND (id = ?2 OR name = ?2) RETURNING `+keyColumns,
 		time.Now().UnixMilli(), ref))
@@ -274,11 +290,14 @@ func (s *Store) Authenticate(ctx context.Context, secret string) (Key, error) {
 // returns nil the count is durable (synchronous=FULL); when it returns an error nothing
 // was counted.
 func (s *Store) Record(ctx context.Context, keyID string, images, requests int, at time.Time) (int64, error) {
-	used, err := s.RecordAll(ctx, []Entry{{KeyID: keyID, Images: images, Requests: requests}}, at)
+	rec, err := s.RecordAll(ctx, []Entry{{KeyID: keyID, Images: images, Requests: requests}}, at)
 	if err != nil {
 		return 0, err
 	}
-	return used[0], nil
+	if rec[0].OverQuota {
+		return rec[0].Used, fmt.Errorf("record %d images for key %q with %d used: %w", images, keyID, rec[0].Used, ErrOverQuota)
+	}
+	return rec[0].Used, nil
 }
 
 // Entry is one addition to the ledger.
@@ -288,9 +307,20 @@ type Entry struct {
 	Requests int
 }
 
-// RecordAll records every entry in one transaction (all or none: one fsync for many
-// answers) and returns each key's used total after its entry.
-func (s *Store) RecordAll(ctx context.Context, entries []Entry, at time.Time) ([]int64, error) {
+// Recorded is what RecordAll did with one entry: the key's used total after it, and whether
+// it was refused because it would have taken the key past its quota (then nothing of it was
+// recorded and Used is the key's total without it).
+type Recorded struct {
+	Used      int64
+	OverQuota bool
+}
+
+// RecordAll records every entry in one transaction (one fsync for many answers) and returns
+// what became of each. The quota is enforced here, in the billing transaction, so that any
+// number of servers on one database never bill a key past it: an entry that would exceed its
+// key's quota is refused (OverQuota) and the others are recorded. An unknown key or a
+// database error fails the whole transaction and records nothing.
+func (s *Store) RecordAll(ctx context.Context, entries []Entry, at time.Time) ([]Recorded, error) {
 	for _, e := range entries {
 		if e.Images < 0 || e.Requests < 0 {
 			return nil, fmt.Errorf("record: negative count %d images / %d requests", e.Images, e.Requests)
@@ -302,11 +332,20 @@ func (s *Store) RecordAll(ctx context.Context, entries []Entry, at time.Time) ([
 	}
 	defer tx.Rollback()
 	day := at.UTC().Format(time.DateOnly)
-	used := make([]int64, len(entries))
+	out := make([]Recorded, len(entries))
 	for i, e := range entries {
-		err = tx.QueryRowContext(ctx, `UPDATE api_keys SET used = used + ? WHERE id = ? RETURNING used`, e.Images, e.KeyID).Scan(&used[i])
+		err = tx.QueryRowContext(ctx, `UPDATE api_keys SET used = used + ?1 WHERE id = ?2 AND (quota = 0 OR used + ?1 <= quota) RETURNING used`,
+			e.Images, e.KeyID).Scan(&out[i].Used)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("record: %w: %q", ErrUnknownKey, e.KeyID)
+			err = tx.QueryRowContext(ctx, `SELECT used FROM api_keys WHERE id = ?`, e.KeyID).Scan(&out[i].Used)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("record: %w: %q", ErrUnknownKey, e.KeyID)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("record: %w", err)
+			}
+			out[i].OverQuota = true
+			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("record: %w", err)
@@ -321,8 +360,11 @@ func (s *Store) RecordAll(ctx context.Context, entries []Entry, at time.Time) ([
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("record: commit: %w", err)
 	}
-	return used, nil
+	return out, nil
 }
+
+// ErrOverQuota is Record's answer to an entry its key's quota cannot take.
+var ErrOverQuota = errors.New("quota exceeded")
 
 // Usage returns the ledger, per key and day; keyID "" returns every key's.
 func (s *Store) Usage(ctx context.Context, keyID string) ([]DayUsage, error) {
@@ -346,4 +388,18 @@ func (s *Store) Usage(ctx context.Context, keyID string) ([]DayUsage, error) {
 		out = append(out, u)
 	}
 	return out, rows.Err()
+}
+
+// nullable scans a possibly NULL text column into *dst ("" for NULL).
+func nullable(dst *string) any { return &nullString{dst} }
+
+type nullString struct{ dst *string }
+
+func (n *nullString) Scan(v any) error {
+	var ns sql.NullString
+	if err := ns.Scan(v); err != nil {
+		return err
+	}
+	*n.dst = ns.String
+	return nil
 }

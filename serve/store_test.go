@@ -92,3 +92,50 @@ func TestStoreKeysAndLedger(t *testing.T) {
 		t.Fatal("OpenStore(\"\") succeeded")
 	}
 }
+
+// A key named like another key's id: revoking that string must not revoke both.
+func TestRevokeAmbiguousRefusesBoth(t *testing.T) {
+	ctx := context.Background()
+	st, err := OpenStore(filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, _, err := st.AddKey(ctx, "alice", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := st.AddKey(ctx, a.ID, 0, 0) // a name equal to alice's id
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Revoke(ctx, a.ID); err == nil || !strings.Contains(err.Error(), "ambiguous") {
+		t.Fatalf("revoke %q: %v, want an ambiguity error", a.ID, err)
+	}
+	for _, k := range []Key{a, b} {
+		got, err := st.Key(ctx, k.ID)
+		if err != nil || !got.Active() {
+			t.Fatalf("key %s after the refused revoke: %+v %v, want active", k.ID, got, err)
+		}
+	}
+	if k, err := st.Revoke(ctx, b.ID); err != nil || k.ID != b.ID {
+		t.Fatalf("revoke by the unambiguous id: %+v %v", k, err)
+	}
+}
+
+func TestRateBounds(t *testing.T) {
+	ctx := context.Background()
+	st, err := OpenStore(filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, r := range []float64{1e-12, -1, 2e9} {
+		if _, _, err := st.AddKey(ctx, "k", 0, r); err == nil {
+			t.Errorf("rate %g accepted", r)
+		}
+	}
+	if _, _, err := st.AddKey(ctx, "slow", 0, MinRate); err != nil {
+		t.Errorf("rate of one image a day: %v", err)
+	}
+}
