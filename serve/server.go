@@ -3,6 +3,7 @@ package serve
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,6 +77,9 @@ type Config struct {
 	// HTTP timeouts (defaults 10 s header, 60 s read, 120 s write, 120 s idle) and the
 	// graceful-shutdown limit (default 30 s).
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout, ShutdownTimeout time.Duration
+	// TLSCert and TLSKey, when both set, are the PEM certificate (chain) and private key the
+	// server speaks HTTPS with; API keys then never cross the network in clear text.
+	TLSCert, TLSKey string
 	// Logger receives startup, shutdown and error lines (default slog.Default()).
 	Logger *slog.Logger
 	// Registry receives the Prometheus metrics; nil makes a private registry with the Go
@@ -102,6 +106,7 @@ type Server struct {
 	m      *metrics
 	mux    *http.ServeMux
 	ready  atomic.Bool
+	tls    *tls.Config // nil: plain HTTP
 	// blockedKeys remembers the keys whose block was logged (once per key).
 	blockedKeys sync.Map
 
@@ -183,6 +188,16 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 		}
 		s.dim = v.D
 	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, fmt.Errorf("serve: TLS needs both a certificate and a key (got certificate %q, key %q)", cfg.TLSCert, cfg.TLSKey)
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("serve: TLS certificate %s / key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	s.m = newMetrics(cfg.Registry)
 	s.adm = newAdmission()
 	s.batch = newBatcher(cfg.MaxBatch, cfg.MaxDelay, cfg.Workers)
@@ -222,6 +237,26 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// CheckExposure refuses to serve a non-loopback address in clear text: bearer API keys would
+// cross the network readable by anyone on the path. insecure overrides it (a TLS-terminating
+// proxy in front, say).
+func CheckExposure(addr string, tls, insecure bool) error {
+	if tls || insecure {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("serve: address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("serve: address %q is not loopback: API keys would travel in clear text; give --tls-cert and --tls-key, or --insecure if a TLS proxy terminates in front of this server", addr)
+}
+
 // ListenAndServe listens on addr (DefaultAddr if empty) and serves until ctx is done,
 // then shuts down gracefully (see Serve).
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
@@ -259,7 +294,11 @@ func Start(enc infer.Encoder, cfg Config, addr string) (*Running, error) {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Running{Server: srv, URL: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	scheme := "http://"
+	if srv.tls != nil {
+		scheme = "https://"
+	}
+	r := &Running{Server: srv, URL: scheme + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- srv.Serve(ctx, ln) }()
 	return r, nil
 }
@@ -279,6 +318,10 @@ func (r *Running) Stop() error {
 // listener closes, readiness turns false, requests in flight are finished and answered
 // (within Config.ShutdownTimeout), then Serve returns nil.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	scheme := "http://"
+	if s.tls != nil {
+		ln, scheme = tls.NewListener(ln, s.tls), "https://"
+	}
 	hs := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
@@ -289,7 +332,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.log.Info("serving", "model", s.name, "input", s.info.InputName, "shape", fmt.Sprintf("N,%s", s.spec.shape()),
-		"output", s.info.OutputName, "dim", s.dim, "addr", "http://"+ln.Addr().String(),
+		"output", s.info.OutputName, "dim", s.dim, "addr", scheme+ln.Addr().String(),
 		"max_batch", s.cfg.MaxBatch, "max_delay", s.batch.maxDelay, "workers", s.cfg.Workers)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

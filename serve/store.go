@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -96,6 +97,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
 	revoked_ms    INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys(name) WHERE revoked_ms IS NULL;
+CREATE TABLE IF NOT EXISTS secrets (
+	name  TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS usage_daily (
 	key_id   TEXT NOT NULL REFERENCES api_keys(id),
 	day      TEXT NOT NULL,
@@ -402,4 +407,24 @@ func (n *nullString) Scan(v any) error {
 	}
 	*n.dst = ns.String
 	return nil
+}
+
+// DefenseSecret returns the database's secret seed for the defenses' randomness (noise,
+// B4B's per-key transforms), drawn from crypto/rand the first time it is asked for and kept in
+// the database, so every server on it (and every restart) uses the same one and nobody who
+// knows the code and a key's id can recompute that key's transform.
+func (s *Store) DefenseSecret(ctx context.Context) (int64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, err
+	}
+	fresh := int64(binary.LittleEndian.Uint64(b[:]) &^ (1 << 63))
+	if _, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO secrets(name, value) VALUES('defense_seed', ?)`, fresh); err != nil {
+		return 0, fmt.Errorf("defense secret: %w", err)
+	}
+	var v int64
+	if err := s.db.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = 'defense_seed'`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("defense secret: %w", err)
+	}
+	return v, nil
 }

@@ -139,3 +139,29 @@ func TestRateBounds(t *testing.T) {
 		t.Errorf("rate of one image a day: %v", err)
 	}
 }
+
+// The defenses' secret is random per database, kept across reopenings, and shared by every
+// handle on the same file (replicas, restarts).
+func TestDefenseSecret(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	secret := func(path string) int64 {
+		st, err := OpenStore(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		v, err := st.DefenseSecret(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	a, b, c := secret(filepath.Join(dir, "a.db")), secret(filepath.Join(dir, "a.db")), secret(filepath.Join(dir, "b.db"))
+	if a != b {
+		t.Fatalf("secret changed on reopening: %d then %d", a, b)
+	}
+	if a == c || a == 1 || a == 0 {
+		t.Fatalf("secrets %d and %d: want random, different per database", a, c)
+	}
+}

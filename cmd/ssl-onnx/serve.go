@@ -28,7 +28,10 @@ func serveCommand() *cli.Command {
 		Flags: append(runtimeFlags(),
 			&cli.StringFlag{Name: "model", Required: true, Usage: "ONNX encoder to serve"},
 			&cli.StringFlag{Name: "name", Usage: "model name in the API (default: the file name without .onnx)"},
-			&cli.StringFlag{Name: "addr", Value: serve.DefaultAddr, Usage: "listen address (loopback by default; 0.0.0.0:8700 exposes it)"},
+			&cli.StringFlag{Name: "addr", Value: serve.DefaultAddr, Usage: "listen address (loopback by default; a non-loopback address such as 0.0.0.0:8700 needs --tls-cert/--tls-key or --insecure)"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate (chain): serve HTTPS"},
+			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key of --tls-cert"},
+			&cli.BoolFlag{Name: "insecure", Usage: "allow a non-loopback --addr without TLS (only behind a proxy that terminates TLS)"},
 			&cli.StringFlag{Name: "db", Value: defaultDB, Usage: "SQLite database of API keys and the ledger (see: ssl-onnx keys)"},
 			&cli.IntFlag{Name: "max-batch", Value: serve.DefaultMaxBatch, Usage: "most images per model call when batching concurrent requests (1 = no batching)"},
 			&cli.DurationFlag{Name: "max-delay", Usage: "how long the first request of a batch waits for others (default 0: batch only what queued while the model was busy)"},
@@ -38,11 +41,14 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-pixels", Value: serve.DefaultMaxPixels, Usage: "largest decoded PNG/JPEG image, width x height"},
 			&cli.StringFlag{Name: "norm", Value: "auto", Usage: "normalisation of decoded PNG/JPEG images: auto (from model metadata), none, or a dataset name"},
 			&cli.StringSliceFlag{Name: "defense", Usage: "defense spec to wrap the encoder with (repeatable, applied in order): " + strings.Join(defense.Names(), ", ")},
-			&cli.Int64Flag{Name: "defense-seed", Value: 1, Usage: "seed of the defenses' randomness and per-key secrets"},
+			&cli.Int64Flag{Name: "defense-seed", Usage: "fixed seed of the defenses' randomness and per-key transforms, for reproducible experiments only (default: a random secret kept in --db; anyone who knows a fixed seed and a key's id can recompute that key's noise and transform)"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight"},
 		),
 		Action: func(c *cli.Context) error {
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			if err := serve.CheckExposure(c.String("addr"), c.String("tls-cert") != "", c.Bool("insecure")); err != nil {
+				return err
+			}
 			maxBody, err := parseSize(c.String("max-body"))
 			if err != nil {
 				return fmt.Errorf("--max-body: %w", err)
@@ -83,11 +89,17 @@ func serveCommand() *cli.Command {
 			if active == 0 {
 				log.Warn("no active API key: every inference request will get 401; add one with `ssl-onnx keys add --name NAME --quota N --db " + c.String("db") + "`")
 			}
+			seed := c.Int64("defense-seed")
+			if !c.IsSet("defense-seed") {
+				if seed, err = st.DefenseSecret(c.Context); err != nil {
+					return err
+				}
+			}
 			srv, err := serve.New(enc, serve.Config{
 				Store: st, ModelName: name, MaxBatch: c.Int("max-batch"), MaxDelay: c.Duration("max-delay"), Workers: c.Int("workers"),
 				MaxBody: maxBody, MaxImages: c.Int("max-images"), MaxPixels: c.Int("max-pixels"), Norm: norm, Defenses: c.StringSlice("defense"),
-				DefenseSeed:     c.Int64("defense-seed"),
-				ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log,
+				DefenseSeed:     seed,
+				ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log, TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 			})
 			if err != nil {
 				return err
