@@ -530,6 +530,14 @@ func (q *querier) queryAll(ctx context.Context, round int) (int, error) {
 		}
 		out, err := q.c.Victim.Encode(ctx, infer.Images{N: len(chunk), C: s.C, H: s.H, W: s.W, Data: buf[:len(chunk)*per]})
 		if err != nil {
+			// Answers paid for before the failure are kept: a resumed run does not buy them again.
+			var pe *infer.PartialError
+			if errors.As(err, &pe) && pe.Answered > 0 && pe.Answered <= len(chunk) && out.N >= pe.Answered && out.D > 0 {
+				if cerr := q.cache.Append(idx[:pe.Answered], vw[:pe.Answered], out.D, out.Data[:pe.Answered*out.D]); cerr != nil {
+					return sent, cerr
+				}
+				sent += pe.Answered
+			}
 			return sent, fmt.Errorf("querying victim %s after %d queries (answers so far are cached; rerun to resume): %w", q.c.VictimName, sent, err)
 		}
 		if err := q.cache.Append(idx, vw, out.D, out.Data); err != nil {

@@ -279,3 +279,17 @@ func Similarity(a, b Vectors) (meanCos, meanL2 float64, err error) {
 	}
 	return meanCos / float64(a.N), meanL2 / float64(a.N), nil
 }
+
+// PartialError is an Encode failure after part of the batch was answered: the returned
+// Vectors hold the first Answered rows. A remote victim that bills per answer has been paid
+// for them, so a caller should keep them.
+type PartialError struct {
+	Answered int
+	Err      error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("after %d answered images: %v", e.Answered, e.Err)
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }

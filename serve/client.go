@@ -157,7 +157,8 @@ func (e *RemoteError) Error() string {
 }
 
 // Encode sends x to the server (split into requests of at most BatchLimit images) and
-// returns the representations.
+// returns the representations. When a request fails after earlier ones were answered (and
+// billed), it returns those answers with an *infer.PartialError saying how many they are.
 func (c *Client) Encode(ctx context.Context, x infer.Images) (infer.Vectors, error) {
 	if err := x.Validate(); err != nil {
 		return infer.Vectors{}, err
@@ -176,7 +177,13 @@ func (c *Client) Encode(ctx context.Context, x infer.Images) (infer.Vectors, err
 		part := infer.Images{N: hi - lo, C: x.C, H: x.H, W: x.W, Data: x.Data[lo*per : hi*per]}
 		v, err := c.encodeOnce(ctx, part)
 		if err != nil {
-			return infer.Vectors{}, fmt.Errorf("images %d-%d: %w", lo, hi-1, err)
+			err = fmt.Errorf("images %d-%d: %w", lo, hi-1, err)
+			if lo == 0 {
+				return infer.Vectors{}, err
+			}
+			// The earlier requests were answered and billed: hand them back with the error.
+			out.N = lo
+			return out, &infer.PartialError{Answered: lo, Err: err}
 		}
 		if out.D == 0 {
 			out.D = v.D

@@ -94,6 +94,25 @@ func TestClientMatchesLocalEncoder(t *testing.T) {
 			}
 		}
 	})
+	t.Run("keeps paid answers when a later request fails", func(t *testing.T) {
+		k, secret := ts.addKey(t, "partial", 12, 0)
+		c, err := Dial(ts.URL, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.BatchLimit = 8
+		x := randomImages(16, 4) // 8 answered and billed, then 8 over the quota of 12
+		got, err := c.Encode(context.Background(), x)
+		var pe *infer.PartialError
+		if !errors.As(err, &pe) || pe.Answered != 8 || got.N != 8 || len(got.Data) != 8*got.D {
+			t.Fatalf("Encode: %d rows, %v: want the 8 paid answers and a PartialError", got.N, err)
+		}
+		want, _ := enc.Encode(context.Background(), infer.Images{N: 8, C: 3, H: 32, W: 32, Data: x.Data[:8*3072]})
+		assertClose(t, "paid answers", got.Data, want.Data, 1e-4)
+		if billed := ledgerTotal(t, ts.store, k.ID); billed != 8 {
+			t.Fatalf("billed %d, want the 8 answered", billed)
+		}
+	})
 	t.Run("retries 429", func(t *testing.T) {
 		_, secret := ts.addKey(t, "throttled", 0, 10)
 		c, err := Dial(ts.URL, secret)

@@ -2,6 +2,7 @@ package study
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ssl-onnx/ssl-onnx/attack"
@@ -52,6 +53,12 @@ func (s *sybil) Encode(ctx context.Context, x infer.Images) (infer.Vectors, erro
 		c := &s.clients[k]
 		n := min(c.left, x.N-done)
 		v, err := c.enc.Encode(ctx, infer.Images{N: n, C: x.C, H: x.H, W: x.W, Data: x.Data[done*per : (done+n)*per]})
+		if pe := (*infer.PartialError)(nil); errors.As(err, &pe) && pe.Answered > 0 && v.N >= pe.Answered {
+			c.left -= pe.Answered // paid for: keep them
+			done += pe.Answered
+			out.N, out.D = out.N+pe.Answered, v.D
+			out.Data = append(out.Data, v.Data[:pe.Answered*v.D]...)
+		}
 		if attack.IsRefusal(err) {
 			c.left, s.refusal = 0, err // a blocked or exhausted key: go on with the others
 			continue
