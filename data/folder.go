@@ -1,6 +1,7 @@
 package data
 
 import (
+	"io"
 	"fmt"
 	"image"
 	"image/color"
@@ -77,11 +78,31 @@ func OpenFolder(dir string, size int) (Dataset, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data: folder: %s: cannot decode image header: %w", d.files[0], err)
 	}
-	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return nil, fmt.Errorf("data: folder: %s: image size %dx%d, expected non-empty", d.files[0], cfg.Width, cfg.Height)
+	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width > MaxFolderSide || cfg.Height > MaxFolderSide {
+		return nil, fmt.Errorf("data: folder: %s: image size %dx%d, expected 1..%d pixels a side (or give a size to resize to)", d.files[0], cfg.Width, cfg.Height, MaxFolderSide)
 	}
 	d.shape = Shape{3, cfg.Height, cfg.Width}
 	return d, nil
+}
+
+// MaxFolderPixels bounds an image of a folder dataset (width x height, 64 megapixels), and
+// MaxFolderSide the size of a dataset that takes the first image's size.
+const (
+	MaxFolderPixels = 1 << 26
+	MaxFolderSide   = 4096
+)
+
+// checkPixels reads the image header at r and refuses an empty image or one over
+// MaxFolderPixels.
+func checkPixels(r io.Reader, name string) error {
+	cfg, _, err := image.DecodeConfig(r)
+	if err != nil {
+		return fmt.Errorf("data: folder: %s: cannot decode image header: %w", name, err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > MaxFolderPixels {
+		return fmt.Errorf("data: folder: %s: image size %dx%d, expected 1 to %d pixels", name, cfg.Width, cfg.Height, MaxFolderPixels)
+	}
+	return nil
 }
 
 // Len is the number of images found.
@@ -118,8 +139,16 @@ func (d *folderSet) Image(i int, dst []uint8) error {
 	if err != nil {
 		return fmt.Errorf("data: folder: %w", err)
 	}
+	defer f.Close()
+	// The header's size is checked before the decoder allocates the whole image: a 100-byte
+	// PNG may declare 100000 x 100000 pixels.
+	if err := checkPixels(f, d.files[i]); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("data: folder: %w", err)
+	}
 	img, _, err := image.Decode(f)
-	f.Close()
 	if err != nil {
 		return fmt.Errorf("data: folder: %s: cannot decode image: %w", d.files[i], err)
 	}

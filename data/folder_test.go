@@ -2,6 +2,8 @@ package data
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"fmt"
 	"image"
 	"image/color"
@@ -159,4 +161,49 @@ func joinInts(b []byte) string {
 		s[i] = fmt.Sprint(v)
 	}
 	return strings.Join(s, ",")
+}
+
+// hugePNG is a valid PNG header declaring w x h gray pixels, with no pixel data.
+func hugePNG(w, h uint32) []byte {
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	chunk := func(typ string, data []byte) {
+		binary.Write(&b, binary.BigEndian, uint32(len(data)))
+		crc := crc32.NewIEEE()
+		crc.Write([]byte(typ))
+		crc.Write(data)
+		b.WriteString(typ)
+		b.Write(data)
+		binary.Write(&b, binary.BigEndian, crc.Sum32())
+	}
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr, w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8] = 8 // bit depth; colour type 0 (gray)
+	chunk("IHDR", ihdr)
+	chunk("IEND", nil)
+	return b.Bytes()
+}
+
+// A 60-byte PNG that declares 100000 x 100000 pixels is refused from its header, before the
+// decoder allocates 10 GB for it.
+func TestFolderRefusesHugeImages(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a", "x.png"), hugePNG(100000, 100000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenFolder(dir, 0); err == nil || !strings.Contains(err.Error(), "100000x100000") {
+		t.Fatalf("size from a huge first image: %v", err)
+	}
+	ds, err := OpenFolder(dir, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ds.Image(0, make([]uint8, 3*32*32))
+	if err == nil || !strings.Contains(err.Error(), "100000x100000") {
+		t.Fatalf("decoding a huge image: %v, want an error naming its size", err)
+	}
 }

@@ -66,6 +66,11 @@ func SaveCheckpoint(dir string, ck Checkpoint, model *torchnet.Model, opt *Optim
 	if err := writeAtomic(filepath.Join(dir, SidecarName), js); err != nil {
 		return err
 	}
+	// The renames must be durable before the files they replace are deleted: after a crash
+	// the directory could otherwise still name the old sidecar while its weights are gone.
+	if err := syncDir(dir); err != nil {
+		return err
+	}
 	// Older epochs' files are no longer referenced.
 	old, _ := filepath.Glob(filepath.Join(dir, "*-e[0-9][0-9][0-9][0-9].ot"))
 	for _, f := range old {
@@ -84,6 +89,19 @@ func syncFile(path string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// syncDir makes the directory's entries (renames, new files) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
 }
 
 func writeAtomic(path string, b []byte) error {
