@@ -29,6 +29,10 @@ fuzz: setup
 	@for t in FuzzIDX FuzzCIFAR FuzzSVHNMat FuzzSVHNMatCompressed FuzzSTL10; do \
 	  $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./data/ || exit 1; done
 	$(GO) test -run='^$$' -fuzz='^FuzzUnmarshal$$' -fuzztime=$(FUZZTIME) ./onnxpb/
+	$(GO) test -run='^$$' -fuzz='^FuzzFolderImage$$' -fuzztime=$(FUZZTIME) ./data/
+	$(GO) test -run='^$$' -fuzz='^FuzzAnswerCache$$' -fuzztime=$(FUZZTIME) ./attack/
+	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./models/pth/
+	$(GO) test -run='^$$' -fuzz='^FuzzRequests$$' -fuzztime=$(FUZZTIME) ./serve/
 
 clean:
 	rm -rf bin

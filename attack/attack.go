@@ -262,6 +262,9 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 		return nil, err
 	}
 	defer cache.Close()
+	if d := cache.Dropped(); d > 0 {
+		fmt.Fprintf(log, "answer cache %s: cut a damaged or torn tail of %d bytes; those answers are asked again\n", cache.path, d)
+	}
 	aug := augment.SimCLR(c.Size)
 	q := querier{c: c, views: views, cache: cache, vset: vset, vnorm: vnorm, aug: aug, log: log}
 	start := time.Now()
@@ -432,7 +435,7 @@ func checkCacheID(c Config, views int, shape data.Shape) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, fs.ErrNotExist):
-		return os.WriteFile(path, []byte(id), 0o644)
+		return writeFileAtomic(path, []byte(id))
 	}
 	return err
 }

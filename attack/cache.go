@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 )
 
 // AnswerCache is the on-disk record of every answer the victim gave: one record per query
@@ -19,12 +21,24 @@ type AnswerCache struct {
 	dim     int
 	answers map[key][]float32
 	order   []key
+	crc     bool  // records carry checksums (every file but an old SSLQANS1 one)
+	dropped int64 // bytes of a bad tail cut off at open
 }
 
 type key struct{ index, view int }
 
-// cacheMagic starts every answer cache file; the dimension follows as a uint32.
-const cacheMagic = "SSLQANS1"
+// cacheMagic starts every answer cache file written now; the dimension follows as a uint32,
+// then the CRC-32 of magic and dimension. Each record is the image index and view (uint32
+// each), the vector (float32s) and the CRC-32 of those bytes, so that a torn or damaged
+// record is recognised instead of being trained on. cacheMagicV1 files (no checksums) are
+// still read and appended to.
+const (
+	cacheMagic   = "SSLQANS2"
+	cacheMagicV1 = "SSLQANS1"
+	// MaxAnswerDim bounds the dimension a cache header may declare (records are allocated
+	// from it): far above any encoder's output.
+	MaxAnswerDim = 1 << 16
+)
 
 // OpenCache opens (or creates) the cache at path for answers of dimension dim (0 = take it
 // from the file, or from the first answer). A trailing partial record, left by a crash in the
@@ -34,12 +48,24 @@ func OpenCache(path string, dim int) (*AnswerCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("answer cache: %w", err)
 	}
-	c := &AnswerCache{path: path, f: f, dim: dim, answers: map[key][]float32{}}
+	c := &AnswerCache{path: path, f: f, dim: dim, answers: map[key][]float32{}, crc: true}
 	if err := c.load(); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return c, nil
+}
+
+// Dropped is the number of bytes of a damaged or torn tail cut off when the cache was opened
+// (those answers are asked again).
+func (c *AnswerCache) Dropped() int64 { return c.dropped }
+
+func (c *AnswerCache) recordLen() int {
+	n := 8 + 4*c.dim
+	if c.crc {
+		n += 4
+	}
+	return n
 }
 
 func (c *AnswerCache) load() error {
@@ -51,17 +77,11 @@ func (c *AnswerCache) load() error {
 		return nil // header written with the first answers, once the dimension is known
 	}
 	r := bufio.NewReader(c.f)
-	hdr := make([]byte, len(cacheMagic)+4)
-	if _, err := io.ReadFull(r, hdr); err != nil || string(hdr[:len(cacheMagic)]) != cacheMagic {
-		return fmt.Errorf("answer cache %s: not an answer cache (bad header)", c.path)
+	good, err := c.readHeader(r)
+	if err != nil {
+		return err
 	}
-	dim := int(binary.LittleEndian.Uint32(hdr[len(cacheMagic):]))
-	if c.dim != 0 && dim != c.dim {
-		return fmt.Errorf("answer cache %s: answers have dimension %d, expected %d", c.path, dim, c.dim)
-	}
-	c.dim = dim
-	rec := make([]byte, 8+4*dim)
-	good := int64(len(hdr))
+	rec := make([]byte, c.recordLen())
 	for {
 		_, err := io.ReadFull(r, rec)
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -70,8 +90,12 @@ func (c *AnswerCache) load() error {
 		if err != nil {
 			return fmt.Errorf("answer cache %s: %w", c.path, err)
 		}
+		body := rec[:8+4*c.dim]
+		if c.crc && crc32.ChecksumIEEE(body) != binary.LittleEndian.Uint32(rec[len(body):]) {
+			break // a damaged record: it and everything after it are asked again
+		}
 		k := key{int(binary.LittleEndian.Uint32(rec[0:])), int(binary.LittleEndian.Uint32(rec[4:]))}
-		v := make([]float32, dim)
+		v := make([]float32, c.dim)
 		for i := range v {
 			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(rec[8+4*i:]))
 		}
@@ -82,12 +106,43 @@ func (c *AnswerCache) load() error {
 		good += int64(len(rec))
 	}
 	if good != st.Size() {
+		c.dropped = st.Size() - good
 		if err := c.f.Truncate(good); err != nil {
 			return fmt.Errorf("answer cache %s: cutting a partial record: %w", c.path, err)
 		}
 	}
 	_, err = c.f.Seek(good, io.SeekStart)
 	return err
+}
+
+// readHeader reads and checks the header, sets the dimension and format, and returns its size.
+func (c *AnswerCache) readHeader(r io.Reader) (int64, error) {
+	hdr := make([]byte, len(cacheMagic)+4)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return 0, fmt.Errorf("answer cache %s: not an answer cache (bad header: cut short)", c.path)
+	}
+	n := int64(len(hdr))
+	switch string(hdr[:len(cacheMagic)]) {
+	case cacheMagic:
+		sum := make([]byte, 4)
+		if _, err := io.ReadFull(r, sum); err != nil || crc32.ChecksumIEEE(hdr) != binary.LittleEndian.Uint32(sum) {
+			return 0, fmt.Errorf("answer cache %s: damaged header (checksum mismatch): move the file away to query again", c.path)
+		}
+		n += 4
+	case cacheMagicV1:
+		c.crc = false
+	default:
+		return 0, fmt.Errorf("answer cache %s: not an answer cache (bad header)", c.path)
+	}
+	dim := int(binary.LittleEndian.Uint32(hdr[len(cacheMagic):]))
+	if dim < 1 || dim > MaxAnswerDim {
+		return 0, fmt.Errorf("answer cache %s: header declares dimension %d, expected 1..%d", c.path, dim, MaxAnswerDim)
+	}
+	if c.dim != 0 && dim != c.dim {
+		return 0, fmt.Errorf("answer cache %s: answers have dimension %d, expected %d", c.path, dim, c.dim)
+	}
+	c.dim = dim
+	return n, nil
 }
 
 // Len is the number of answers stored: the queries paid for so far.
@@ -105,11 +160,19 @@ func (c *AnswerCache) Get(index, view int) ([]float32, bool) {
 // Append stores answers (row i for image indices[i], views[i]) and fsyncs them.
 func (c *AnswerCache) Append(indices, views []int, dim int, vals []float32) error {
 	if c.dim == 0 {
+		if dim < 1 || dim > MaxAnswerDim {
+			return fmt.Errorf("answer cache %s: answers of dimension %d, expected 1..%d", c.path, dim, MaxAnswerDim)
+		}
 		c.dim = dim
 		hdr := make([]byte, len(cacheMagic)+4)
 		copy(hdr, cacheMagic)
 		binary.LittleEndian.PutUint32(hdr[len(cacheMagic):], uint32(dim))
+		hdr = binary.LittleEndian.AppendUint32(hdr, crc32.ChecksumIEEE(hdr))
 		if _, err := c.f.Write(hdr); err != nil {
+			return fmt.Errorf("answer cache %s: %w", c.path, err)
+		}
+		// The new file's name must survive a crash too.
+		if err := syncDir(filepath.Dir(c.path)); err != nil {
 			return fmt.Errorf("answer cache %s: %w", c.path, err)
 		}
 	}
@@ -119,12 +182,16 @@ func (c *AnswerCache) Append(indices, views []int, dim int, vals []float32) erro
 	if len(vals) != len(indices)*dim || len(views) != len(indices) {
 		return fmt.Errorf("answer cache: %d values for %d answers of dimension %d", len(vals), len(indices), dim)
 	}
-	buf := make([]byte, 0, len(indices)*(8+4*dim))
+	buf := make([]byte, 0, len(indices)*c.recordLen())
 	for i := range indices {
+		start := len(buf)
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(indices[i]))
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(views[i]))
 		for _, x := range vals[i*dim : (i+1)*dim] {
 			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
+		}
+		if c.crc {
+			buf = binary.LittleEndian.AppendUint32(buf, crc32.ChecksumIEEE(buf[start:]))
 		}
 	}
 	if _, err := c.f.Write(buf); err != nil {
@@ -145,3 +212,38 @@ func (c *AnswerCache) Append(indices, views []int, dim int, vals []float32) erro
 
 // Close closes the file.
 func (c *AnswerCache) Close() error { return c.f.Close() }
+
+// syncDir makes a directory's entries (a new file's name, a rename) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// writeFileAtomic writes b to path through a synced temporary file and a rename: a crash
+// leaves the old content or the new, never a part.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}

@@ -1,6 +1,9 @@
 package attack
 
 import (
+	"encoding/binary"
+	"hash/crc32"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -91,7 +94,7 @@ func TestCacheRoundTripAndReopen(t *testing.T) {
 		t.Fatalf("reopened: Len %d, answer (7,0) %v; want 5 and the latest answer", r.Len(), got)
 	}
 	checkAnswers(t, r, idx[:4], views[:4], dim, 5)
-	if st, _ := os.Stat(path); st.Size() != int64(len(cacheMagic)+4+6*(8+4*dim)) {
+	if st, _ := os.Stat(path); st.Size() != int64(len(cacheMagic)+8+6*(8+4*dim+4)) {
 		t.Fatalf("file is %d bytes, want header + 6 records", st.Size())
 	}
 }
@@ -101,14 +104,14 @@ func TestCacheRoundTripAndReopen(t *testing.T) {
 // continues cleanly after the last whole record.
 func TestCachePartialRecordCut(t *testing.T) {
 	const dim = 4
-	rec := 8 + 4*dim
-	for _, garbage := range []int{1, 7, rec - 1} {
+	rec := 8 + 4*dim + 4 // index, view, vector, checksum
+	for _, garbage := range []int{1, 7, rec - 1, rec, rec + 3} {
 		path := filepath.Join(t.TempDir(), CacheName)
 		c := openCache(t, path, 0)
 		idx, views := []int{3, 4, 5}, []int{0, 0, 0}
 		appendAnswers(t, c, idx, views, dim)
 		c.Close()
-		whole := int64(len(cacheMagic) + 4 + 3*rec)
+		whole := int64(len(cacheMagic) + 8 + 3*rec)
 		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -168,5 +171,75 @@ func TestCacheBadFiles(t *testing.T) {
 	}
 	if _, err := OpenCache(filepath.Join(dir, "no", "such", "dir", CacheName), 0); err == nil || !strings.Contains(err.Error(), "answer cache") {
 		t.Fatalf("OpenCache(missing dir) = %v, want an error", err)
+	}
+}
+
+// A record of full length but wrong content (a torn write the disk completed with other
+// bytes) fails its checksum: it and everything after it are cut, and reported.
+func TestCacheDamagedRecordDropped(t *testing.T) {
+	const dim = 3
+	path := filepath.Join(t.TempDir(), CacheName)
+	c := openCache(t, path, 0)
+	appendAnswers(t, c, []int{0, 1, 2}, []int{0, 0, 0}, dim)
+	c.Close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := 8 + 4*dim + 4
+	b[len(cacheMagic)+8+rec+9] ^= 0x40 // one bit of record 1's vector
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := openCache(t, path, 0)
+	defer r.Close()
+	if r.Len() != 1 || r.Dropped() != int64(2*rec) {
+		t.Fatalf("after damaging record 1 of 3: %d answers kept, %d bytes dropped; want 1 and %d", r.Len(), r.Dropped(), 2*rec)
+	}
+	if _, ok := r.Get(1, 0); ok {
+		t.Fatal("the damaged answer was kept")
+	}
+}
+
+// A header declaring an absurd dimension is refused before records are allocated from it.
+func TestCacheHugeDimension(t *testing.T) {
+	for _, magic := range []string{cacheMagic, cacheMagicV1} {
+		hdr := []byte(magic)
+		hdr = binary.LittleEndian.AppendUint32(hdr, 1<<31)
+		if magic == cacheMagic {
+			hdr = binary.LittleEndian.AppendUint32(hdr, crc32.ChecksumIEEE(hdr))
+		}
+		path := filepath.Join(t.TempDir(), CacheName)
+		if err := os.WriteFile(path, append(hdr, make([]byte, 64)...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenCache(path, 0); err == nil || !strings.Contains(err.Error(), "dimension 2147483648") {
+			t.Fatalf("%s header with dimension 2^31: %v, want a dimension error", magic, err)
+		}
+	}
+}
+
+// Caches written before checksums (SSLQANS1) are still read and appended to.
+func TestCacheReadsVersion1(t *testing.T) {
+	const dim = 2
+	b := []byte(cacheMagicV1)
+	b = binary.LittleEndian.AppendUint32(b, dim)
+	for i := 0; i < 2; i++ {
+		b = binary.LittleEndian.AppendUint32(b, uint32(i))
+		b = binary.LittleEndian.AppendUint32(b, 0)
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(i)))
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(1))
+	}
+	path := filepath.Join(t.TempDir(), CacheName)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := openCache(t, path, 0)
+	appendAnswers(t, c, []int{5}, []int{0}, dim)
+	c.Close()
+	r := openCache(t, path, 0)
+	defer r.Close()
+	if v, ok := r.Get(1, 0); r.Len() != 3 || !ok || v[0] != 1 {
+		t.Fatalf("version 1 cache: %d answers, (1,0) = %v", r.Len(), v)
 	}
 }

@@ -207,3 +207,29 @@ func TestFolderRefusesHugeImages(t *testing.T) {
 		t.Fatalf("decoding a huge image: %v, want an error naming its size", err)
 	}
 }
+
+// FuzzFolderImage decodes arbitrary bytes as a folder dataset's PNG: an error or an image,
+// never a panic or a decode of more pixels than MaxFolderPixels.
+func FuzzFolderImage(f *testing.F) {
+	f.Add(hugePNG(100000, 100000))
+	f.Add(hugePNG(4, 4))
+	var b bytes.Buffer
+	if err := png.Encode(&b, image.NewGray(image.Rect(0, 0, 5, 3))); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(dir, "a"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "a", "x.png"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := OpenFolder(dir, 16)
+		if err != nil {
+			return
+		}
+		_ = ds.Image(0, make([]uint8, 3*16*16)) // an error is fine; a panic is not
+	})
+}

@@ -54,7 +54,7 @@ fi
 
 # --- gotch ---------------------------------------------------------------------------------
 # The stamp records what the copy was patched for; a different LIBTORCH re-patches it.
-stamp="gotch=$GOTCH_VERSION libtorch=${LIBTORCH:-debian} abi=${LIBTORCH_CXX11_ABI:-1} patch=7"
+stamp="gotch=$GOTCH_VERSION libtorch=${LIBTORCH:-debian} abi=${LIBTORCH_CXX11_ABI:-1} patch=8"
 if [ "$(cat "$DEPS/gotch/.ssl-onnx-patched" 2>/dev/null)" != "$stamp" ]; then
   say "fetching gotch $GOTCH_VERSION through the Go module proxy"
   src=$(cd "$ROOT" && GOFLAGS=-mod=mod go mod download -json "github.com/sugarme/gotch@$GOTCH_VERSION" \
@@ -122,6 +122,12 @@ func checkStorageSize(size int) error {
 }
 GO
   say "bounded $n storage allocations of gotch's pickle reader"
+  # Its legacy loader meets io.EOF of an empty (or tar-only) file with a bare `break`, which
+  # leaves the switch, not the loop: an empty .pth spun forever. End the load with an error.
+  sz="$DEPS/gotch.tmp/pickle/serialization.go"
+  grep -q '^		case io.EOF:$' "$sz" || fail "gotch $GOTCH_VERSION: pickle/serialization.go has no legacy EOF case to fix (did its layout change?)"
+  sed -i 's|^			break // End of archive$|			return nil, fmt.Errorf("%s: empty, or a tar archive without a checkpoint: not a torch.save file", filename)|' "$sz"
+  grep -q 'not a torch.save file", filename)' "$sz" || fail "gotch $GOTCH_VERSION: could not patch the legacy loader's endless loop"
   cat > "$lib/sslonnx_extra.go" <<'GO'
 package libtch
 

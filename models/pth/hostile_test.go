@@ -1,9 +1,11 @@
 package pth
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 )
@@ -28,5 +30,24 @@ func TestHostileCheckpoints(t *testing.T) {
 			t.Errorf("%s: %v: want an error about the storage size", n, err)
 		}
 		t.Logf("%s: %v", n, err)
+	}
+}
+
+// An empty file (or a tar archive with no entry) spun forever in gotch's legacy loader (a
+// `break` out of a switch instead of the loop): it must be an error, at once.
+func TestEmptyCheckpointIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "empty.pth")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Load(path); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a") {
+			t.Fatalf("empty checkpoint: %v, want an error saying it is not a torch.save file", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("loading an empty checkpoint did not return within 20 s")
 	}
 }
