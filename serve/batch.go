@@ -36,11 +36,13 @@ type batcher struct {
 	idle     time.Duration
 	sem      chan struct{}
 
-	mu     sync.Mutex
-	queues map[string]*queue
-	closed bool
-	wg     sync.WaitGroup
-	stop   chan struct{}
+	mu       sync.Mutex
+	queues   map[string]*queue
+	queued   int // jobs waiting in every queue
+	maxQueue int // most jobs waiting; more are refused with 503
+	closed   bool
+	wg       sync.WaitGroup
+	stop     chan struct{}
 }
 
 type queue struct {
@@ -71,6 +73,11 @@ var errNonFinite = errorf(http.StatusUnprocessableEntity, "non_finite_output",
 
 var errClosing = errorf(http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
 
+// errOverloaded refuses a request when the batch queue is full: the server is behind, the
+// caller should come back (the request was not run and is not billed).
+var errOverloaded = &apiError{status: http.StatusServiceUnavailable, code: "overloaded",
+	msg: "the server's queue is full: retry shortly", header: http.Header{"Retry-After": {"1"}}}
+
 func newBatcher(maxBatch int, maxDelay time.Duration, workers int) *batcher {
 	return &batcher{
 		maxBatch: max(maxBatch, 1), maxDelay: max(maxDelay, 0), idle: time.Second,
@@ -87,6 +94,11 @@ func (b *batcher) submit(ctx context.Context, keyID string, x infer.Images) jobR
 		b.mu.Unlock()
 		return jobResult{err: errClosing}
 	}
+	if b.maxQueue > 0 && b.queued >= b.maxQueue {
+		b.mu.Unlock()
+		return jobResult{err: errOverloaded}
+	}
+	b.queued++
 	q := b.queues[keyID]
 	if q == nil {
 		q = &queue{wake: make(chan struct{}, 1)}
@@ -180,6 +192,7 @@ func (b *batcher) take(q *queue) []*job {
 		j := q.jobs[i]
 		if err := j.ctx.Err(); err != nil {
 			b.depth(-1)
+			b.queued--
 			j.done <- jobResult{err: err}
 			continue
 		}
@@ -189,6 +202,7 @@ func (b *batcher) take(q *queue) []*job {
 		batch = append(batch, j)
 		images += j.x.N
 		b.depth(-1)
+		b.queued--
 	}
 	q.jobs = append(q.jobs[:0], q.jobs[i:]...)
 	return batch

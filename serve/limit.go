@@ -31,6 +31,8 @@ type admission struct {
 
 	mu       sync.Mutex
 	reserved map[string]int64 // images admitted and not yet released, per key
+	inflight map[string]int   // requests admitted and not yet released, per key
+	maxReqs  int              // most requests of one key in flight (0 = no limit)
 	used     map[string]int64 // the largest used total a release has reported, per key
 	buckets  map[string]*bucket
 }
@@ -41,7 +43,7 @@ type bucket struct {
 }
 
 func newAdmission() *admission {
-	return &admission{now: time.Now, reserved: map[string]int64{}, used: map[string]int64{}, buckets: map[string]*bucket{}}
+	return &admission{now: time.Now, reserved: map[string]int64{}, inflight: map[string]int{}, used: map[string]int64{}, buckets: map[string]*bucket{}}
 }
 
 // rateState is what the X-RateLimit-* headers report.
@@ -77,6 +79,12 @@ func (a *admission) admit(k Key, n int) (rateState, error) {
 		return rateState{}, &apiError{status: http.StatusPaymentRequired, code: "quota_exhausted", msg: msg,
 			extra: map[string]any{"quota": quota, "used": used, "requested": n}}
 	}
+	if a.maxReqs > 0 && a.inflight[k.ID] >= a.maxReqs {
+		e := &apiError{status: http.StatusTooManyRequests, code: "too_many_in_flight",
+			msg:    fmt.Sprintf("key %q has %d requests in flight, the limit is %d: wait for an answer before sending more", k.Name, a.inflight[k.ID], a.maxReqs),
+			header: http.Header{"Retry-After": {"1"}}}
+		return rateState{}, e
+	}
 	rs := rateState{limit: k.Rate}
 	if k.Rate > 0 {
 		now := a.now()
@@ -111,6 +119,7 @@ func (a *admission) admit(k Key, n int) (rateState, error) {
 		rs.reset = seconds(math.Min(maxWait, (capacity-b.tokens)/k.Rate))
 	}
 	a.reserved[k.ID] += int64(n)
+	a.inflight[k.ID]++
 	return rs, nil
 }
 
@@ -122,6 +131,9 @@ func (a *admission) release(k Key, n int, refund bool, usedAfter int64) {
 	defer a.mu.Unlock()
 	if a.reserved[k.ID] -= int64(n); a.reserved[k.ID] <= 0 {
 		delete(a.reserved, k.ID)
+	}
+	if a.inflight[k.ID]--; a.inflight[k.ID] <= 0 {
+		delete(a.inflight, k.ID)
 	}
 	if usedAfter > a.used[k.ID] {
 		a.used[k.ID] = usedAfter

@@ -65,6 +65,10 @@ type Config struct {
 	MaxImages int
 	// MaxPixels is the largest decoded image, width x height (default 2048 x 2048).
 	MaxPixels int
+	// MaxInflight is the most requests one key may have in flight (default 16; more get 429);
+	// MaxQueue the most requests waiting for a batch over all keys (default 1024; more get 503
+	// with Retry-After).
+	MaxInflight, MaxQueue int
 	// Norm is the normalisation applied to decoded PNG/JPEG images after scaling pixels to
 	// [0,1]; raw tensors are passed as sent. The zero value applies none.
 	Norm data.Normalization
@@ -159,6 +163,12 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 	if cfg.MaxPixels == 0 {
 		cfg.MaxPixels = DefaultMaxPixels
 	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 16
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 1024
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -200,7 +210,9 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 	}
 	s.m = newMetrics(cfg.Registry)
 	s.adm = newAdmission()
+	s.adm.maxReqs = cfg.MaxInflight
 	s.batch = newBatcher(cfg.MaxBatch, cfg.MaxDelay, cfg.Workers)
+	s.batch.maxQueue = cfg.MaxQueue
 	s.batch.encode = enc.Encode
 	s.ledger = newLedgerWriter(cfg.Store, func(entries int, d time.Duration) {
 		s.m.commitSize.Observe(float64(entries))
@@ -471,10 +483,15 @@ func (s *Server) authenticate(r *http.Request) (Key, error) {
 
 // readBody reads the whole body up to MaxBody bytes.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if r.ContentLength > s.cfg.MaxBody {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, s.cfg.MaxBody)
+	return s.readBodyUpTo(w, r, s.cfg.MaxBody)
+}
+
+// readBodyUpTo reads the whole body up to limit bytes.
+func (s *Server) readBodyUpTo(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, limit)
 	}
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	var b []byte
 	var err error
 	if r.ContentLength > 0 {
@@ -493,7 +510,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds the limit of %d bytes", s.cfg.MaxBody)
+			return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds the limit of %d bytes", limit)
 		}
 		return nil, badRequest("bad_body", "reading the request body: %v", err)
 	}
@@ -571,6 +588,16 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	var a answer
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/octet-stream" {
+		a, err = s.runRaw(w, r, k)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		s.writeEmbeddings(w, r, a)
+		return
+	}
 	body, err := s.readBody(w, r)
 	if err != nil {
 		writeError(w, err)
@@ -581,7 +608,6 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	var a answer
 	if images == nil {
 		a, err = s.run(r.Context(), k, x)
 	} else {
@@ -600,6 +626,49 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	s.writeEmbeddings(w, r, a)
+}
+
+// runRaw serves a raw float32 request: the shape header is checked and the key admitted
+// (quota, rate, requests in flight) for its image count before a byte of the body is read,
+// and the body is read up to exactly the size that shape needs. A request refused after
+// admission (a bad body) keeps its rate tokens spent.
+func (s *Server) runRaw(w http.ResponseWriter, r *http.Request, k Key) (answer, error) {
+	shape, err := parseShapeHeader(r.Header.Get("X-Shape"))
+	if err != nil {
+		return answer{}, err
+	}
+	sh := make([]int64, len(shape))
+	for i, v := range shape {
+		sh[i] = int64(v)
+	}
+	n, err := s.spec.checkShape(sh)
+	if err != nil {
+		return answer{}, err
+	}
+	want := int64(4 * n * s.spec.C * s.spec.H * s.spec.W)
+	if r.ContentLength >= 0 && r.ContentLength != want {
+		return answer{}, badRequest("bad_length", "Content-Length %d: shape %v needs %d float32 values = %d bytes", r.ContentLength, shape, want/4, want)
+	}
+	rs, err := s.adm.admit(k, n)
+	if err != nil {
+		return answer{}, err
+	}
+	body, err := s.readBodyUpTo(w, r, want)
+	var x infer.Images
+	if err == nil {
+		x, err = s.spec.rawImages(shape, body)
+	}
+	if err != nil {
+		s.adm.release(k, n, false, 0)
+		return answer{}, err
+	}
+	return s.runAdmitted(r.Context(), k, x, rs)
+}
+
+// writeEmbeddings writes a /v1/embeddings answer: raw float32 when the caller accepts it,
+// else JSON.
+func (s *Server) writeEmbeddings(w http.ResponseWriter, r *http.Request, a answer) {
 	a.setHeaders(w.Header())
 	if acceptsRaw(r.Header.Get("Accept")) {
 		out := floatsAsBytes(a.v.Data)

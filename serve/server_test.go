@@ -279,7 +279,9 @@ func TestBadInput(t *testing.T) {
 		{"not an image", "POST", "/v1/embeddings", jsonH, []byte(`{"images": ["` + base64.StdEncoding.EncodeToString(textPNG.Bytes()) + `"]}`), 400, "images[0]: cannot decode image"},
 		{"too many images", "POST", "/v1/embeddings", jsonH, tooManyBody, 413, "9 images in one request, the limit is 8"},
 		{"other model", "POST", "/v1/embeddings", jsonH, []byte(`{"model":"gpt","images":["x"]}`), 404, `model "gpt" not found`},
-		{"body too large", "POST", "/v1/embeddings", rawH("100,3,32,32"), make([]byte, 100*3*32*32*4), 413, "exceeds the limit of 1048576 bytes"},
+		{"body too large", "POST", "/v1/embeddings", jsonH, make([]byte, 2<<20), 413, "exceeds the limit of 1048576 bytes"},
+		{"raw over the image limit", "POST", "/v1/embeddings", rawH("100,3,32,32"), make([]byte, 100*3*32*32*4), 413, "100 images in one request, the limit is 8"},
+		{"raw length mismatch", "POST", "/v1/embeddings", rawH("2,3,32,32"), make([]byte, 3*3*32*32*4), 400, "needs 6144 float32 values"},
 		{"no shape", "POST", "/v1/embeddings", map[string]string{"Authorization": auth, "Content-Type": "application/octet-stream"}, rawBody(good), 400, "X-Shape: N,C,H,W"},
 		{"bad shape header", "POST", "/v1/embeddings", rawH("1,3,x,32"), rawBody(good), 400, `dimension 2 ("x") is not an integer`},
 		{"wrong chw", "POST", "/v1/embeddings", rawH("1,1,32,96"), rawBody(good), 400, "expected C,H,W = 3,32,32 (the model's input), found 1,32,96"},
@@ -328,7 +330,7 @@ func TestBadInput(t *testing.T) {
 
 func TestQuotaAndRateLimit(t *testing.T) {
 	enc := sharedEncoder(t)
-	ts := startServer(t, enc, Config{})
+	ts := startServer(t, enc, Config{MaxInflight: 64}) // 32 concurrent clients share one key here
 
 	t.Run("quota", func(t *testing.T) {
 		k, secret := ts.addKey(t, "small", 5, 0)
@@ -798,5 +800,119 @@ func TestRetryAfterCapped(t *testing.T) {
 	}
 	if retry != "86400" {
 		t.Fatalf("Retry-After %q for a wait of 1e12 s: want the cap, 86400", retry)
+	}
+}
+
+// The key is admitted for the image count its shape header announces before the body is
+// read: a key over its quota (or rate) sends a 32 MiB body and the server answers 402 without
+// reading it. One key cannot hold more requests in flight than MaxInflight.
+func TestAdmissionBeforeBodyAndInflightCap(t *testing.T) {
+	gate := make(chan struct{})
+	slow := &gatedEncoder{Encoder: sharedEncoder(t), gate: gate}
+	ts := startServer(t, slow, Config{MaxInflight: 2, MaxBatch: 1})
+	_, spent := ts.addKey(t, "spent", 1, 0)
+	if st, _, b := postRaw(t, ts.URL, spent, randomImages(1, 1)); st != 200 {
+		close(gate)
+		t.Fatalf("%d %s", st, b)
+	}
+	// The body reader counts what the server read: nothing, for a key without quota.
+	counted := &countingReader{r: bytes.NewReader(rawBody(randomImages(8, 2)))}
+	req, _ := http.NewRequest("POST", ts.URL+"/v1/embeddings", counted)
+	req.ContentLength = 8 * 3 * 32 * 32 * 4
+	req.Header.Set("Authorization", "Bearer "+spent)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("X-Shape", "8,3,32,32")
+	// "Expect: 100-continue": the client sends the body only once the server starts reading it.
+	req.Header.Set("Expect", "100-continue")
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
+	resp, err := client.Do(req)
+	if err != nil {
+		close(gate)
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPaymentRequired || counted.n.Load() != 0 {
+		close(gate)
+		t.Fatalf("over-quota raw request: %d after the server read %d bytes: want 402 before the body", resp.StatusCode, counted.n.Load())
+	}
+	// Two requests of one key wait on the model; a third is refused at once.
+	_, secret := ts.addKey(t, "busy", 0, 0)
+	codes := make(chan int, 2)
+	for i := 0; i < 2; i++ {
+		go func() { st, _, _ := postRaw(t, ts.URL, secret, randomImages(1, 3)); codes <- st }()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for slow.waiting.Load() < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // the second request is admitted and queued
+	st, _, b := postRaw(t, ts.URL, secret, randomImages(1, 4))
+	close(gate)
+	if st != http.StatusTooManyRequests || !strings.Contains(string(b), "too_many_in_flight") {
+		t.Fatalf("third request in flight: %d %s, want 429 too_many_in_flight", st, b)
+	}
+	for i := 0; i < 2; i++ {
+		if c := <-codes; c != 200 {
+			t.Fatalf("a request within the cap got %d", c)
+		}
+	}
+}
+
+// countingReader counts the bytes read from it.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// gatedEncoder holds every Encode call after the first until gate is closed.
+type gatedEncoder struct {
+	infer.Encoder
+	gate    chan struct{}
+	calls   atomic.Int64
+	waiting atomic.Int64
+}
+
+func (g *gatedEncoder) Encode(ctx context.Context, x infer.Images) (infer.Vectors, error) {
+	if g.calls.Add(1) > 1 { // the first call (the spent key's one image) is not held
+		g.waiting.Add(1)
+		<-g.gate
+	}
+	return g.Encoder.Encode(ctx, x)
+}
+
+// The batch queue is bounded: while the model is busy, requests beyond MaxQueue waiting get
+// 503 with Retry-After instead of piling up in memory.
+func TestQueueBounded(t *testing.T) {
+	gate := make(chan struct{})
+	g := &gatedEncoder{Encoder: sharedEncoder(t), gate: gate}
+	g.calls.Store(1) // hold every call
+	ts := startServer(t, g, Config{MaxQueue: 2, MaxBatch: 1})
+	codes := make(chan int, 8)
+	var secrets []string
+	for i := 0; i < 5; i++ {
+		_, s := ts.addKey(t, fmt.Sprintf("k%d", i), 0, 0)
+		secrets = append(secrets, s)
+	}
+	// One request runs (held), two wait in the queue; the others are refused.
+	for i := 0; i < 3; i++ {
+		go func(i int) { st, _, _ := postRaw(t, ts.URL, secrets[i], randomImages(1, uint64(i))); codes <- st }(i)
+		time.Sleep(150 * time.Millisecond)
+	}
+	st, h, b := do(t, "POST", ts.URL+"/v1/embeddings", map[string]string{"Authorization": "Bearer " + secrets[4],
+		"Content-Type": "application/octet-stream", "X-Shape": "1,3,32,32"}, rawBody(randomImages(1, 9)))
+	close(gate)
+	if st != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || !strings.Contains(string(b), "overloaded") {
+		t.Fatalf("request beyond the queue: %d (Retry-After %q) %s, want 503 overloaded", st, h.Get("Retry-After"), b)
+	}
+	for i := 0; i < 3; i++ {
+		if c := <-codes; c != 200 {
+			t.Fatalf("a queued request got %d", c)
+		}
 	}
 }
