@@ -36,10 +36,11 @@ type Config struct {
 	Fresh   bool
 	Threads int
 
-	// Victim is the encoder to steal: a built-in one ("builtin:fmnist", see models/zoo; its
-	// training images are fmnist train[0, 30000)), or "" to train one here on fmnist
-	// train[0, VictimImages) for VictimEpochs.
-	Victim       string
+	// Victims are the encoders to steal, each with the same grid: built-in ones
+	// ("builtin:fmnist", "builtin:fmnist-supervised", see models/zoo; their training images are
+	// fmnist train[0, 30000)), or "" to train one here on fmnist train[0, VictimImages) for
+	// VictimEpochs. The defense study runs on the last (by default the label-trained one).
+	Victims      []string
 	VictimImages int
 	VictimEpochs int
 	VictimBatch  int
@@ -62,20 +63,21 @@ type Config struct {
 // victim (set Victim to "" to train one instead).
 func Default() Config {
 	return Config{
-		Dir: "runs/demo", Victim: "builtin:fmnist", VictimImages: 10000, VictimEpochs: 3, VictimBatch: 128,
-		QueryOffset: 30000, Losses: []string{"mse", "infonce", "softnn"}, Budgets: []int{500, 1000, 2000},
+		Dir: "runs/demo", Victims: []string{"builtin:fmnist", "builtin:fmnist-supervised"}, VictimImages: 10000, VictimEpochs: 3, VictimBatch: 128,
+		QueryOffset: 30000, Losses: []string{"mse", "infonce"}, Budgets: []int{500, 1000, 2000},
 		StealEpochs: 5, StealBatch: 64, Study: compactStudy(),
-		EvalTrain: 5000, EvalTest: 2000, ProbeEpochs: 100, WatermarkImages: 1000,
+		EvalTrain: 5000, EvalTest: 10000, ProbeEpochs: 100, WatermarkImages: 1000,
 	}
 }
 
-// compactStudy is the demo's defense study: the undefended API, output noise and PRADA, two
-// users, one infonce attacker and a sybil attacker of two keys at 1000 queries.
+// compactStudy is the demo's defense study: the undefended API, output noise and the
+// similarity detector, two users, one mse attacker at 1000 queries (no sybil attacker:
+// `ssl-onnx defend` has it).
 func compactStudy() study.Config {
 	c := study.Default()
-	c.Defenses = []string{study.None, "noise:sigma=0.5", "prada"}
+	c.Defenses = []string{study.None, "noise:sigma=0.5", "detect:threshold=0.8"}
 	c.Users, c.UserImages, c.TestImages = 2, 1000, 2000
-	c.Losses, c.SybilLoss, c.Sybils, c.Budget = []string{"infonce"}, "infonce", 2, 1000
+	c.Losses, c.SybilLoss, c.Sybils, c.Budget = []string{"mse"}, "mse", 0, 1000
 	c.EvalTrain, c.EvalTest = 5000, 2000
 	return c
 }
@@ -83,7 +85,7 @@ func compactStudy() study.Config {
 // Quick is the two-minute variant used by the end-to-end test.
 func Quick() Config {
 	return Config{
-		Dir: "runs/demo-quick", VictimImages: 1024, VictimEpochs: 1, VictimBatch: 128,
+		Dir: "runs/demo-quick", Victims: []string{""}, VictimImages: 1024, VictimEpochs: 1, VictimBatch: 128,
 		QueryOffset: 30000, Losses: []string{"mse", "infonce"}, Budgets: []int{128, 256},
 		StealEpochs: 2, StealBatch: 64, Study: quickStudy(),
 		EvalTrain: 1000, EvalTest: 500, ProbeEpochs: 30, WatermarkImages: 300,
@@ -122,23 +124,34 @@ type Verdict struct {
 	Result  watermark.Result `json:"result"`
 }
 
-// Results is everything the demo measured (results.json).
-type Results struct {
-	Config  Config       `json:"config"`
+// VictimRun is what the demo measured on one victim.
+type VictimRun struct {
+	Name    string       `json:"name"` // "fmnist", "fmnist-supervised", or "trained here"
 	Victim  string       `json:"victim"`
+	Dir     string       `json:"dir"`
 	Attacks []Attack     `json:"attacks"`
 	Ledger  []Ledger     `json:"ledger"`
 	Eval    *eval.Report `json:"eval"`
-	// Study is the compact defense study: what each defense cost users and attackers.
-	Study *study.Results `json:"defense_study"`
 	// Watermark is the owner's verification of the victim's watermark in each encoder.
 	Watermark []Verdict `json:"watermark"`
-	Seconds   float64   `json:"seconds"`
+}
+
+// Results is everything the demo measured (results.json).
+type Results struct {
+	Config Config       `json:"config"`
+	Runs   []*VictimRun `json:"victims"`
+	// Study is the compact defense study on the first victim: what each defense cost users
+	// and attackers.
+	Study   *study.Results `json:"defense_study"`
+	Seconds float64        `json:"seconds"`
 }
 
 // Run performs the demo and returns its results; progress goes to log.
 func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 	start := time.Now()
+	if len(c.Victims) == 0 {
+		return nil, fmt.Errorf("demo: no victim: give a built-in one, an ONNX file, or \"\" to train one")
+	}
 	if c.Fresh {
 		if err := os.RemoveAll(c.Dir); err != nil {
 			return nil, err
@@ -148,83 +161,25 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 		return nil, err
 	}
 	res := &Results{Config: c}
-	stage := func(s string) { fmt.Fprintf(log, "\n== %s ==\n", s) }
-
-	// 1. Victim.
-	var victim, secret string
-	var err error
-	if c.Victim != "" {
-		stage("1/5 the victim: " + c.Victim + " (SimCLR, ResNet-18, shipped in models/zoo)")
-		if victim, err = zoo.Resolve(c.Victim); err == nil && strings.HasPrefix(c.Victim, zoo.Prefix) {
-			secret, err = zoo.ResolveSecret(c.Victim)
+	var lastSecret string
+	for i, v := range c.Victims {
+		run, secret, err := runVictim(ctx, c, v, fmt.Sprintf("%d/%d", i+1, len(c.Victims)), log)
+		if err != nil {
+			return nil, err
 		}
-		fmt.Fprintf(log, "victim %s, the owner's watermark secret %q\n", victim, secret)
-	} else {
-		stage("1/5 train the victim (SimCLR, ResNet-18) and export it to ONNX")
-		victim, err = trainVictim(ctx, c, log)
-		secret = filepath.Join(c.Dir, "victim", train.WatermarkName)
+		lastSecret = secret
+		res.Runs = append(res.Runs, run)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("victim: %w", err)
-	}
-	res.Victim = victim
-
-	// 2. Server: the victim as a paid API.
-	stage("2/5 serve the victim as a paid API on loopback")
-	store, err := serve.OpenStore(filepath.Join(c.Dir, "server.db"))
-	if err != nil {
-		return nil, err
-	}
-	defer store.Close()
-	plain, err := startServer(victim, store, c.Threads, log)
-	if err != nil {
-		return nil, err
-	}
-	defer plain.stop()
-
-	// 3. Attacks over HTTP.
-	stage("3/5 steal the victim over HTTP")
-	for _, loss := range c.Losses {
-		for _, b := range c.Budgets {
-			a, err := steal(ctx, c, store, attackRun{loss: loss, budget: b, srv: plain}, log)
-			if err != nil {
-				return nil, err
-			}
-			res.Attacks = append(res.Attacks, a)
-		}
-	}
-	keys, err := store.Keys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range keys {
-		res.Ledger = append(res.Ledger, Ledger{Server: "plain", Key: k.Name, Queries: k.Used})
-		for i := range res.Attacks {
-			if res.Attacks[i].Key == k.Name {
-				res.Attacks[i].Billed = k.Used
-			}
-		}
-	}
-
-	// 4. Evaluation.
-	stage("4/5 evaluate: linear probe, kNN, fidelity, baselines")
-	rep, err := evaluate(ctx, c, victim, res.Attacks, log)
-	if err != nil {
-		return nil, err
-	}
-	res.Eval = rep
-	if res.Watermark, err = verifyWatermarks(ctx, c, victim, secret, res.Attacks, log); err != nil {
-		return nil, err
-	}
-	stage("4b/5 what defenses cost (a compact `ssl-onnx defend`)")
+	last := res.Runs[len(res.Runs)-1]
+	stage(log, "what defenses cost (a compact `ssl-onnx defend` on "+last.Name+")")
 	sc := c.Study
-	sc.Dir, sc.Victim, sc.Secret, sc.Threads = filepath.Join(c.Dir, "defend"), victim, secret, c.Threads
+	sc.Dir, sc.Victim, sc.Secret, sc.Threads = filepath.Join(c.Dir, "defend"), last.Victim, lastSecret, c.Threads
+	var err error
 	if res.Study, err = study.Run(ctx, sc, log); err != nil {
 		return nil, fmt.Errorf("defense study: %w", err)
 	}
 
-	// 5. Report.
-	stage("5/5 report")
+	stage(log, "report")
 	res.Seconds = time.Since(start).Seconds()
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(filepath.Join(c.Dir, "results.json"), append(b, '\n'), 0o644); err != nil {
@@ -234,6 +189,90 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+func stage(log io.Writer, s string) { fmt.Fprintf(log, "\n== %s ==\n", s) }
+
+// runVictim steals one victim with the whole grid over its own paid API, evaluates the copies
+// and checks them for the owner's watermark; it returns the run and the watermark secret.
+func runVictim(ctx context.Context, c Config, ref, step string, log io.Writer) (*VictimRun, string, error) {
+	name := strings.TrimPrefix(ref, zoo.Prefix)
+	if ref == "" {
+		name = "victim"
+	} else if !strings.HasPrefix(ref, zoo.Prefix) {
+		name = strings.TrimSuffix(filepath.Base(ref), filepath.Ext(ref))
+	}
+	c.Dir = filepath.Join(c.Dir, name)
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	run := &VictimRun{Name: name, Dir: c.Dir}
+	var secret string
+	var err error
+	if ref != "" {
+		stage(log, "victim "+step+": "+ref)
+		if run.Victim, err = zoo.Resolve(ref); err == nil && strings.HasPrefix(ref, zoo.Prefix) {
+			secret, err = zoo.ResolveSecret(ref)
+		}
+		fmt.Fprintf(log, "victim %s, the owner's watermark secret %q\n", run.Victim, secret)
+	} else {
+		stage(log, "victim "+step+": train one (SimCLR, ResNet-18) and export it to ONNX")
+		run.Victim, err = trainVictim(ctx, c, log)
+		secret = filepath.Join(c.Dir, "victim", train.WatermarkName)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("victim: %w", err)
+	}
+
+	stage(log, "victim "+step+": serve it as a paid API on loopback and steal it over HTTP")
+	store, err := serve.OpenStore(filepath.Join(c.Dir, "server.db"))
+	if err != nil {
+		return nil, "", err
+	}
+	defer store.Close()
+	plain, err := startServer(run.Victim, store, c.Threads, log)
+	if err != nil {
+		return nil, "", err
+	}
+	defer plain.stop()
+	for _, loss := range c.Losses {
+		for _, b := range c.Budgets {
+			a, err := steal(ctx, c, store, attackRun{loss: loss, budget: b, srv: plain}, log)
+			if err != nil {
+				return nil, "", err
+			}
+			run.Attacks = append(run.Attacks, a)
+		}
+	}
+	if err := run.readLedger(ctx, store); err != nil {
+		return nil, "", err
+	}
+
+	stage(log, "victim "+step+": evaluate (linear probe, kNN, fidelity, baselines) and check the watermark")
+	if run.Eval, err = evaluate(ctx, c, run.Victim, run.Attacks, log); err != nil {
+		return nil, "", err
+	}
+	if run.Watermark, err = verifyWatermarks(ctx, c, run.Victim, secret, run.Attacks, log); err != nil {
+		return nil, "", err
+	}
+	return run, secret, nil
+}
+
+// readLedger reads every key's bill from the server's database.
+func (run *VictimRun) readLedger(ctx context.Context, store *serve.Store) error {
+	keys, err := store.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		run.Ledger = append(run.Ledger, Ledger{Server: "plain", Key: k.Name, Queries: k.Used})
+		for i := range run.Attacks {
+			if run.Attacks[i].Key == k.Name {
+				run.Attacks[i].Billed = k.Used
+			}
+		}
+	}
+	return nil
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -24,7 +24,7 @@ func defendCommand() *cli.Command {
 			"Defense specs (the list entry \"none\" is the undefended API, the baseline of every drop):\n" + defense.Help(),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quick", Usage: "a two-minute version (two defenses, two users, one attacker, a sybil of two keys)"},
-			&cli.StringFlag{Name: "victim", Value: def.Victim, Usage: "encoder to defend: builtin:fmnist or an ONNX file"},
+			&cli.StringFlag{Name: "victim", Value: def.Victim, Usage: "encoder to defend: builtin:fmnist-supervised, builtin:fmnist or an ONNX file"},
 			&cli.StringFlag{Name: "secret", Usage: "the owner's watermark secret (default: the built-in victim's; none for a file)"},
 			&cli.StringSliceFlag{Name: "defense", Usage: "defense settings to compare, repeatable (default: none, noise 0.1/0.5/1/2, round, topk, truncate, detect, prada, b4b)"},
 			&cli.IntFlag{Name: "users", Value: def.Users, Usage: "legitimate keys (the last one is a catalogue user)"},

@@ -17,8 +17,8 @@ func demoCommand() *cli.Command {
 		Usage: "run the whole study on Fashion-MNIST: train, serve, steal over HTTP, defend, evaluate, report",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quick", Usage: "a two-minute version (a tiny victim trained here, two losses, two budgets)"},
-			&cli.StringFlag{Name: "victim", Usage: "encoder to steal: builtin:fmnist (the default) or an ONNX file"},
-			&cli.BoolFlag{Name: "train-victim", Usage: "train a fresh victim (3 epochs on 10000 images) instead of the built-in one"},
+			&cli.StringFlag{Name: "victim", Usage: "one encoder to steal instead of both built-in ones (builtin:fmnist, builtin:fmnist-supervised, or an ONNX file)"},
+			&cli.BoolFlag{Name: "train-victim", Usage: "train a fresh victim (3 epochs on 10000 images) instead of the built-in ones"},
 			&cli.BoolFlag{Name: "fresh", Usage: "redo every stage (default: skip stages whose outputs exist)"},
 			&cli.StringFlag{Name: "dir", Usage: "output directory (default runs/demo, or runs/demo-quick)"},
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
@@ -29,10 +29,10 @@ func demoCommand() *cli.Command {
 				cfg = demo.Quick()
 			}
 			if v := c.String("victim"); v != "" {
-				cfg.Victim = v
+				cfg.Victims = []string{v}
 			}
 			if c.Bool("train-victim") {
-				cfg.Victim = ""
+				cfg.Victims = []string{""}
 			}
 			if d := c.String("dir"); d != "" {
 				cfg.Dir = d
