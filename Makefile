@@ -14,6 +14,7 @@ build: setup
 	$(GO) build -o $(BIN) ./cmd/ssl-onnx
 
 test: build
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 
