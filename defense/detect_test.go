@@ -9,14 +9,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ssl-onnx/ssl-onnx/infer"
 )
 
 // newCalibratedDetector returns a detector whose auto-centering mean was estimated from 64
 // distinct images sent by a "calibration" caller.
-func newCalibratedDetector(t *testing.T, enc infer.Encoder, mutate func(*DetectConfig)) *Detector {
+func newCalibratedDetector(t testing.TB, enc infer.Encoder, mutate func(*DetectConfig)) *Detector {
 	t.Helper()
 	cfg := DefaultDetectConfig()
 	cfg.Calib = 64
@@ -312,33 +311,28 @@ func TestDetectorConcurrent(t *testing.T) {
 
 // TestDetectorOverhead measures the detector's cost per query with a full history of 1000,
 // against the encoder's own cost.
-func TestDetectorOverhead(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing measurement")
-	}
-	enc := encoder(t)
-	d := newCalibratedDetector(t, enc, nil)
+// BenchmarkDetectorOverhead times a 64-image request of a key whose history is full (1000 x
+// 512-d) through the detector; BenchmarkDetectorRawEncoder is the same request without it.
+func BenchmarkDetectorOverhead(b *testing.B) {
+	enc := encoder(b)
+	d := newCalibratedDetector(b, enc, nil)
 	x := noiseImages(7, 250)
-	for i := range 4 {
-		mustEncode(t, d, asKey("heavy"), slice(x, 0, 250))
-		_ = i
+	for range 4 {
+		mustEncode(b, d, asKey("heavy"), slice(x, 0, 250))
 	}
 	if h := d.Stats("heavy").History; h != 1000 {
-		t.Fatalf("history %d, want 1000", h)
+		b.Fatalf("history %d, want 1000", h)
 	}
-	q := noiseImages(8, 64)
+	benchEncode(b, d, noiseImages(8, 64))
+}
+
+func BenchmarkDetectorRawEncoder(b *testing.B) { benchEncode(b, encoder(b), noiseImages(8, 64)) }
+
+func benchEncode(b *testing.B, e infer.Encoder, q infer.Images) {
 	ctx := asKey("heavy")
-	best := func(e infer.Encoder) time.Duration {
-		b := time.Duration(math.MaxInt64)
-		for range 3 {
-			t0 := time.Now()
-			mustEncode(t, e, ctx, q)
-			b = min(b, time.Since(t0))
-		}
-		return b
+	b.ResetTimer()
+	for b.Loop() {
+		mustEncode(b, e, ctx, q)
 	}
-	raw, det := best(enc), best(d)
-	per := func(dd time.Duration) float64 { return float64(dd.Microseconds()) / float64(q.N) }
-	t.Logf("batch of %d, history 1000 x 512-d: encoder %.0f us/query, with detector %.0f us/query (overhead %.0f us/query)",
-		q.N, per(raw), per(det), per(det)-per(raw))
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*q.N), "us/query")
 }

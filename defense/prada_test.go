@@ -1,13 +1,13 @@
 package defense
 
 import (
+	"fmt"
 	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/ssl-onnx/ssl-onnx/infer"
 )
@@ -192,36 +192,38 @@ func TestPRADARepeatedImage(t *testing.T) {
 
 // TestPRADAOverhead measures PRADA's bookkeeping per query (nearest-neighbour search over a
 // full growing set of 3x32x32 images) and per Shapiro-Wilk test on 5000 distances.
-func TestPRADAOverhead(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing measurement")
-	}
-	cfg := DefaultPRADAConfig()
+// BenchmarkPRADAAdd times adding one 3x32x32 query to a growing set of 256 and of 1000.
+func BenchmarkPRADAAdd(b *testing.B) {
 	x := noiseImages(9, 1100)
 	per := 3 * 32 * 32
 	for _, size := range []int{256, 1000} {
-		var s pradaState
-		for i := range size {
-			s.set = append(s.set, slices.Clone(x.Data[i*per:(i+1)*per]))
-		}
-		cfg.Set = size
-		s.dist, s.count, s.sum, s.sum2 = []float64{1}, 1, 1, 1
-		t0 := time.Now()
-		for i := 1000; i < 1100; i++ {
-			s.add(x.Data[i*per:(i+1)*per], cfg)
-		}
-		t.Logf("growing set of %d x 3072 values: %v per query", size, time.Since(t0)/100)
+		b.Run(fmt.Sprintf("set%d", size), func(b *testing.B) {
+			cfg := DefaultPRADAConfig()
+			cfg.Set = size
+			var s pradaState
+			for i := range size {
+				s.set = append(s.set, slices.Clone(x.Data[i*per:(i+1)*per]))
+			}
+			s.dist, s.count, s.sum, s.sum2 = []float64{1}, 1, 1, 1
+			i := 0
+			for b.Loop() {
+				s.add(x.Data[(1000+i%100)*per:(1001+i%100)*per], cfg)
+				i++
+			}
+		})
 	}
+}
+
+// BenchmarkShapiroWilk5000 times one test on 5000 distances (coefficients cached).
+func BenchmarkShapiroWilk5000(b *testing.B) {
 	d := make([]float64, 5000)
 	r := rand.New(rand.NewPCG(1, 1))
 	for i := range d {
 		d[i] = r.NormFloat64()
 	}
-	t0 := time.Now()
-	for range 10 {
+	for b.Loop() {
 		if _, _, err := ShapiroWilk(d); err != nil {
-			t.Fatal(err)
+			b.Fatal(err)
 		}
 	}
-	t.Logf("Shapiro-Wilk on 5000 distances: %v per test (coefficients cached)", time.Since(t0)/10)
 }
