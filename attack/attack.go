@@ -6,6 +6,8 @@ package attack
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -418,15 +420,33 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	return res, nil
 }
 
-// checkCacheID records in the run directory what the cached answers answer (victim, query
-// images, views), or refuses to reuse a cache made for other queries: its answers would
-// silently become wrong training targets. A larger or smaller budget reuses a prefix.
-func checkCacheID(c Config, views int, shape data.Shape) error {
+// cacheID says what a cache's answers answer: the victim, the query images and their views.
+func cacheID(c Config, views int, shape data.Shape) string {
 	id := fmt.Sprintf("victim %s; query set %s/%s (dir %q) from image %d; %d view(s) per image; victim input %dx%dx%d",
 		c.VictimName, c.QueryDataset, c.QuerySplit, c.QueryDir, c.QueryOffset, views, shape.C, shape.H, shape.W)
 	if views > 1 {
 		id += fmt.Sprintf("; augmentation seed %d", c.Seed)
 	}
+	return id
+}
+
+// requestKeys names each request of a chunk by the queries it covers (image and view of its
+// first and last item) under the attack's identity: a resumed attack re-sends exactly the
+// keys of the requests whose answers it did not persist, and a server that honours
+// Idempotency-Key answers them again without billing. Each requery round is a new purchase.
+func (q *querier) requestKeys(round int, idx, vw []int) infer.RequestKeys {
+	sum := sha256.Sum256([]byte(cacheID(q.c, q.views, q.vset.Shape())))
+	run := hex.EncodeToString(sum[:12])
+	return func(lo, hi int) string {
+		return fmt.Sprintf("steal-%s-r%d-%d.%d-%d.%d", run, round, idx[lo], vw[lo], idx[hi-1], vw[hi-1])
+	}
+}
+
+// checkCacheID records in the run directory what the cached answers answer (victim, query
+// images, views), or refuses to reuse a cache made for other queries: its answers would
+// silently become wrong training targets. A larger or smaller budget reuses a prefix.
+func checkCacheID(c Config, views int, shape data.Shape) error {
+	id := cacheID(c, views, shape)
 	path := filepath.Join(c.Dir, CacheName+".id")
 	old, err := os.ReadFile(path)
 	switch {
@@ -531,7 +551,8 @@ func (q *querier) queryAll(ctx context.Context, round int) (int, error) {
 				return sent, err
 			}
 		}
-		out, err := q.c.Victim.Encode(ctx, infer.Images{N: len(chunk), C: s.C, H: s.H, W: s.W, Data: buf[:len(chunk)*per]})
+		kctx := infer.WithRequestKeys(ctx, q.requestKeys(round, idx, vw))
+		out, err := q.c.Victim.Encode(kctx, infer.Images{N: len(chunk), C: s.C, H: s.H, W: s.W, Data: buf[:len(chunk)*per]})
 		if err != nil {
 			// Answers paid for before the failure are kept: a resumed run does not buy them again.
 			var pe *infer.PartialError

@@ -293,3 +293,21 @@ func (e *PartialError) Error() string {
 }
 
 func (e *PartialError) Unwrap() error { return e.Err }
+
+// RequestKeys names the parts of one Encode call for a remote victim: the idempotency key of
+// the request carrying images [lo, hi) of the batch. Deterministic keys let a resumed
+// client repeat exactly the requests whose answers it lost, without paying for them twice.
+type RequestKeys func(lo, hi int) string
+
+type requestKeysCtx struct{}
+
+// WithRequestKeys returns ctx carrying keys for the Encode calls made with it.
+func WithRequestKeys(ctx context.Context, keys RequestKeys) context.Context {
+	return context.WithValue(ctx, requestKeysCtx{}, keys)
+}
+
+// RequestKeysFrom returns the keys ctx carries, or nil.
+func RequestKeysFrom(ctx context.Context) RequestKeys {
+	k, _ := ctx.Value(requestKeysCtx{}).(RequestKeys)
+	return k
+}

@@ -28,7 +28,7 @@ import (
 // results handed back, so a reply can only be written for a recorded request.
 type batcher struct {
 	encode   func(ctx context.Context, x infer.Images) (infer.Vectors, error)
-	record   func(keyID string, images, requests int) (used int64, err error)
+	record   func(e Entry) (Recorded, error)
 	observe  func(images int, d time.Duration) // after each Encode call
 	depth    func(delta int)                   // pending requests gauge
 	maxBatch int
@@ -64,6 +64,8 @@ type jobResult struct {
 	// ran says the job reached the encoder (its defenses included): compute was spent, so a
 	// failure after that point keeps the rate tokens it took.
 	ran bool
+	// replayed: the job's Idempotency-Key was billed before; it was answered, not billed.
+	replayed bool
 }
 
 // errNonFinite answers a job whose input made the model produce NaN or Inf (finite but huge
@@ -196,7 +198,8 @@ func (b *batcher) take(q *queue) []*job {
 			j.done <- jobResult{err: err}
 			continue
 		}
-		if len(batch) > 0 && images+j.x.N > b.maxBatch {
+		// A job with an Idempotency-Key is billed (or not) on its own: it is never coalesced.
+		if len(batch) > 0 && (images+j.x.N > b.maxBatch || idemOf(j.ctx) != nil || idemOf(batch[0].ctx) != nil) {
 			break
 		}
 		batch = append(batch, j)
@@ -257,15 +260,33 @@ func (b *batcher) execute(keyID string, batch []*job, release func()) {
 		}
 	}
 	if requests > 0 {
-		used, err := b.record(keyID, images, requests)
-		if err != nil {
-			if asAPIError(err).status < 500 {
-				answerAll(err) // refused by the database (quota): the caller's, not a fault
-			} else {
-				answerAll(fmt.Errorf("ledger: %w", err))
-			}
+		e := Entry{KeyID: keyID, Images: images, Requests: requests}
+		id := idemOf(batch[0].ctx) // set only on a batch of one job
+		if id != nil && id.repeat {
+			results[0].replayed = true // billed before: answered again, not billed
+			answerJobs(batch, results)
 			return
 		}
+		if id != nil {
+			e.Idem, e.BodyHash = id.key, id.hash
+		}
+		rec, err := b.record(e)
+		switch {
+		case err != nil && asAPIError(err).status < 500:
+			answerAll(err) // refused by the database (quota): the caller's, not a fault
+			return
+		case err != nil:
+			answerAll(fmt.Errorf("ledger: %w", err))
+			return
+		case rec.Conflict:
+			answerAll(id.conflict())
+			return
+		case rec.Repeat: // a concurrent duplicate was billed first
+			results[0].replayed, results[0].used = true, rec.Used
+			answerJobs(batch, results)
+			return
+		}
+		used := rec.Used
 		// Per-job totals: the batch's jobs are counted in order.
 		before := used - int64(images)
 		for i, j := range batch {
@@ -275,6 +296,11 @@ func (b *batcher) execute(keyID string, batch []*job, release func()) {
 			}
 		}
 	}
+	answerJobs(batch, results)
+}
+
+// answerJobs hands every job its result; each ran the model.
+func answerJobs(batch []*job, results []jobResult) {
 	for i, j := range batch {
 		results[i].ran = true
 		j.done <- results[i]

@@ -175,7 +175,11 @@ func (c *Client) Encode(ctx context.Context, x infer.Images) (infer.Vectors, err
 	for lo := 0; lo < x.N; lo += limit {
 		hi := min(lo+limit, x.N)
 		part := infer.Images{N: hi - lo, C: x.C, H: x.H, W: x.W, Data: x.Data[lo*per : hi*per]}
-		v, err := c.encodeOnce(ctx, part)
+		idem := ""
+		if keys := infer.RequestKeysFrom(ctx); keys != nil {
+			idem = keys(lo, hi)
+		}
+		v, err := c.encodeOnce(ctx, part, idem)
 		if err != nil {
 			err = fmt.Errorf("images %d-%d: %w", lo, hi-1, err)
 			if lo == 0 {
@@ -256,7 +260,7 @@ func parseInferReply(b []byte, name string, n int) (infer.Vectors, error) {
 	return infer.Vectors{}, fmt.Errorf("v2 reply has no output %q", name)
 }
 
-func (c *Client) encodeOnce(ctx context.Context, x infer.Images) (infer.Vectors, error) {
+func (c *Client) encodeOnce(ctx context.Context, x infer.Images, idem string) (infer.Vectors, error) {
 	r, err := c.newRequest(x)
 	if err != nil {
 		return infer.Vectors{}, err
@@ -273,6 +277,9 @@ func (c *Client) encodeOnce(ctx context.Context, x infer.Images) (infer.Vectors,
 		}
 		if c.apiKey != "" {
 			req.Header.Set("Authorization", "Bearer "+c.apiKey)
+		}
+		if idem != "" {
+			req.Header.Set(IdempotencyHeader, idem)
 		}
 		resp, err := c.hc.Do(req)
 		if err != nil {

@@ -28,8 +28,8 @@ type ledgerReq struct {
 }
 
 type ledgerRes struct {
-	used int64
-	err  error
+	rec Recorded
+	err error
 }
 
 func newLedgerWriter(store *Store, observe func(entries int, d time.Duration)) *ledgerWriter {
@@ -40,11 +40,11 @@ func newLedgerWriter(store *Store, observe func(entries int, d time.Duration)) *
 }
 
 // record adds e to the ledger and returns once it is durable (or failed).
-func (l *ledgerWriter) record(e Entry) (int64, error) {
+func (l *ledgerWriter) record(e Entry) (Recorded, error) {
 	done := make(chan ledgerRes, 1)
 	l.reqs <- ledgerReq{e: e, done: done}
 	r := <-done
-	return r.used, r.err
+	return r.rec, r.err
 }
 
 func (l *ledgerWriter) run() {
@@ -75,9 +75,9 @@ func (l *ledgerWriter) run() {
 			case err != nil:
 				r.done <- ledgerRes{err: err}
 			case rec[i].OverQuota:
-				r.done <- ledgerRes{used: rec[i].Used, err: errOverQuota(r.e, rec[i].Used)}
+				r.done <- ledgerRes{rec: rec[i], err: errOverQuota(r.e, rec[i].Used)}
 			default:
-				r.done <- ledgerRes{used: rec[i].Used}
+				r.done <- ledgerRes{rec: rec[i]}
 			}
 		}
 	}

@@ -63,13 +63,14 @@ func (r rateState) setHeaders(h http.Header) {
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(int64(math.Ceil(r.reset.Seconds())), 10))
 }
 
-// admit reserves n images of k's quota and takes n tokens of its rate. On success the
-// caller must call release once the images are recorded or refused.
-func (a *admission) admit(k Key, n int) (rateState, error) {
+// admit reserves n images of k's quota and takes n tokens of its rate (quotaFree: a repeat
+// of a billed Idempotency-Key, which costs compute but no quota). On success the caller must
+// call release once the images are recorded or refused.
+func (a *admission) admit(k Key, n int, quotaFree bool) (rateState, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	quota, used := k.Quota, max(k.Used, a.used[k.ID])
-	if quota > 0 && used+a.reserved[k.ID]+int64(n) > quota {
+	if quota > 0 && !quotaFree && used+a.reserved[k.ID]+int64(n) > quota {
 		inflight := a.reserved[k.ID]
 		msg := fmt.Sprintf("quota exhausted for key %q: %d of %d images used", k.Name, used, quota)
 		if inflight > 0 {

@@ -81,6 +81,9 @@ type Config struct {
 	// HTTP timeouts (defaults 10 s header, 60 s read, 120 s write, 120 s idle) and the
 	// graceful-shutdown limit (default 30 s).
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout, ShutdownTimeout time.Duration
+	// IdempotencyWindow is how long a billed Idempotency-Key is remembered (default 24 h): a
+	// request repeating it within the window is answered again without billing.
+	IdempotencyWindow time.Duration
 	// TLSCert and TLSKey, when both set, are the PEM certificate (chain) and private key the
 	// server speaks HTTPS with; API keys then never cross the network in clear text.
 	TLSCert, TLSKey string
@@ -111,6 +114,8 @@ type Server struct {
 	mux    *http.ServeMux
 	ready  atomic.Bool
 	tls    *tls.Config // nil: plain HTTP
+	// stopForget ends the clean-up of expired idempotency records.
+	stopForget chan struct{}
 	// blockedKeys remembers the keys whose block was logged (once per key).
 	blockedKeys sync.Map
 
@@ -208,6 +213,14 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 		}
 		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	if cfg.IdempotencyWindow < 0 {
+		return nil, fmt.Errorf("serve: idempotency window %v: expected a positive duration", cfg.IdempotencyWindow)
+	}
+	if cfg.IdempotencyWindow > 0 {
+		cfg.Store.SetIdempotencyWindow(cfg.IdempotencyWindow)
+	}
+	s.stopForget = make(chan struct{})
+	go s.forgetBilled(time.Hour)
 	s.m = newMetrics(cfg.Registry)
 	s.adm = newAdmission()
 	s.adm.maxReqs = cfg.MaxInflight
@@ -218,9 +231,7 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 		s.m.commitSize.Observe(float64(entries))
 		s.m.commitTime.Observe(d.Seconds())
 	})
-	s.batch.record = func(keyID string, images, requests int) (int64, error) {
-		return s.ledger.record(Entry{KeyID: keyID, Images: images, Requests: requests})
-	}
+	s.batch.record = s.ledger.record
 	s.batch.observe = func(images int, d time.Duration) {
 		s.m.batchSize.Observe(float64(images))
 		s.m.encodeTime.Observe(d.Seconds())
@@ -242,6 +253,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // afterwards get 503. It does not close the encoder or the store.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.stopForget)
 		s.ready.Store(false)
 		s.batch.close()
 		s.ledger.close()
@@ -519,15 +531,16 @@ func (s *Server) readBodyUpTo(w http.ResponseWriter, r *http.Request, limit int6
 
 // answer is a request's outcome: its vectors and the key's state after it.
 type answer struct {
-	v    infer.Vectors
-	key  Key
-	used int64
-	rate rateState
+	v        infer.Vectors
+	key      Key
+	used     int64
+	rate     rateState
+	replayed bool // an Idempotency-Key billed before: answered again, not billed
 }
 
 // run admits x for k, batches it, and returns its vectors once recorded in the ledger.
 func (s *Server) run(ctx context.Context, k Key, x infer.Images) (answer, error) {
-	rs, err := s.adm.admit(k, x.N)
+	rs, err := s.adm.admit(k, x.N, isRepeat(ctx))
 	if err != nil {
 		return answer{}, err
 	}
@@ -551,8 +564,15 @@ func (s *Server) runAdmitted(ctx context.Context, k Key, x infer.Images, rs rate
 		return answer{}, res.err
 	}
 	s.m.images.Add(float64(x.N))
-	return answer{v: res.v, key: k, used: res.used, rate: rs}, nil
+	a := answer{v: res.v, key: k, used: res.used, rate: rs, replayed: res.replayed}
+	if res.replayed && a.used == 0 {
+		a.used = k.Used
+	}
+	return a, nil
 }
+
+// isRepeat says whether the request repeats an Idempotency-Key billed before.
+func isRepeat(ctx context.Context) bool { id := idemOf(ctx); return id != nil && id.repeat }
 
 // errBlocked is what a key blocked by a detector is told: no statistic, threshold or key id
 // (the detector's internals would help an attacker tune around it).
@@ -568,6 +588,9 @@ func (s *Server) noteBlocked(k Key) {
 }
 
 func (a answer) setHeaders(h http.Header) {
+	if a.replayed {
+		h.Set("Idempotent-Replayed", "true")
+	}
 	h.Set("X-Quota-Used", strconv.FormatInt(a.used, 10))
 	if a.key.Quota > 0 {
 		h.Set("X-Quota-Limit", strconv.FormatInt(a.key.Quota, 10))
@@ -603,22 +626,27 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	ctx, err := s.idempotentContext(r, k, body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	x, images, err := s.parseEmbeddings(r, body)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	if images == nil {
-		a, err = s.run(r.Context(), k, x)
+		a, err = s.run(ctx, k, x)
 	} else {
 		// Admit before decoding, so a key over its rate cannot make the server decode
 		// (expensive) images; a request with a bad image keeps its rate tokens spent.
 		var rs rateState
-		if rs, err = s.adm.admit(k, len(images)); err == nil {
+		if rs, err = s.adm.admit(k, len(images), isRepeat(ctx)); err == nil {
 			if x, err = s.spec.decodeImages(images); err != nil {
 				s.adm.release(k, len(images), false, 0)
 			} else {
-				a, err = s.runAdmitted(r.Context(), k, x, rs)
+				a, err = s.runAdmitted(ctx, k, x, rs)
 			}
 		}
 	}
@@ -650,12 +678,20 @@ func (s *Server) runRaw(w http.ResponseWriter, r *http.Request, k Key) (answer, 
 	if r.ContentLength >= 0 && r.ContentLength != want {
 		return answer{}, badRequest("bad_length", "Content-Length %d: shape %v needs %d float32 values = %d bytes", r.ContentLength, shape, want/4, want)
 	}
-	rs, err := s.adm.admit(k, n)
+	id, err := s.idempotency(r, k)
+	if err != nil {
+		return answer{}, err
+	}
+	ctx := withIdem(r.Context(), id)
+	rs, err := s.adm.admit(k, n, isRepeat(ctx))
 	if err != nil {
 		return answer{}, err
 	}
 	body, err := s.readBodyUpTo(w, r, want)
 	var x infer.Images
+	if err == nil {
+		err = id.check(body)
+	}
 	if err == nil {
 		x, err = s.spec.rawImages(shape, body)
 	}
@@ -663,7 +699,7 @@ func (s *Server) runRaw(w http.ResponseWriter, r *http.Request, k Key) (answer, 
 		s.adm.release(k, n, false, 0)
 		return answer{}, err
 	}
-	return s.runAdmitted(r.Context(), k, x, rs)
+	return s.runAdmitted(ctx, k, x, rs)
 }
 
 // writeEmbeddings writes a /v1/embeddings answer: raw float32 when the caller accepts it,
@@ -777,12 +813,17 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	ctx, err := s.idempotentContext(r, k, body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	x, id, err := s.spec.parseInfer(body, s.info.InputName, s.info.OutputName)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	a, err := s.run(r.Context(), k, x)
+	a, err := s.run(ctx, k, x)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -792,4 +833,22 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		ModelName: s.name, ModelVersion: "1", ID: id,
 		Outputs: []InferOutput{{Name: s.info.OutputName, Shape: []int64{int64(a.v.N), int64(a.v.D)}, Datatype: "FP32", Data: a.v.Data}},
 	})
+}
+
+// forgetBilled deletes expired idempotency records now and every period until Close.
+func (s *Server) forgetBilled(period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		if n, err := s.store.ForgetBilled(context.Background()); err != nil {
+			s.log.Warn("idempotency clean-up failed", "err", err)
+		} else if n > 0 {
+			s.log.Info("forgot expired idempotency keys", "records", n)
+		}
+		select {
+		case <-s.stopForget:
+			return
+		case <-t.C:
+		}
+	}
 }

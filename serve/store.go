@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
@@ -43,6 +45,8 @@ type Store struct {
 	db   *sql.DB
 	auth *sql.Stmt // Authenticate's query, parsed once (it runs on every request)
 	file string
+	// window is the idempotency retention in nanoseconds (0 = the default).
+	window atomic.Int64
 }
 
 // Key is one API key's record (never its secret).
@@ -97,6 +101,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
 	revoked_ms    INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys(name) WHERE revoked_ms IS NULL;
+CREATE TABLE IF NOT EXISTS idempotency (
+	key_id      TEXT NOT NULL REFERENCES api_keys(id),
+	idem        TEXT NOT NULL,
+	body_sha256 BLOB NOT NULL,
+	images      INTEGER NOT NULL,
+	created_ms  INTEGER NOT NULL,
+	PRIMARY KEY (key_id, idem)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS secrets (
 	name  TEXT PRIMARY KEY,
 	value INTEGER NOT NULL
@@ -310,6 +322,11 @@ type Entry struct {
 	KeyID    string
 	Images   int
 	Requests int
+	// Idem, when set, is the request's Idempotency-Key and BodyHash the SHA-256 of its body:
+	// the entry is billed only if that key has not been billed before for this API key, and
+	// the record of it is written in the same transaction as the bill.
+	Idem     string
+	BodyHash []byte
 }
 
 // Recorded is what RecordAll did with one entry: the key's used total after it, and whether
@@ -318,6 +335,9 @@ type Entry struct {
 type Recorded struct {
 	Used      int64
 	OverQuota bool
+	// Repeat: the entry's Idempotency-Key was already billed with the same body (a concurrent
+	// or retried duplicate): nothing was billed now. Conflict: it was billed with another body.
+	Repeat, Conflict bool
 }
 
 // RecordAll records every entry in one transaction (one fsync for many answers) and returns
@@ -339,6 +359,25 @@ func (s *Store) RecordAll(ctx context.Context, entries []Entry, at time.Time) ([
 	day := at.UTC().Format(time.DateOnly)
 	out := make([]Recorded, len(entries))
 	for i, e := range entries {
+		if e.Idem != "" {
+			// A record past the retention window no longer counts (the clean-up may lag).
+			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE key_id = ? AND idem = ? AND created_ms < ?`,
+				e.KeyID, e.Idem, at.Add(-s.IdempotencyWindow()).UnixMilli()); err != nil {
+				return nil, fmt.Errorf("record: %w", err)
+			}
+			var prev []byte
+			err := tx.QueryRowContext(ctx, `SELECT body_sha256 FROM idempotency WHERE key_id = ? AND idem = ?`, e.KeyID, e.Idem).Scan(&prev)
+			if err == nil {
+				out[i].Repeat, out[i].Conflict = true, !bytes.Equal(prev, e.BodyHash)
+				if err := tx.QueryRowContext(ctx, `SELECT used FROM api_keys WHERE id = ?`, e.KeyID).Scan(&out[i].Used); err != nil {
+					return nil, fmt.Errorf("record: %w", err)
+				}
+				continue
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("record: %w", err)
+			}
+		}
 		err = tx.QueryRowContext(ctx, `UPDATE api_keys SET used = used + ?1 WHERE id = ?2 AND (quota = 0 OR used + ?1 <= quota) RETURNING used`,
 			e.Images, e.KeyID).Scan(&out[i].Used)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -354,6 +393,12 @@ func (s *Store) RecordAll(ctx context.Context, entries []Entry, at time.Time) ([
 		}
 		if err != nil {
 			return nil, fmt.Errorf("record: %w", err)
+		}
+		if e.Idem != "" {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency(key_id, idem, body_sha256, images, created_ms) VALUES(?, ?, ?, ?, ?)`,
+				e.KeyID, e.Idem, e.BodyHash, e.Images, at.UnixMilli()); err != nil {
+				return nil, fmt.Errorf("record: %w", err)
+			}
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO usage_daily(key_id, day, images, requests) VALUES(?, ?, ?, ?)
 			ON CONFLICT(key_id, day) DO UPDATE SET images = images + excluded.images, requests = requests + excluded.requests`,
@@ -427,4 +472,43 @@ func (s *Store) DefenseSecret(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("defense secret: %w", err)
 	}
 	return v, nil
+}
+
+// DefaultIdempotencyWindow is how long a billed Idempotency-Key is remembered.
+const DefaultIdempotencyWindow = 24 * time.Hour
+
+// IdempotencyWindow is how long this store remembers billed Idempotency-Keys.
+func (s *Store) IdempotencyWindow() time.Duration {
+	if w := time.Duration(s.window.Load()); w > 0 {
+		return w
+	}
+	return DefaultIdempotencyWindow
+}
+
+// SetIdempotencyWindow sets how long billed Idempotency-Keys are remembered (> 0).
+func (s *Store) SetIdempotencyWindow(w time.Duration) { s.window.Store(int64(w)) }
+
+// Billed returns the body hash under which the key's Idempotency-Key idem was billed, and
+// whether it was (records older than the retention window count as never billed).
+func (s *Store) Billed(ctx context.Context, keyID, idem string) ([]byte, bool, error) {
+	var h []byte
+	err := s.db.QueryRowContext(ctx, `SELECT body_sha256 FROM idempotency WHERE key_id = ? AND idem = ? AND created_ms >= ?`,
+		keyID, idem, time.Now().Add(-s.IdempotencyWindow()).UnixMilli()).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("idempotency: %w", err)
+	}
+	return h, true, nil
+}
+
+// ForgetBilled deletes the idempotency records older than the retention window and returns
+// how many it deleted.
+func (s *Store) ForgetBilled(ctx context.Context) (int64, error) {
+	r, err := s.db.ExecContext(ctx, `DELETE FROM idempotency WHERE created_ms < ?`, time.Now().Add(-s.IdempotencyWindow()).UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("idempotency: %w", err)
+	}
+	return r.RowsAffected()
 }

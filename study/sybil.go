@@ -52,7 +52,12 @@ func (s *sybil) Encode(ctx context.Context, x infer.Images) (infer.Vectors, erro
 		}
 		c := &s.clients[k]
 		n := min(c.left, x.N-done)
-		v, err := c.enc.Encode(ctx, infer.Images{N: n, C: x.C, H: x.H, W: x.W, Data: x.Data[done*per : (done+n)*per]})
+		sub := ctx
+		if keys := infer.RequestKeysFrom(ctx); keys != nil { // name the part by its place in x
+			off := done
+			sub = infer.WithRequestKeys(ctx, func(lo, hi int) string { return keys(off+lo, off+hi) })
+		}
+		v, err := c.enc.Encode(sub, infer.Images{N: n, C: x.C, H: x.H, W: x.W, Data: x.Data[done*per : (done+n)*per]})
 		if pe := (*infer.PartialError)(nil); errors.As(err, &pe) && pe.Answered > 0 && v.N >= pe.Answered {
 			c.left -= pe.Answered // paid for: keep them
 			done += pe.Answered

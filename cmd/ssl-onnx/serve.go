@@ -29,6 +29,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "model", Required: true, Usage: "ONNX encoder to serve"},
 			&cli.StringFlag{Name: "name", Usage: "model name in the API (default: the file name without .onnx)"},
 			&cli.StringFlag{Name: "addr", Value: serve.DefaultAddr, Usage: "listen address (loopback by default; a non-loopback address such as 0.0.0.0:8700 needs --tls-cert/--tls-key or --insecure)"},
+			&cli.DurationFlag{Name: "idempotency-window", Value: serve.DefaultIdempotencyWindow, Usage: "how long a billed Idempotency-Key is remembered: a repeat within it is answered again without billing"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate (chain): serve HTTPS"},
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key of --tls-cert"},
 			&cli.BoolFlag{Name: "insecure", Usage: "allow a non-loopback --addr without TLS (only behind a proxy that terminates TLS)"},
@@ -100,6 +101,7 @@ func serveCommand() *cli.Command {
 				MaxBody: maxBody, MaxImages: c.Int("max-images"), MaxPixels: c.Int("max-pixels"), Norm: norm, Defenses: c.StringSlice("defense"),
 				DefenseSeed:     seed,
 				ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log, TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
+				IdempotencyWindow: c.Duration("idempotency-window"),
 			})
 			if err != nil {
 				return err
