@@ -1,15 +1,13 @@
 package export
 
 import (
-	"github.com/sugarme/gotch"
-
 	"github.com/ssl-onnx/ssl-onnx/models"
-	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 )
 
 // RandomModel writes a randomly initialised encoder of the given spec (the representation
-// output) to path: the random-init baseline, and a real model for tests and benchmarks.
+// output) to path: the random-init baseline, and a real model for tests and benchmarks. The
+// weights are models.Graph.InitWeights(seed), drawn in pure Go: no libtorch is involved.
 func RandomModel(path string, spec models.Spec, seed int64) error {
 	return RandomModelOutput(path, spec, seed, models.OutputRepresentation)
 }
@@ -20,16 +18,7 @@ func RandomModelOutput(path string, spec models.Spec, seed int64, output string)
 	if err != nil {
 		return err
 	}
-	m, err := torchnet.New(g, gotch.CPU, seed)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	sd, err := m.StateDict()
-	if err != nil {
-		return err
-	}
-	om, err := Model(g, sd, Options{Output: output, Metadata: map[string]string{"train_dataset": "none (random init)", "epochs": "0"}})
+	om, err := Model(g, g.InitWeights(seed), Options{Output: output, Metadata: map[string]string{"train_dataset": "none (random init)", "epochs": "0"}})
 	if err != nil {
 		return err
 	}

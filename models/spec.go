@@ -9,6 +9,8 @@ package models
 
 import (
 	"fmt"
+	"math"
+	"math/rand"
 	"strings"
 )
 
@@ -314,4 +316,39 @@ func (g *Graph) bottleneck(x int, name string, in, width, stride int) int {
 		short = g.bn(g.conv(x, name+".downsample.0", in, out, 1, stride, 0), name+".downsample.1", out)
 	}
 	return g.add(Node{Op: ReLU, In: []int{g.add(Node{Op: Add, In: []int{y, short}})}})
+}
+
+// InitWeights draws every tensor of the graph as torchvision and torch.nn initialise them
+// (kaiming-normal fan_out for convolutions, U(+-1/sqrt(fan_in)) for linear layers, batch-norm
+// weight and running variance 1, biases and means 0) from one Go random stream seeded by seed,
+// in Params order: the same seed gives the same weights on every machine, whether they go to
+// libtorch (models/torchnet) or straight into an ONNX file (package export).
+func (g *Graph) InitWeights(seed int64) map[string][]float32 {
+	rng := rand.New(rand.NewSource(seed))
+	out := map[string][]float32{}
+	for _, p := range g.Params() {
+		n := int64(1)
+		for _, d := range p.Shape {
+			n *= d
+		}
+		vals := make([]float32, n)
+		switch p.Init {
+		case InitOnes:
+			for i := range vals {
+				vals[i] = 1
+			}
+		case InitKaimingNormal:
+			std := math.Sqrt(2 / float64(p.FanOut))
+			for i := range vals {
+				vals[i] = float32(rng.NormFloat64() * std)
+			}
+		case InitUniformFanIn:
+			b := 1 / math.Sqrt(float64(p.FanIn))
+			for i := range vals {
+				vals[i] = float32((2*rng.Float64() - 1) * b)
+			}
+		}
+		out[p.Name] = vals
+	}
+	return out
 }

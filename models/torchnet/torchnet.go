@@ -8,8 +8,6 @@ package torchnet
 
 import (
 	"fmt"
-	"math"
-	"math/rand"
 	"runtime"
 	"strings"
 
@@ -30,34 +28,15 @@ type Model struct {
 	none   *ts.Tensor // an undefined tensor, libtorch's "no bias"
 }
 
-// New creates the model's tensors on device, initialised as torchvision/torch.nn do
-// (kaiming-normal fan_out for convolutions, U(+-1/sqrt(fan_in)) for linear layers, BN weight 1,
-// bias 0), from a Go random stream seeded by seed, so the same seed gives the same weights on
-// every machine and device.
+// New creates the model's tensors on device with the weights models.Graph.InitWeights draws
+// from seed (the same as an ONNX export of a random model with that seed).
 func New(g *models.Graph, device gotch.Device, seed int64) (m *Model, err error) {
 	defer recoverTorch(&err)
 	vs := nn.NewVarStore(device)
 	m = &Model{Graph: g, VS: vs, Device: device, params: map[string]*ts.Tensor{}, none: ts.NewTensor()}
-	rng := rand.New(rand.NewSource(seed))
+	init := g.InitWeights(seed)
 	for _, p := range g.Params() {
-		n := int(numel(p.Shape))
-		vals := make([]float32, n)
-		switch p.Init {
-		case models.InitOnes:
-			for i := range vals {
-				vals[i] = 1
-			}
-		case models.InitKaimingNormal:
-			std := math.Sqrt(2 / float64(p.FanOut))
-			for i := range vals {
-				vals[i] = float32(rng.NormFloat64() * std)
-			}
-		case models.InitUniformFanIn:
-			b := 1 / math.Sqrt(float64(p.FanIn))
-			for i := range vals {
-				vals[i] = float32((2*rng.Float64() - 1) * b)
-			}
-		}
+		vals := init[p.Name]
 		v, err := AddVar(vs, p.Name, p.Shape, vals, p.Trainable)
 		if err != nil {
 			return nil, err
