@@ -117,7 +117,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.charts{disp
 		b.WriteString(svg)
 	}
 	b.WriteString(`</div><p class="note">x: the legitimate users' mean probe accuracy lost against the undefended API (points; right = costlier for honest users). ` +
-		`y: what the attacker's copy is worth, measured against the undefended victim. The noise sweep is joined by a line; the star is the undefended API.</p>`)
+		`y: what the attacker's copy is worth, measured against the undefended victim (bars: 95% Wilson intervals over the test images). The noise sweep is joined by a line; the star is the undefended API.</p>`)
 	b.WriteString(`<h2>Per defense</h2>`)
 	table(&b, append([]string{"defense", "users' probe (mean ± half-spread)", "drop (points)"}, attackerHead...), summaryRows(r))
 	b.WriteString(`<p class="note">Intervals: 95% Wilson over the test images. (n.s.): not significantly different from the undefended API at 5% ` +
@@ -242,10 +242,10 @@ func tradeoffCharts(r *Results) []chart {
 			}
 			at := st.Attackers[i]
 			label := st.Defense
-			pa := point{st.UserDrop, 100 * at.Probe, label}
+			pa := point{x: st.UserDrop, y: 100 * at.Probe, label: label, ylo: 100 * at.ProbeCI[0], yhi: 100 * at.ProbeCI[1]}
 			sa.points = append(sa.points, pa)
 			if at.Fidelity != nil {
-				pf := point{st.UserDrop, *at.Fidelity, label}
+				pf := point{x: st.UserDrop, y: *at.Fidelity, label: label}
 				sf.points = append(sf.points, pf)
 				if st.Defense == None || strings.HasPrefix(st.Defense, "noise") {
 					noiseF.points = append(noiseF.points, pf)

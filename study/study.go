@@ -78,9 +78,9 @@ func Default() Config {
 		Dir: "runs/defend", Victim: "builtin:fmnist-supervised", DefenseSeed: 7,
 		Defenses: []string{None, "noise:sigma=0.1", "noise:sigma=0.5", "noise:sigma=1", "noise:sigma=2", "round:decimals=1",
 			"topk:k=128", "truncate:dims=256", "detect:threshold=0.8", "prada", "b4b"},
-		Users: 4, UserImages: 2500, TestImages: 5000,
+		Users: 4, UserImages: 2500, TestImages: 2500,
 		Losses: []string{"mse", "infonce"}, SybilLoss: "mse", Sybils: 4, Budget: 2000, QueryOffset: 30000,
-		StealEpochs: 5, StealBatch: 64,
+		StealEpochs: 4, StealBatch: 64,
 		EvalTrain: 5000, EvalTest: 5000, ProbeEpochs: 100, WatermarkImages: 1000,
 	}
 }

@@ -11,6 +11,8 @@ import (
 type point struct {
 	x, y  float64
 	label string
+	// ylo, yhi: the 95% interval of y, drawn as an error bar (both 0: none).
+	ylo, yhi float64
 }
 
 // series is one kind of marker; joined series are drawn as a line through their points in
@@ -54,6 +56,9 @@ func (c chart) bounds() (x0, x1, y0, y1 float64) {
 		for _, p := range s.points {
 			x0, x1 = math.Min(x0, p.x), math.Max(x1, p.x)
 			y0, y1 = math.Min(y0, p.y), math.Max(y1, p.y)
+			if p.ylo != 0 || p.yhi != 0 {
+				y0, y1 = math.Min(y0, p.ylo), math.Max(y1, p.yhi)
+			}
 		}
 	}
 	for _, h := range c.hlines {
@@ -157,6 +162,9 @@ func (c chart) SVG() string {
 			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="1.5"/>`, strings.Join(pts, " "), s.color)
 		}
 		for _, p := range s.points {
+			if p.ylo != 0 || p.yhi != 0 {
+				fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="1"/>`, px(p.x), py(p.ylo), px(p.x), py(p.yhi), s.color)
+			}
 			marker(&b, s, px(p.x), py(p.y))
 			if s.labels && p.label != "" {
 				x, anchor := px(p.x)+7, "start"
