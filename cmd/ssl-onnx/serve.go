@@ -16,6 +16,7 @@ import (
 
 	"github.com/ssl-onnx/ssl-onnx/defense"
 	"github.com/ssl-onnx/ssl-onnx/infer"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 	"github.com/ssl-onnx/ssl-onnx/serve"
 )
 
@@ -86,7 +87,7 @@ func serveCommand() *cli.Command {
 					active++
 				}
 			}
-			log.Info("key store opened", "db", c.String("db"), "active_keys", active)
+			log.Info("key store opened", "db", c.String("db"), "active_keys", active, "training_allocator", torchnet.AllocatorTuned())
 			if active == 0 {
 				log.Warn("no active API key: every inference request will get 401; add one with `ssl-onnx keys add --name NAME --quota N --db " + c.String("db") + "`")
 			}
