@@ -27,7 +27,7 @@ var Entries = []Entry{{
 	About: "SimCLR ResNet-18 (ImageNet stem, 32x32) trained 31 epochs on Fashion-MNIST train[0:30000), with the owner's watermark (built by scripts/zoo-fmnist.sh)",
 }, {
 	Name: "fmnist-supervised", Model: "fmnist-resnet18-supervised.onnx", Secret: "fmnist-resnet18-supervised.watermark.ot",
-	About: "label-trained ResNet-18 (ImageNet stem, 32x32; cross-entropy on the labels of Fashion-MNIST train[0:30000), 12 epochs), serving its pooled 512-d representation, with the owner's watermark (built by scripts/zoo-fmnist-supervised.sh)",
+	About: "label-trained ResNet-18 (ImageNet stem, 32x32; cross-entropy on the labels of Fashion-MNIST train[0:30000), 20 epochs), serving its pooled 512-d representation, with the owner's watermark (built by scripts/zoo-fmnist-supervised.sh)",
 }}
 
 // Env names a folder holding the zoo files (for a binary installed away from the source tree).
