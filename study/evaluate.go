@@ -43,10 +43,11 @@ func evaluate(ctx context.Context, c Config, victim, secret string, stages []*St
 	}
 	er := EvalResult{TrainN: rep.TrainN, TestN: rep.TestN, Report: rep}
 	rows := map[string]eval.Row{}
+	victimDim := 0
 	for _, r := range rep.Rows {
 		switch {
 		case r.Kind == eval.KindReference:
-			er.VictimProbe, er.VictimKNN = r.ProbeTop1, r.KNNTop1
+			er.VictimProbe, er.VictimKNN, victimDim = r.ProbeTop1, r.KNNTop1, r.Dim
 		case r.Kind == eval.KindBaseline:
 			er.RandomProbe = r.ProbeTop1
 		default:
@@ -74,7 +75,9 @@ func evaluate(ctx context.Context, c Config, victim, secret string, stages []*St
 				adv := (r.ProbeTop1 - er.RandomProbe) / gap
 				a.Advantage = &adv
 			}
-			if secret != "" {
+			// The owner's head reads the victim's representation: a copy of another dimension
+			// (stolen through truncate) cannot be checked with it.
+			if secret != "" && r.Dim == victimDim {
 				if a.Watermark, err = checkWatermark(ctx, c, a.Model, secret, test); err != nil {
 					return er, err
 				}

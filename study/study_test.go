@@ -188,6 +188,14 @@ func TestSybilSpreadsQuotaAndSurvivesBlocks(t *testing.T) {
 	if a.answered != 5 || b.answered != 0 || c.answered != 5 {
 		t.Fatalf("answered %d/%d/%d: want 5/0/5", a.answered, b.answered, c.answered)
 	}
+	// A batch that runs out of keys halfway returns the answered part as a PartialError.
+	a.answered, c.answered = 0, 0
+	s2 := &sybil{clients: []quotaClient{{enc: a, left: 3}, {enc: &fakeAPI{blockAfter: 1}, left: 5}}}
+	v, err = s2.Encode(context.Background(), infer.Images{N: 6, C: 1, H: 1, W: 1, Data: []float32{0, 1, 2, 3, 4, 5}})
+	var pe *infer.PartialError
+	if !errors.As(err, &pe) || pe.Answered != 3 || v.N != 3 || fmt.Sprint(v.Data) != "[0 1 2]" {
+		t.Fatalf("half-answered batch: %d rows %v, %v; want the 3 paid answers and a PartialError", v.N, v.Data, err)
+	}
 	// Every key is now spent or blocked: the next batch fails with the last refusal.
 	_, err = s.Encode(context.Background(), infer.Images{N: 5, C: 1, H: 1, W: 1, Data: make([]float32, 5)})
 	var sc interface{ HTTPStatus() int }

@@ -48,7 +48,11 @@ func (s *sybil) Encode(ctx context.Context, x infer.Images) (infer.Vectors, erro
 			if err == nil {
 				err = errSpent
 			}
-			return out, fmt.Errorf("sybil attacker, after %d of %d images: %w", done, x.N, err)
+			err = fmt.Errorf("sybil attacker, after %d of %d images: %w", done, x.N, err)
+			if done > 0 { // answered and billed through other keys: hand them back
+				return out, &infer.PartialError{Answered: done, Err: err}
+			}
+			return out, err
 		}
 		c := &s.clients[k]
 		n := min(c.left, x.N-done)
