@@ -116,7 +116,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.charts{disp
 	for _, svg := range TradeoffSVG(r) {
 		b.WriteString(svg)
 	}
-	b.WriteString(`</div><p class="note">x: the legitimate users' mean probe accuracy lost against the undefended API (points; right = costlier for honest users). ` +
+	b.WriteString(`</div><p class="note">x: the legitimate users' mean probe accuracy lost against the undefended API (points, on a symmetric log scale: right = costlier for honest users). ` +
 		`y: what the attacker's copy is worth, measured against the undefended victim (bars: 95% Wilson intervals over the test images). The noise sweep is joined by a line; the star is the undefended API.</p>`)
 	b.WriteString(`<h2>Per defense</h2>`)
 	table(&b, append([]string{"defense", "users' probe (mean ± half-spread)", "drop (points)"}, attackerHead...), summaryRows(r))
@@ -222,9 +222,9 @@ func TradeoffSVG(r *Results) []string {
 
 // tradeoffCharts draws the users' cost against the attackers' gain: accuracy, then fidelity.
 func tradeoffCharts(r *Results) []chart {
-	acc := chart{title: "Attacker's copy: linear probe vs users' cost", xlabel: "legitimate users' accuracy drop (points)", ylabel: "stolen copy's probe top-1 (%)",
+	acc := chart{title: "Attacker's copy: linear probe vs users' cost", xlabel: "legitimate users' accuracy drop (points, symlog)", ylabel: "stolen copy's probe top-1 (%)",
 		hlines: []hline{{100 * r.Eval.VictimProbe, "victim"}, {100 * r.Eval.RandomProbe, "random init"}}}
-	fid := chart{title: "Attacker's copy: fidelity vs users' cost", xlabel: "legitimate users' accuracy drop (points)", ylabel: "cosine to the undefended victim"}
+	fid := chart{title: "Attacker's copy: fidelity vs users' cost", xlabel: "legitimate users' accuracy drop (points, symlog)", ylabel: "cosine to the undefended victim"}
 	colors := []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd"}
 	shapes := []string{"circle", "triangle", "square", "circle"}
 	if len(r.Stages) == 0 {

@@ -64,13 +64,12 @@ func (c chart) bounds() (x0, x1, y0, y1 float64) {
 	for _, h := range c.hlines {
 		y0, y1 = math.Min(y0, h.y), math.Max(y1, h.y)
 	}
-	x0, x1 = math.Min(x0, 0), math.Max(x1, 0) // the undefended point sits at 0 drop
-	pad := func(lo, hi float64) (float64, float64) {
-		d := math.Max((hi-lo)*0.08, 1e-3)
-		return lo - d, hi + d
-	}
-	x0, x1 = pad(x0, x1)
-	y0, y1 = pad(y0, y1)
+	x0, x1 = math.Min(x0, 0), math.Max(x1, 1) // the undefended point sits at 0 drop
+	// x is padded by 8% of its range on the symlog scale, y on its linear one.
+	d := (symlog(x1) - symlog(x0)) * 0.08
+	x0, x1 = symexp(symlog(x0)-d), symexp(symlog(x1)+d)
+	dy := math.Max((y1-y0)*0.08, 1e-3)
+	y0, y1 = y0-dy, y1+dy
 	return
 }
 
@@ -129,16 +128,45 @@ func starPoints(x, y, r float64) string {
 	return strings.Join(pts, " ")
 }
 
+// symlog is the x axis' scale: linear near 0, logarithmic further out (sign(x) log(1+|x|)),
+// so that defenses costing users 0.1 and 80 points both stay readable on one axis.
+func symlog(x float64) float64 {
+	if x < 0 {
+		return -math.Log1p(-x)
+	}
+	return math.Log1p(x)
+}
+
+// symexp inverts symlog.
+func symexp(v float64) float64 {
+	if v < 0 {
+		return -math.Expm1(-v)
+	}
+	return math.Expm1(v)
+}
+
+// symlogTicks are round values for a symlog axis covering [lo, hi].
+func symlogTicks(lo, hi float64) []float64 {
+	var out []float64
+	for _, v := range []float64{-30, -10, -3, -1, 0, 1, 3, 10, 30, 100, 300} {
+		if v >= lo && v <= hi {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // SVG draws the chart.
 func (c chart) SVG() string {
 	x0, x1, y0, y1 := c.bounds()
 	pw := float64(chartW - padL - padR)
-	px := func(x float64) float64 { return padL + (x-x0)/(x1-x0)*pw }
+	sx0, sx1 := symlog(x0), symlog(x1)
+	px := func(x float64) float64 { return padL + (symlog(x)-sx0)/(sx1-sx0)*pw }
 	py := func(y float64) float64 { return padT + (y1-y)/(y1-y0)*plotH }
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" %s font-size="12">`, chartW, chartH, chartW, chartH, chartFont)
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14" font-weight="bold">%s</text>`, padL, html.EscapeString(c.title))
-	for _, t := range ticks(x0, x1) {
+	for _, t := range symlogTicks(x0, x1) {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s"/>`, px(t), padT, px(t), padT+plotH, gridColor)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`, px(t), padT+plotH+15, tickText(t))
 	}
@@ -153,6 +181,7 @@ func (c chart) SVG() string {
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#888" stroke-dasharray="5,4"/>`, padL, py(h.y), padL+pw, py(h.y))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end" fill="#666">%s</text>`, padL+pw-4, py(h.y)-4, html.EscapeString(h.label))
 	}
+	labels := &labelSet{}
 	for _, s := range c.series {
 		if s.joined && len(s.points) > 1 {
 			var pts []string
@@ -167,11 +196,7 @@ func (c chart) SVG() string {
 			}
 			marker(&b, s, px(p.x), py(p.y))
 			if s.labels && p.label != "" {
-				x, anchor := px(p.x)+7, "start"
-				if px(p.x) > padL+0.7*pw { // near the right edge: write it to the left
-					x, anchor = px(p.x)-7, "end"
-				}
-				fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="10" fill="#222" text-anchor="%s">%s</text>`, x, py(p.y)-6, anchor, html.EscapeString(p.label))
+				labels.place(&b, p.label, px(p.x), py(p.y), padL+0.7*pw)
 			}
 		}
 	}
@@ -191,4 +216,38 @@ func (c chart) SVG() string {
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
+}
+
+// labelSet places point labels without overlapping each other: a label goes beside its point,
+// or moved up or down a line at a time, or is left out when no place is free (the tables
+// carry every number).
+type labelSet struct{ boxes [][4]float64 }
+
+func (l *labelSet) place(b *strings.Builder, text string, x, y, rightEdge float64) {
+	w, h := 5.5*float64(len(text)), 11.0
+	anchor, left := "start", x+7
+	if x > rightEdge { // near the right edge: write it to the left
+		anchor, left = "end", x-7-w
+	}
+	for _, dy := range []float64{-6, 8, -18, 20, -30, 32, -42} {
+		box := [4]float64{left, y + dy - h + 2, left + w, y + dy + 2}
+		if !l.overlaps(box) {
+			l.boxes = append(l.boxes, box)
+			tx := x + 7
+			if anchor == "end" {
+				tx = x - 7
+			}
+			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="10" fill="#222" text-anchor="%s">%s</text>`, tx, y+dy, anchor, html.EscapeString(text))
+			return
+		}
+	}
+}
+
+func (l *labelSet) overlaps(a [4]float64) bool {
+	for _, o := range l.boxes {
+		if a[0] < o[2] && o[0] < a[2] && a[1] < o[3] && o[1] < a[3] {
+			return true
+		}
+	}
+	return false
 }
