@@ -59,7 +59,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		wantErr string
 		cuda    bool // the case assumes libtorch has no CUDA device
 	}{
-		{name: "unknown loss", edit: func(c *Config) { c.Loss = "ntxent" }, wantErr: `loss "ntxent": expected one of [infonce softnn supcon]`},
+		{name: "unknown loss", edit: func(c *Config) { c.Loss = "ntxent" }, wantErr: `loss "ntxent": expected one of [ce infonce softnn supcon]`},
 		{name: "batch of 1", edit: func(c *Config) { c.BatchSize = 1 }, wantErr: "batch size 1: contrastive losses need at least 2 images per batch"},
 		{name: "batch larger than dataset", edit: func(c *Config) { c.BatchSize = 100 }, wantErr: "dataset fmnist has 64 images, fewer than one batch of 100"},
 		{name: "cuda on a CPU-only machine", edit: func(c *Config) { c.Device = "cuda" }, cuda: true,

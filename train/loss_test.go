@@ -83,6 +83,8 @@ func lossCases() []lossCase {
 		labels: []int64{3, 1, 3, 0, 1, 3, 9, 9}})
 	add(lossCase{name: "supcon/one label T0.5", loss: "supcon", n: 5, d: 6, temperature: 0.5, a: gaussian(rng, 5, 6, 2), b: gaussian(rng, 5, 6, 2),
 		labels: []int64{4, 4, 4, 4, 4}})
+	add(lossCase{name: "ce/10 classes", loss: "ce", n: 8, d: 10, temperature: 1, a: gaussian(rng, 8, 10, 2), b: gaussian(rng, 8, 10, 2),
+		labels: []int64{0, 3, 9, 3, 7, 1, 1, 5}})
 	return cs
 }
 
@@ -218,7 +220,7 @@ func TestLookupLoss(t *testing.T) {
 		{name: "infonce", temperature: 0.07},
 		{name: "softnn", temperature: 100},
 		{name: "supcon", temperature: 0.07, labels: true},
-		{name: "ntxent", wantErr: `loss "ntxent": expected one of [infonce softnn supcon]`},
+		{name: "ntxent", wantErr: `loss "ntxent": expected one of [ce infonce softnn supcon]`},
 		{name: "", wantErr: `loss "": expected one of`},
 	}
 	for _, tc := range tests {

@@ -10,6 +10,7 @@ papers / reference code, independently of the Go implementation:
            loss_i = -log(1e-9 + sum_same / sum_all), diagonal excluded, naive exp.
   supcon:  HobbitLong/SupContrast SupConLoss (contrast_mode "all", base_temperature = temperature)
            on the L2-normalised views.
+  ce:      nn.CrossEntropyLoss of each view's class scores on the labels, averaged.
 """
 import json
 import sys
@@ -73,7 +74,13 @@ def sup_con(a, b, labels, T):
     return loss.view(anchor_count, bsz).mean()
 
 
-LOSSES = {"infonce": info_nce, "softnn": soft_nn, "supcon": sup_con}
+def cross_entropy(a, b, labels, T):
+    # The supervised victim (the seed's steallabels.py supervised model is trained with
+    # nn.CrossEntropyLoss): a and b are class scores of two views, each scored on the labels.
+    return 0.5 * (F.cross_entropy(a, labels) + F.cross_entropy(b, labels))
+
+
+LOSSES = {"infonce": info_nce, "softnn": soft_nn, "supcon": sup_con, "ce": cross_entropy}
 
 
 def main():
