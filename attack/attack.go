@@ -455,7 +455,7 @@ func checkCacheID(c Config, views int, shape data.Shape) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, fs.ErrNotExist):
-		return writeFileAtomic(path, []byte(id))
+		return train.WriteFileAtomic(path, []byte(id))
 	}
 	return err
 }

@@ -10,6 +10,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+
+	"github.com/ssl-onnx/ssl-onnx/train"
 )
 
 // AnswerCache is the on-disk record of every answer the victim gave: one record per query
@@ -172,7 +174,7 @@ func (c *AnswerCache) Append(indices, views []int, dim int, vals []float32) erro
 			return fmt.Errorf("answer cache %s: %w", c.path, err)
 		}
 		// The new file's name must survive a crash too.
-		if err := syncDir(filepath.Dir(c.path)); err != nil {
+		if err := train.SyncDir(filepath.Dir(c.path)); err != nil {
 			return fmt.Errorf("answer cache %s: %w", c.path, err)
 		}
 	}
@@ -212,38 +214,3 @@ func (c *AnswerCache) Append(indices, views []int, dim int, vals []float32) erro
 
 // Close closes the file.
 func (c *AnswerCache) Close() error { return c.f.Close() }
-
-// syncDir makes a directory's entries (a new file's name, a rename) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// writeFileAtomic writes b to path through a synced temporary file and a rename: a crash
-// leaves the old content or the new, never a part.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}

@@ -101,14 +101,14 @@ func quickStudy() study.Config {
 
 // Attack is one stolen copy in the results.
 type Attack struct {
-	Loss     string  `json:"loss"`
-	Budget   int     `json:"budget"`
-	Spent    int     `json:"queries_spent"`
-	Billed   int64   `json:"queries_billed"` // what the server's ledger says this key was charged
-	Key      string  `json:"key"`
-	Model    string  `json:"model"`
-	Seconds  float64 `json:"seconds"`
-	Row      string  `json:"row"`
+	Loss    string  `json:"loss"`
+	Budget  int     `json:"budget"`
+	Spent   int     `json:"queries_spent"`
+	Billed  int64   `json:"queries_billed"` // what the server's ledger says this key was charged
+	Key     string  `json:"key"`
+	Model   string  `json:"model"`
+	Seconds float64 `json:"seconds"`
+	Row     string  `json:"row"`
 }
 
 // Ledger is one API key's bill, read from the server's database.
@@ -408,7 +408,7 @@ func evaluate(ctx context.Context, c Config, victim string, attacks []Attack, lo
 	cfg.Probe.Epochs = c.ProbeEpochs
 	cfg.Threads = c.Threads
 	cfg.TempDir = c.Dir
-	if rep := loadReport(path, append([]string{victim}, cfg.Models...)); rep != nil {
+	if rep := eval.LoadReport(path, append([]string{victim}, cfg.Models...)); rep != nil {
 		fmt.Fprintf(log, "%s exists and covers every model: skipping\n", path)
 		return rep, nil
 	}
@@ -430,28 +430,6 @@ func evaluate(ctx context.Context, c Config, victim string, attacks []Attack, lo
 		return nil, err
 	}
 	return rep, nil
-}
-
-// loadReport returns the evaluation saved at path if it has a row for every model, else nil.
-func loadReport(path string, models []string) *eval.Report {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	var rep eval.Report
-	if json.Unmarshal(b, &rep) != nil {
-		return nil
-	}
-	have := map[string]bool{}
-	for _, r := range rep.Rows {
-		have[r.Model] = true
-	}
-	for _, m := range models {
-		if !have[m] {
-			return nil
-		}
-	}
-	return &rep
 }
 
 // verifyWatermarks runs the owner's watermark check on the victim, on the stolen copies with

@@ -710,3 +710,26 @@ func (r *Report) WriteJSON(path string) error {
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
+
+// LoadReport returns the report saved at path if it evaluated every one of models (a rerun
+// may then skip the evaluation), else nil: a missing, unreadable or partial report.
+func LoadReport(path string, models []string) *Report {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var rep Report
+	if json.Unmarshal(b, &rep) != nil {
+		return nil
+	}
+	have := map[string]bool{}
+	for _, r := range rep.Rows {
+		have[r.Model] = true
+	}
+	for _, m := range models {
+		if !have[m] {
+			return nil
+		}
+	}
+	return &rep
+}

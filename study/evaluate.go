@@ -2,11 +2,9 @@ package study
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 
 	"github.com/ssl-onnx/ssl-onnx/data"
@@ -91,7 +89,7 @@ func evaluate(ctx context.Context, c Config, victim, secret string, stages []*St
 // when it covers every model.
 func evalReport(ctx context.Context, c Config, victim string, models []string, log io.Writer) (*eval.Report, error) {
 	path := filepath.Join(c.Dir, "eval.json")
-	if rep := loadReport(path, victim, models); rep != nil {
+	if rep := eval.LoadReport(path, append([]string{victim}, models...)); rep != nil && rep.Reference == victim {
 		fmt.Fprintf(log, "%s covers every stolen copy: skipping\n", path)
 		return rep, nil
 	}
@@ -106,28 +104,6 @@ func evalReport(ctx context.Context, c Config, victim string, models []string, l
 		return nil, err
 	}
 	return rep, rep.WriteJSON(path)
-}
-
-// loadReport returns the evaluation at path if it has the victim and every model, else nil.
-func loadReport(path, victim string, models []string) *eval.Report {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	var rep eval.Report
-	if json.Unmarshal(b, &rep) != nil || rep.Reference != victim {
-		return nil
-	}
-	have := map[string]bool{}
-	for _, r := range rep.Rows {
-		have[r.Model] = true
-	}
-	for _, m := range models {
-		if !have[m] {
-			return nil
-		}
-	}
-	return &rep
 }
 
 func checkWatermark(ctx context.Context, c Config, model, secret string, test data.Dataset) (*WatermarkCheck, error) {

@@ -63,12 +63,12 @@ func SaveCheckpoint(dir string, ck Checkpoint, model *torchnet.Model, opt *Optim
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(dir, SidecarName), js); err != nil {
+	if err := WriteFileAtomic(filepath.Join(dir, SidecarName), js); err != nil {
 		return err
 	}
 	// The renames must be durable before the files they replace are deleted: after a crash
 	// the directory could otherwise still name the old sidecar while its weights are gone.
-	if err := syncDir(dir); err != nil {
+	if err := SyncDir(dir); err != nil {
 		return err
 	}
 	// Older epochs' files are no longer referenced.
@@ -91,8 +91,8 @@ func syncFile(path string) error {
 	return f.Sync()
 }
 
-// syncDir makes the directory's entries (renames, new files) durable.
-func syncDir(dir string) error {
+// SyncDir makes the directory's entries (renames, new files) durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -104,7 +104,9 @@ func syncDir(dir string) error {
 	return nil
 }
 
-func writeAtomic(path string, b []byte) error {
+// WriteFileAtomic writes b to path through a synced temporary file and a rename, then syncs
+// the directory: a crash leaves the old content or the new, never a part.
+func WriteFileAtomic(path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
@@ -121,7 +123,10 @@ func writeAtomic(path string, b []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
 }
 
 // LoadCheckpoint reads dir's sidecar; it returns nil, nil when dir has no checkpoint yet.
