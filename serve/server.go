@@ -631,23 +631,20 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	x, images, err := s.parseEmbeddings(r, body)
+	images, err := s.parseEmbeddings(r, body)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if images == nil {
-		a, err = s.run(ctx, k, x)
-	} else {
-		// Admit before decoding, so a key over its rate cannot make the server decode
-		// (expensive) images; a request with a bad image keeps its rate tokens spent.
-		var rs rateState
-		if rs, err = s.adm.admit(k, len(images), isRepeat(ctx)); err == nil {
-			if x, err = s.spec.decodeImages(images); err != nil {
-				s.adm.release(k, len(images), false, 0)
-			} else {
-				a, err = s.runAdmitted(ctx, k, x, rs)
-			}
+	// Admit before decoding, so a key over its rate cannot make the server decode
+	// (expensive) images; a request with a bad image keeps its rate tokens spent.
+	var rs rateState
+	if rs, err = s.adm.admit(k, len(images), isRepeat(ctx)); err == nil {
+		var x infer.Images
+		if x, err = s.spec.decodeImages(images); err != nil {
+			s.adm.release(k, len(images), false, 0)
+		} else {
+			a, err = s.runAdmitted(ctx, k, x, rs)
 		}
 	}
 	if err != nil {
@@ -749,43 +746,36 @@ func (s *Server) writeEmbeddings(w http.ResponseWriter, r *http.Request, a answe
 	w.Write(b)
 }
 
-// parseEmbeddings reads a /v1/embeddings body: a raw float32 tensor (returned as x) or
-// JSON base64 images (returned undecoded, their number checked).
-func (s *Server) parseEmbeddings(r *http.Request, body []byte) (x infer.Images, images []string, err error) {
+// parseEmbeddings reads a JSON /v1/embeddings body: base64 images, returned undecoded with
+// their number checked (raw float32 bodies are runRaw's, admitted before they are read).
+func (s *Server) parseEmbeddings(r *http.Request, body []byte) (images []string, err error) {
 	ct := r.Header.Get("Content-Type")
 	mt := "application/json"
 	if ct != "" {
 		if mt, _, err = mime.ParseMediaType(ct); err != nil {
-			return infer.Images{}, nil, errorf(http.StatusUnsupportedMediaType, "bad_content_type", "Content-Type %q: %v", ct, err)
+			return nil, errorf(http.StatusUnsupportedMediaType, "bad_content_type", "Content-Type %q: %v", ct, err)
 		}
 	}
 	switch mt {
-	case "application/octet-stream":
-		shape, err := parseShapeHeader(r.Header.Get("X-Shape"))
-		if err != nil {
-			return infer.Images{}, nil, err
-		}
-		x, err := s.spec.rawImages(shape, body)
-		return x, nil, err
 	case "application/json":
 		var req embeddingsRequest
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			return infer.Images{}, nil, badRequest("bad_json", `request body: %v; expected {"images": ["<base64 PNG or JPEG>", ...]}`, jsonErr(err))
+			return nil, badRequest("bad_json", `request body: %v; expected {"images": ["<base64 PNG or JPEG>", ...]}`, jsonErr(err))
 		}
 		if dec.More() {
-			return infer.Images{}, nil, badRequest("bad_json", "request body: data after the JSON object")
+			return nil, badRequest("bad_json", "request body: data after the JSON object")
 		}
 		if req.Model != "" && req.Model != s.name {
-			return infer.Images{}, nil, errorf(http.StatusNotFound, "unknown_model", "model %q not found: this server serves %q", req.Model, s.name)
+			return nil, errorf(http.StatusNotFound, "unknown_model", "model %q not found: this server serves %q", req.Model, s.name)
 		}
 		if err := s.spec.checkCount(len(req.Images)); err != nil {
-			return infer.Images{}, nil, err
+			return nil, err
 		}
-		return infer.Images{}, req.Images, nil
+		return req.Images, nil
 	}
-	return infer.Images{}, nil, errorf(http.StatusUnsupportedMediaType, "bad_content_type",
+	return nil, errorf(http.StatusUnsupportedMediaType, "bad_content_type",
 		"Content-Type %q: expected application/json (base64 images) or application/octet-stream (float32 NCHW with X-Shape)", mt)
 }
 
