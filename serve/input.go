@@ -21,6 +21,7 @@ type inputSpec struct {
 	C, H, W   int
 	maxImages int
 	maxPixels int // per decoded image
+	maxTotal  int // decoded pixels per request, summed over its images
 	norm      data.Normalization
 }
 
@@ -112,22 +113,31 @@ func (s inputSpec) checkCount(n int) error {
 // [0,1], then normalised with the model's normalisation; gray images are repeated to 3
 // channels (or colour turned to luma for a 1-channel model) and resized to H x W with a
 // bilinear, antialiased filter (package data's). Images are decoded one at a time, so
-// memory stays bounded by one decoded image.
+// memory stays bounded by one decoded image, and the decoding work by maxTotal pixels per
+// request (small compressed files can expand to many pixels each).
 func (s inputSpec) decodeImages(items []string) (infer.Images, error) {
 	if err := s.checkCount(len(items)); err != nil {
 		return infer.Images{}, err
 	}
 	per := s.C * s.H * s.W
 	x := infer.Images{N: len(items), C: s.C, H: s.H, W: s.W, Data: make([]float32, len(items)*per)}
+	left := s.maxTotal
 	for i, item := range items {
-		if err := s.decodeOne(item, x.Data[i*per:(i+1)*per]); err != nil {
+		if err := s.decodeOne(item, x.Data[i*per:(i+1)*per], &left); err != nil {
+			if errors.Is(err, errPixelBudget) {
+				return infer.Images{}, errorf(413, "too_many_pixels", "images[%d]: %v", i, err)
+			}
 			return infer.Images{}, badRequest("bad_image", "images[%d]: %v", i, err)
 		}
 	}
 	return x, nil
 }
 
-func (s inputSpec) decodeOne(item string, dst []float32) error {
+// errPixelBudget marks an image that would take a request over its decoded-pixel budget.
+var errPixelBudget = errors.New("over the request's decoded-pixel budget")
+
+// decodeOne decodes one base64 image into dst, charging its pixels to *left.
+func (s inputSpec) decodeOne(item string, dst []float32, left *int) error {
 	if strings.HasPrefix(item, "data:") { // data URL: data:image/png;base64,....
 		comma := strings.IndexByte(item, ',')
 		if comma < 0 || !strings.HasSuffix(item[:comma], ";base64") {
@@ -151,6 +161,11 @@ func (s inputSpec) decodeOne(item string, dst []float32) error {
 	if cfg.Width < 1 || cfg.Height < 1 || cfg.Width*cfg.Height > s.maxPixels {
 		return fmt.Errorf("%s image of %dx%d pixels: expected at least 1x1 and at most %d pixels", format, cfg.Width, cfg.Height, s.maxPixels)
 	}
+	if cfg.Width*cfg.Height > *left {
+		return fmt.Errorf("%s image of %dx%d pixels is %w: %d pixels per request in all, %d left",
+			format, cfg.Width, cfg.Height, errPixelBudget, s.maxTotal, *left)
+	}
+	*left -= cfg.Width * cfg.Height
 	img, _, err := image.Decode(bytes.NewReader(raw))
 	if err != nil {
 		return fmt.Errorf("cannot decode %s image (%v)", format, err)

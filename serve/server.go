@@ -38,6 +38,9 @@ const (
 	DefaultMaxBody   = 32 << 20
 	DefaultMaxImages = 256
 	DefaultMaxPixels = 2048 * 2048
+	// DefaultMaxRequestPixels bounds the decoding work of one JSON request: 256 images of
+	// 512 x 512 (an ImageNet client sending 256 x 224 x 224 needs a fifth of it).
+	DefaultMaxRequestPixels = 256 * 512 * 512
 )
 
 // Config configures a Server. Zero fields take the defaults above.
@@ -65,6 +68,9 @@ type Config struct {
 	MaxImages int
 	// MaxPixels is the largest decoded image, width x height (default 2048 x 2048).
 	MaxPixels int
+	// MaxRequestPixels is the most decoded pixels in one request, summed over its images
+	// (default DefaultMaxRequestPixels; more get 413).
+	MaxRequestPixels int
 	// MaxInflight is the most requests one key may have in flight (default 16; more get 429);
 	// MaxQueue the most requests waiting for a batch over all keys (default 1024; more get 503
 	// with Retry-After).
@@ -139,9 +145,9 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 	if !modelName.MatchString(cfg.ModelName) {
 		return nil, fmt.Errorf("serve: model name %q: expected 1-128 letters, digits, '.', '_', '-'", cfg.ModelName)
 	}
-	if cfg.MaxBatch < 0 || cfg.Workers < 0 || cfg.MaxBody < 0 || cfg.MaxImages < 0 || cfg.MaxPixels < 0 {
-		return nil, fmt.Errorf("serve: negative limit in config (max batch %d, workers %d, max body %d, max images %d, max pixels %d)",
-			cfg.MaxBatch, cfg.Workers, cfg.MaxBody, cfg.MaxImages, cfg.MaxPixels)
+	if cfg.MaxBatch < 0 || cfg.Workers < 0 || cfg.MaxBody < 0 || cfg.MaxImages < 0 || cfg.MaxPixels < 0 || cfg.MaxRequestPixels < 0 {
+		return nil, fmt.Errorf("serve: negative limit in config (max batch %d, workers %d, max body %d, max images %d, max pixels %d, max request pixels %d)",
+			cfg.MaxBatch, cfg.Workers, cfg.MaxBody, cfg.MaxImages, cfg.MaxPixels, cfg.MaxRequestPixels)
 	}
 	def := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {
@@ -167,6 +173,9 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 	}
 	if cfg.MaxPixels == 0 {
 		cfg.MaxPixels = DefaultMaxPixels
+	}
+	if cfg.MaxRequestPixels == 0 {
+		cfg.MaxRequestPixels = DefaultMaxRequestPixels
 	}
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 16
@@ -194,7 +203,7 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		enc: enc, cfg: cfg, info: info, name: cfg.ModelName, dim: info.OutputDim, log: cfg.Logger, store: cfg.Store,
-		spec: inputSpec{C: int(c), H: int(h), W: int(w), maxImages: cfg.MaxImages, maxPixels: cfg.MaxPixels, norm: cfg.Norm},
+		spec: inputSpec{C: int(c), H: int(h), W: int(w), maxImages: cfg.MaxImages, maxPixels: cfg.MaxPixels, maxTotal: cfg.MaxRequestPixels, norm: cfg.Norm},
 	}
 	if s.dim <= 0 { // dynamic output dimension: ask the model once
 		v, err := enc.Encode(context.Background(), infer.Images{N: 1, C: s.spec.C, H: s.spec.H, W: s.spec.W, Data: make([]float32, s.spec.C*s.spec.H*s.spec.W)})

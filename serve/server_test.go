@@ -916,3 +916,36 @@ func TestQueueBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestPixelBudget: small compressed files that expand to many pixels each are refused
+// with 413 once a request's decoded pixels pass MaxRequestPixels, before the model runs and
+// without billing; a request within the budget is answered.
+func TestRequestPixelBudget(t *testing.T) {
+	enc := sharedEncoder(t)
+	ts := startServer(t, enc, Config{MaxRequestPixels: 3 * 256 * 256})
+	k, secret := ts.addKey(t, "pixels", 1000, 0)
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, 256, 256))); err != nil {
+		t.Fatal(err)
+	}
+	big := base64.StdEncoding.EncodeToString(buf.Bytes()) // a few hundred bytes, 65536 pixels
+	h := map[string]string{"Authorization": "Bearer " + secret, "Content-Type": "application/json"}
+	body := func(n int) []byte {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = big
+		}
+		b, _ := json.Marshal(map[string]any{"images": items})
+		return b
+	}
+	st, _, b := do(t, "POST", ts.URL+"/v1/embeddings", h, body(4))
+	if st != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "images[3]") || !strings.Contains(string(b), "too_many_pixels") {
+		t.Fatalf("4 images of 256x256 over a 3-image pixel budget: %d %s, want 413 too_many_pixels naming images[3]", st, b)
+	}
+	if got := ledgerTotal(t, ts.store, k.ID); got != 0 {
+		t.Fatalf("a refused request was billed: ledger %d", got)
+	}
+	if st, _, b := do(t, "POST", ts.URL+"/v1/embeddings", h, body(3)); st != http.StatusOK {
+		t.Fatalf("3 images within the budget: %d %s", st, b)
+	}
+}

@@ -41,6 +41,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "max-body", Value: "32MB", Usage: "largest request body (B, KB, MB, GB: powers of 1024)"},
 			&cli.IntFlag{Name: "max-images", Value: serve.DefaultMaxImages, Usage: "most images per request"},
 			&cli.IntFlag{Name: "max-pixels", Value: serve.DefaultMaxPixels, Usage: "largest decoded PNG/JPEG image, width x height"},
+			&cli.IntFlag{Name: "max-request-pixels", Value: serve.DefaultMaxRequestPixels, Usage: "most decoded PNG/JPEG pixels in one request, summed over its images (413 above)"},
 			&cli.StringFlag{Name: "norm", Value: "auto", Usage: "normalisation of decoded PNG/JPEG images: auto (from model metadata), none, or a dataset name"},
 			&cli.StringSliceFlag{Name: "defense", Usage: "defense spec to wrap the encoder with (repeatable, applied in order): " + strings.Join(defense.Names(), ", ")},
 			&cli.Int64Flag{Name: "defense-seed", Usage: "fixed seed of the defenses' randomness and per-key transforms, for reproducible experiments only (default: a random secret kept in --db; anyone who knows a fixed seed and a key's id can recompute that key's noise and transform)"},
@@ -99,7 +100,7 @@ func serveCommand() *cli.Command {
 			}
 			srv, err := serve.New(enc, serve.Config{
 				Store: st, ModelName: name, MaxBatch: c.Int("max-batch"), MaxDelay: c.Duration("max-delay"), Workers: c.Int("workers"),
-				MaxBody: maxBody, MaxImages: c.Int("max-images"), MaxPixels: c.Int("max-pixels"), Norm: norm, Defenses: c.StringSlice("defense"),
+				MaxBody: maxBody, MaxImages: c.Int("max-images"), MaxPixels: c.Int("max-pixels"), MaxRequestPixels: c.Int("max-request-pixels"), Norm: norm, Defenses: c.StringSlice("defense"),
 				DefenseSeed:     seed,
 				ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log, TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 				IdempotencyWindow: c.Duration("idempotency-window"),
