@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/ssl-onnx
 export CGO_ENABLED := 1
 
-.PHONY: setup build test demo bench fuzz clean
+.PHONY: setup build test demo bench fuzz soak clean
 
 setup:
 	@bash scripts/setup.sh
@@ -23,6 +23,13 @@ demo: build
 
 bench: build
 	./$(BIN) bench
+
+# The API under 64 concurrent clients for SOAK_SECONDS (default 60), then kill -9 under load;
+# the report goes to runs/soak.md (make test runs the same test for 5 s).
+SOAK_SECONDS ?= 60
+soak: build
+	@mkdir -p runs
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_REPORT=$(CURDIR)/runs/soak.md $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 30m ./serve/ | tail -n 25
 
 # Each binary parser's fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
