@@ -32,11 +32,11 @@ const soakClients = 64
 type soakRole int
 
 const (
-	roleRaw    soakRole = iota // valid raw float32 requests of 1-8 images
-	rolePNG                    // valid JSON requests of 1-4 PNG images
-	roleBad                    // malformed or hostile requests, never billable
-	roleQuota                  // valid requests on keys with a small quota
-	roleRate                   // valid requests on a key limited to a few images per second
+	roleRaw   soakRole = iota // valid raw float32 requests of 1-8 images
+	rolePNG                   // valid JSON requests of 1-4 PNG images
+	roleBad                   // malformed or hostile requests, never billable
+	roleQuota                 // valid requests on keys with a small quota
+	roleRate                  // valid requests on a key limited to a few images per second
 	numRoles
 )
 
