@@ -14,13 +14,19 @@ func RandomModel(path string, spec models.Spec, seed int64) error {
 
 // RandomModelOutput is RandomModel with the output to export (representation or projection).
 func RandomModelOutput(path string, spec models.Spec, seed int64, output string) error {
-	g, err := models.Build(spec)
-	if err != nil {
-		return err
-	}
-	om, err := Model(g, g.InitWeights(seed), Options{Output: output, Metadata: map[string]string{"train_dataset": "none (random init)", "epochs": "0"}})
+	om, _, err := Random(spec, seed, output)
 	if err != nil {
 		return err
 	}
 	return onnxpb.WriteFile(path, om)
+}
+
+// Random is the ONNX model of a randomly initialised encoder and its graph.
+func Random(spec models.Spec, seed int64, output string) (*onnxpb.Model, *models.Graph, error) {
+	g, err := models.Build(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	om, err := Model(g, g.InitWeights(seed), Options{Output: output, Metadata: map[string]string{"train_dataset": "none (random init)", "epochs": "0"}})
+	return om, g, err
 }

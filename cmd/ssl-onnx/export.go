@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ssl-onnx/ssl-onnx/export"
+	"github.com/ssl-onnx/ssl-onnx/models"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 	"github.com/ssl-onnx/ssl-onnx/train"
 )
@@ -23,13 +24,28 @@ func exportCommand() *cli.Command {
 			&cli.IntFlag{Name: "size", Usage: "input size of the exported model (default: the training size; a larger one often suits crop-trained encoders)"},
 			&cli.StringFlag{Name: "triton", Usage: "also write a Triton model repository in this directory"},
 			&cli.StringFlag{Name: "name", Value: "encoder", Usage: "model name in the Triton repository"},
+			&cli.BoolFlag{Name: "random-init", Usage: "export a randomly initialised encoder (--arch, --stem, --size, --seed) instead of a checkpoint: the random-init baseline, or a model to benchmark"},
+			&cli.StringFlag{Name: "arch", Value: "resnet18", Usage: "with --random-init: resnet18, resnet34, resnet50"},
+			&cli.StringFlag{Name: "stem", Value: "imagenet", Usage: "with --random-init: cifar, cifar-pool or imagenet"},
+			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "with --random-init: seed of the weights"},
 		},
 		Action: func(c *cli.Context) error {
-			om, graph, output, err := train.Export(c.String("checkpoint"), c.String("output"), c.Int("size"))
+			var om *onnxpb.Model
+			var graph *models.Graph
+			var output string
+			var err error
+			if c.Bool("random-init") {
+				om, graph, output, err = randomInit(c)
+			} else {
+				om, graph, output, err = train.Export(c.String("checkpoint"), c.String("output"), c.Int("size"))
+			}
 			if err != nil {
 				return err
 			}
 			out := c.String("out")
+			if out == "" && c.Bool("random-init") {
+				return fmt.Errorf("--random-init needs --out")
+			}
 			if out == "" {
 				dir := c.String("checkpoint")
 				if filepath.Ext(dir) == ".json" {
@@ -53,4 +69,19 @@ func exportCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// randomInit builds the randomly initialised encoder export --random-init asks for.
+func randomInit(c *cli.Context) (*onnxpb.Model, *models.Graph, string, error) {
+	size := c.Int("size")
+	if size <= 0 {
+		return nil, nil, "", fmt.Errorf("--random-init needs --size (the input height and width)")
+	}
+	output := c.String("output")
+	if output == "" {
+		output = models.OutputRepresentation
+	}
+	spec := models.Spec{Arch: c.String("arch"), Stem: c.String("stem"), Head: "simclr", OutDim: 128, InputC: 3, InputHW: size}
+	om, g, err := export.Random(spec, c.Int64("seed"), output)
+	return om, g, output, err
 }
