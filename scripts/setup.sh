@@ -18,7 +18,7 @@ ROOT=$(pwd)
 DEPS="$ROOT/.deps"
 GOTCH_VERSION=v0.9.1
 ORT_VERSION=1.30.0
-APT_PACKAGES=(libtorch-dev g++ dataset-fashion-mnist python3-torch python3-torchvision python3-onnx python3-scipy libopenblas0-pthread unzip)
+APT_PACKAGES=(libtorch-dev g++ dataset-fashion-mnist python3-torch python3-torchvision python3-onnx python3-scipy libopenblas0-pthread unzip postgresql)
 
 say()  { printf 'setup: %s\n' "$*"; }
 fail() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -46,6 +46,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     SUDO="sudo"
   fi
   say "installing Debian packages: ${missing[*]}"
+  # PostgreSQL is for the store's tests, which start their own server in a temporary folder:
+  # ask Debian's package not to create (and start) a system cluster.
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.d/ssl-onnx.conf ]; then
+    $SUDO mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.d/ssl-onnx.conf >/dev/null
+  fi
   $SUDO apt-get update -qq || fail "apt-get update failed (no network or no apt sources?)"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null \
     || fail "apt-get install ${missing[*]} failed"

@@ -58,6 +58,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	stopPostgres()
 	if shared.enc != nil {
 		shared.enc.Close()
 	}

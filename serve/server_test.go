@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -736,52 +735,54 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // they never answer or bill more than the quota. Before the guard: 24 of 8 images answered
 // and 192 billed against a quota of 100.
 func TestQuotaHeldAcrossServersOnOneDatabase(t *testing.T) {
-	enc := sharedEncoder(t)
-	path := filepath.Join(t.TempDir(), "shared.db")
-	var urls []string
-	var stores []*Store
-	for i := 0; i < 2; i++ {
-		st, err := OpenStore(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stores = append(stores, st)
-		r, err := Start(enc, Config{Store: st, ModelName: "victim", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Stop(); st.Close() })
-		urls = append(urls, r.URL)
-	}
-	const quota = 100
-	k, secret, err := stores[0].AddKey(context.Background(), "eve", quota, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := randomImages(8, 5)
-	var wg sync.WaitGroup
-	var answered, refused atomic.Int64
-	for i := 0; i < 32; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			st, _, _ := postRaw(t, urls[i%2], secret, x)
-			switch st {
-			case http.StatusOK:
-				answered.Add(int64(x.N))
-			case http.StatusPaymentRequired:
-				refused.Add(1)
-			default:
-				t.Errorf("status %d: want 200 or 402", st)
+	eachBackend(t, func(t *testing.T, db string) {
+		enc := sharedEncoder(t)
+		path := db
+		var urls []string
+		var stores []*Store
+		for i := 0; i < 2; i++ {
+			st, err := OpenStore(path)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}(i)
-	}
-	wg.Wait()
-	billed := ledgerTotal(t, stores[1], k.ID)
-	if answered.Load() > quota || billed != answered.Load() {
-		t.Fatalf("quota %d: %d images answered, %d billed (%d requests refused)", quota, answered.Load(), billed, refused.Load())
-	}
-	t.Logf("quota %d: %d images answered and billed, %d requests refused", quota, answered.Load(), refused.Load())
+			stores = append(stores, st)
+			r, err := Start(enc, Config{Store: st, ModelName: "victim", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Stop(); st.Close() })
+			urls = append(urls, r.URL)
+		}
+		const quota = 100
+		k, secret, err := stores[0].AddKey(context.Background(), "eve", quota, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := randomImages(8, 5)
+		var wg sync.WaitGroup
+		var answered, refused atomic.Int64
+		for i := 0; i < 32; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				st, _, _ := postRaw(t, urls[i%2], secret, x)
+				switch st {
+				case http.StatusOK:
+					answered.Add(int64(x.N))
+				case http.StatusPaymentRequired:
+					refused.Add(1)
+				default:
+					t.Errorf("status %d: want 200 or 402", st)
+				}
+			}(i)
+		}
+		wg.Wait()
+		billed := ledgerTotal(t, stores[1], k.ID)
+		if answered.Load() > quota || billed != answered.Load() {
+			t.Fatalf("quota %d: %d images answered, %d billed (%d requests refused)", quota, answered.Load(), billed, refused.Load())
+		}
+		t.Logf("quota %d: %d images answered and billed, %d requests refused", quota, answered.Load(), refused.Load())
+	})
 }
 
 // A rate in the database slower than AddKey allows (an older database): Retry-After stays a
@@ -953,4 +954,60 @@ func TestRequestPixelBudget(t *testing.T) {
 	if st, _, b := do(t, "POST", ts.URL+"/v1/embeddings", h, body(3)); st != http.StatusOK {
 		t.Fatalf("3 images within the budget: %d %s", st, b)
 	}
+}
+
+// Replicas on one database: a revocation made by another process (keys revoke) takes effect
+// at the next request on every replica, and one Idempotency-Key sent to both replicas at once
+// is billed once.
+func TestReplicasRevokeAndIdempotency(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		var urls []string
+		for i := 0; i < 2; i++ {
+			st, err := OpenStore(db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Start(sharedEncoder(t), Config{Store: st, ModelName: "victim", Logger: discardLogger()}, "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Stop(); st.Close() })
+			urls = append(urls, r.URL)
+		}
+		admin, err := OpenStore(db) // the keys command, a third process
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close()
+		k, secret, err := admin.AddKey(ctx, "replicated", 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var ok atomic.Int64
+		for _, u := range urls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if st, _, b := postIdem(t, u, secret, "same-request", 1); st == http.StatusOK {
+					ok.Add(1)
+				} else {
+					t.Errorf("idempotent request on %s: %d %s", u, st, b)
+				}
+			}()
+		}
+		wg.Wait()
+		if got := ledgerTotal(t, admin, k.ID); ok.Load() != 2 || got != 4 {
+			t.Fatalf("one Idempotency-Key on two replicas: %d answered, %d images billed, want 2 answered and 4 billed once", ok.Load(), got)
+		}
+		if _, err := admin.Revoke(ctx, "replicated"); err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range urls {
+			if st, _, b := postRaw(t, u, secret, randomImages(1, 2)); st != http.StatusUnauthorized || !strings.Contains(string(b), "revoked") {
+				t.Fatalf("replica %s after the revocation: %d %s, want 401 revoked", u, st, b)
+			}
+		}
+	})
 }

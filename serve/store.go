@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -39,12 +41,21 @@ import (
 // plain digest also lets a request be authenticated by one indexed lookup. Whoever reads
 // the database learns key names and usage but cannot call the API.
 //
-// A Store is safe for concurrent use. One server process per database: quota reservations
-// for requests in flight live in the server's memory.
+// The same Store runs on PostgreSQL (OpenStore("postgres://...")), for several server
+// replicas on several machines: the queries are the same (dialect holds the schema and the
+// placeholder syntax), and so are the guarantees, because each is a single guarded statement
+// in the billing transaction (the quota) or a unique row inserted before billing (an
+// Idempotency-Key), which hold under PostgreSQL's default READ COMMITTED isolation as they do
+// under SQLite's one writer at a time.
+//
+// A Store is safe for concurrent use, and any number of servers may share one database: the
+// quota is enforced by the billing transaction; reservations for requests in flight (which
+// only refuse early what the bill would refuse) live in each server's memory.
 type Store struct {
 	db   *sql.DB
+	d    dialect
 	auth *sql.Stmt // Authenticate's query, parsed once (it runs on every request)
-	file string
+	file string    // the SQLite file, or the PostgreSQL URL without its password
 	// window is the idempotency retention in nanoseconds (0 = the default).
 	window atomic.Int64
 }
@@ -89,7 +100,7 @@ var (
 // secret scanners.
 const SecretPrefix = "sslk_"
 
-const schema = `
+const sqliteSchema = `
 CREATE TABLE IF NOT EXISTS api_keys (
 	id            TEXT PRIMARY KEY,
 	name          TEXT NOT NULL,
@@ -122,8 +133,13 @@ CREATE TABLE IF NOT EXISTS usage_daily (
 ) WITHOUT ROWID;
 `
 
-// OpenStore opens (creating if needed, with its parent directory) the database at path.
+// OpenStore opens the database at path, creating its tables if needed: a SQLite file
+// (created with its parent directory), or a PostgreSQL database given as a URL
+// (postgres://user:password@host:port/dbname?sslmode=...).
 func OpenStore(path string) (*Store, error) {
+	if isPostgresURL(path) {
+		return openPostgres(path)
+	}
 	if path == "" {
 		return nil, errors.New("store: empty database path")
 	}
@@ -141,25 +157,47 @@ func OpenStore(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
+	if _, err := db.Exec(sqliteSchema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	return newStore(db, sqliteDialect, path)
+}
+
+// newStore finishes opening a database whose schema exists.
+func newStore(db *sql.DB, d dialect, name string) (*Store, error) {
 	// Keep as many connections idle as may be open: database/sql keeps 2 by default, and a
 	// loaded server then opened and closed a connection (a file open and schema read) for
 	// most requests.
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(time.Minute)
-	if _, err := db.Exec(schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store %s: %w", path, err)
-	}
-	auth, err := db.Prepare(`SELECT ` + keyColumns + ` FROM api_keys WHERE secret_sha256 = ?`)
+	auth, err := db.Prepare(d.bind(`SELECT ` + keyColumns + ` FROM api_keys WHERE secret_sha256 = ?`))
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("store %s: %w", path, err)
+		return nil, fmt.Errorf("store %s: %w", name, err)
 	}
-	return &Store{db: db, auth: auth, file: path}, nil
+	return &Store{db: db, d: d, auth: auth, file: name}, nil
 }
 
-// Path is the database file.
+// exec, query and queryRow run q (written with SQLite's ? and ?N placeholders) on the
+// store's database or transaction in its dialect.
+func (s *Store) exec(ctx context.Context, db execer, q string, args ...any) (sql.Result, error) {
+	return db.ExecContext(ctx, s.d.bind(q), args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, db execer, q string, args ...any) *sql.Row {
+	return db.QueryRowContext(ctx, s.d.bind(q), args...)
+}
+
+// execer is a *sql.DB or a *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+// Path is the database file (or the PostgreSQL URL without its password).
 func (s *Store) Path() string { return s.file }
 
 // Close closes the database.
@@ -198,10 +236,10 @@ func (s *Store) AddKey(ctx context.Context, name string, quota int64, rate float
 	secret := SecretPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
 	sum := sha256.Sum256([]byte(secret))
 	k := Key{ID: "k" + hex.EncodeToString(id[:]), Name: name, Quota: quota, Rate: rate, Created: time.UnixMilli(time.Now().UnixMilli()).UTC()}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys(id, name, secret_sha256, quota, rate, created_ms) VALUES(?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, s.db, `INSERT INTO api_keys(id, name, secret_sha256, quota, rate, created_ms) VALUES(?, ?, ?, ?, ?, ?)`,
 		k.ID, k.Name, sum[:], k.Quota, k.Rate, k.Created.UnixMilli())
 	if err != nil {
-		if strings.Contains(err.Error(), "UNIQUE") {
+		if isUniqueViolation(err) {
 			return Key{}, "", fmt.Errorf("key name %q is already used by an active key (revoke it first)", name)
 		}
 		return Key{}, "", fmt.Errorf("add key: %w", err)
@@ -227,7 +265,7 @@ func scanKey(sc interface{ Scan(...any) error }) (Key, error) {
 
 // Keys lists every key, revoked ones included, oldest first.
 func (s *Store) Keys(ctx context.Context) ([]Key, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+keyColumns+` FROM api_keys ORDER BY created_ms, id`)
+	rows, err := s.db.QueryContext(ctx, s.d.bind(`SELECT `+keyColumns+` FROM api_keys ORDER BY created_ms, id`))
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +283,7 @@ func (s *Store) Keys(ctx context.Context) ([]Key, error) {
 
 // Key returns the key with the given ID, or ErrUnknownKey.
 func (s *Store) Key(ctx context.Context, id string) (Key, error) {
-	k, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = ?`, id))
+	k, err := scanKey(s.queryRow(ctx, s.db, `SELECT `+keyColumns+` FROM api_keys WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Key{}, fmt.Errorf("%w: no key with id %q", ErrUnknownKey, id)
 	}
@@ -259,7 +297,7 @@ func (s *Store) Revoke(ctx context.Context, ref string) (Key, error) {
 	// A name may look like another key's id: then ref is ambiguous, and revoking both (or
 	// guessing) would cut off a customer who did nothing.
 	var byID, byName string
-	err := s.db.QueryRowContext(ctx, `SELECT
+	err := s.queryRow(ctx, s.db, `SELECT
 		(SELECT id FROM api_keys WHERE id = ?1 AND revoked_ms IS NULL),
 		(SELECT id FROM api_keys WHERE name = ?1 AND revoked_ms IS NULL)`, ref).Scan(nullable(&byID), nullable(&byName))
 	if err != nil {
@@ -268,7 +306,7 @@ func (s *Store) Revoke(ctx context.Context, ref string) (Key, error) {
 	if byID != "" && byName != "" && byID != byName {
 		return Key{}, fmt.Errorf("revoke %q: ambiguous: it is the id of key %s and the name of key %s; revoke by the id of the one you mean", ref, byID, byName)
 	}
-	k, err := scanKey(s.db.QueryRowContext(ctx,
+	k, err := scanKey(s.queryRow(ctx, s.db,
 		`UPDATE api_keys SET revoked_ms = ?1 WHERE revoked_ms IS NULL AND (id = ?2 OR name = ?2) RETURNING `+keyColumns,
 		time.Now().UnixMilli(), ref))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -351,6 +389,26 @@ func (s *Store) RecordAll(ctx context.Context, entries []Entry, at time.Time) ([
 			return nil, fmt.Errorf("record: negative count %d images / %d requests", e.Images, e.Requests)
 		}
 	}
+	// Rows are locked in one order (key, Idempotency-Key) by every server, so two billing
+	// transactions on PostgreSQL wait for each other instead of deadlocking; a deadlock or
+	// serialization failure the database reports anyway is retried.
+	order := make([]int, len(entries))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(strings.Compare(entries[a].KeyID, entries[b].KeyID), strings.Compare(entries[a].Idem, entries[b].Idem))
+	})
+	for attempt := 1; ; attempt++ {
+		out, err := s.recordTx(ctx, entries, order, at)
+		if err == nil || attempt == 5 || !s.d.retryable(err) {
+			return out, err
+		}
+	}
+}
+
+// recordTx is one attempt of RecordAll, taking entries in the given order.
+func (s *Store) recordTx(ctx context.Context, entries []Entry, order []int, at time.Time) ([]Recorded, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
@@ -358,52 +416,8 @@ func (s *Store) RecordAll(ctx context.Context, entries []Entry, at time.Time) ([
 	defer tx.Rollback()
 	day := at.UTC().Format(time.DateOnly)
 	out := make([]Recorded, len(entries))
-	for i, e := range entries {
-		if e.Idem != "" {
-			// A record past the retention window no longer counts (the clean-up may lag).
-			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE key_id = ? AND idem = ? AND created_ms < ?`,
-				e.KeyID, e.Idem, at.Add(-s.IdempotencyWindow()).UnixMilli()); err != nil {
-				return nil, fmt.Errorf("record: %w", err)
-			}
-			var prev []byte
-			err := tx.QueryRowContext(ctx, `SELECT body_sha256 FROM idempotency WHERE key_id = ? AND idem = ?`, e.KeyID, e.Idem).Scan(&prev)
-			if err == nil {
-				out[i].Repeat, out[i].Conflict = true, !bytes.Equal(prev, e.BodyHash)
-				if err := tx.QueryRowContext(ctx, `SELECT used FROM api_keys WHERE id = ?`, e.KeyID).Scan(&out[i].Used); err != nil {
-					return nil, fmt.Errorf("record: %w", err)
-				}
-				continue
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return nil, fmt.Errorf("record: %w", err)
-			}
-		}
-		err = tx.QueryRowContext(ctx, `UPDATE api_keys SET used = used + ?1 WHERE id = ?2 AND (quota = 0 OR used + ?1 <= quota) RETURNING used`,
-			e.Images, e.KeyID).Scan(&out[i].Used)
-		if errors.Is(err, sql.ErrNoRows) {
-			err = tx.QueryRowContext(ctx, `SELECT used FROM api_keys WHERE id = ?`, e.KeyID).Scan(&out[i].Used)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil, fmt.Errorf("record: %w: %q", ErrUnknownKey, e.KeyID)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("record: %w", err)
-			}
-			out[i].OverQuota = true
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("record: %w", err)
-		}
-		if e.Idem != "" {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency(key_id, idem, body_sha256, images, created_ms) VALUES(?, ?, ?, ?, ?)`,
-				e.KeyID, e.Idem, e.BodyHash, e.Images, at.UnixMilli()); err != nil {
-				return nil, fmt.Errorf("record: %w", err)
-			}
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO usage_daily(key_id, day, images, requests) VALUES(?, ?, ?, ?)
-			ON CONFLICT(key_id, day) DO UPDATE SET images = images + excluded.images, requests = requests + excluded.requests`,
-			e.KeyID, day, e.Images, e.Requests)
-		if err != nil {
+	for _, i := range order {
+		if out[i], err = s.recordOne(ctx, tx, entries[i], day, at); err != nil {
 			return nil, fmt.Errorf("record: %w", err)
 		}
 	}
@@ -411,6 +425,56 @@ func (s *Store) RecordAll(ctx context.Context, entries []Entry, at time.Time) ([
 		return nil, fmt.Errorf("record: commit: %w", err)
 	}
 	return out, nil
+}
+
+// recordOne bills one entry inside tx. An entry with an Idempotency-Key first claims its
+// idempotency row (the unique row is what stops two servers billing one key twice); an
+// entry refused for its quota gives the claim back.
+func (s *Store) recordOne(ctx context.Context, tx *sql.Tx, e Entry, day string, at time.Time) (Recorded, error) {
+	var r Recorded
+	if e.Idem != "" {
+		// A record past the retention window no longer counts (the clean-up may lag).
+		if _, err := s.exec(ctx, tx, `DELETE FROM idempotency WHERE key_id = ? AND idem = ? AND created_ms < ?`,
+			e.KeyID, e.Idem, at.Add(-s.IdempotencyWindow()).UnixMilli()); err != nil {
+			return r, err
+		}
+		res, err := s.exec(ctx, tx, `INSERT INTO idempotency(key_id, idem, body_sha256, images, created_ms) VALUES(?, ?, ?, ?, ?)
+			ON CONFLICT(key_id, idem) DO NOTHING`, e.KeyID, e.Idem, e.BodyHash, e.Images, at.UnixMilli())
+		if err != nil {
+			return r, err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 { // billed before (or by a concurrent server)
+			var prev []byte
+			if err == nil {
+				err = s.queryRow(ctx, tx, `SELECT body_sha256 FROM idempotency WHERE key_id = ? AND idem = ?`, e.KeyID, e.Idem).Scan(&prev)
+			}
+			if err == nil {
+				err = s.queryRow(ctx, tx, `SELECT used FROM api_keys WHERE id = ?`, e.KeyID).Scan(&r.Used)
+			}
+			r.Repeat, r.Conflict = true, !bytes.Equal(prev, e.BodyHash)
+			return r, err
+		}
+	}
+	err := s.queryRow(ctx, tx, `UPDATE api_keys SET used = used + ?1 WHERE id = ?2 AND (quota = 0 OR used + ?1 <= quota) RETURNING used`,
+		e.Images, e.KeyID).Scan(&r.Used)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = s.queryRow(ctx, tx, `SELECT used FROM api_keys WHERE id = ?`, e.KeyID).Scan(&r.Used)
+		if errors.Is(err, sql.ErrNoRows) {
+			return r, fmt.Errorf("%w: %q", ErrUnknownKey, e.KeyID)
+		}
+		if err == nil && e.Idem != "" {
+			_, err = s.exec(ctx, tx, `DELETE FROM idempotency WHERE key_id = ? AND idem = ?`, e.KeyID, e.Idem)
+		}
+		r.OverQuota = true
+		return r, err
+	}
+	if err != nil {
+		return r, err
+	}
+	_, err = s.exec(ctx, tx, `INSERT INTO usage_daily(key_id, day, images, requests) VALUES(?, ?, ?, ?)
+		ON CONFLICT(key_id, day) DO UPDATE SET images = usage_daily.images + excluded.images, requests = usage_daily.requests + excluded.requests`,
+		e.KeyID, day, e.Images, e.Requests)
+	return r, err
 }
 
 // ErrOverQuota is Record's answer to an entry its key's quota cannot take.
@@ -424,7 +488,7 @@ func (s *Store) Usage(ctx context.Context, keyID string) ([]DayUsage, error) {
 		q += ` WHERE key_id = ?`
 		args = append(args, keyID)
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY key_id, day`, args...)
+	rows, err := s.db.QueryContext(ctx, s.d.bind(q+` ORDER BY key_id, day`), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -464,11 +528,11 @@ func (s *Store) DefenseSecret(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	fresh := int64(binary.LittleEndian.Uint64(b[:]) &^ (1 << 63))
-	if _, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO secrets(name, value) VALUES('defense_seed', ?)`, fresh); err != nil {
+	if _, err := s.exec(ctx, s.db, `INSERT INTO secrets(name, value) VALUES('defense_seed', ?) ON CONFLICT(name) DO NOTHING`, fresh); err != nil {
 		return 0, fmt.Errorf("defense secret: %w", err)
 	}
 	var v int64
-	if err := s.db.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = 'defense_seed'`).Scan(&v); err != nil {
+	if err := s.queryRow(ctx, s.db, `SELECT value FROM secrets WHERE name = 'defense_seed'`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("defense secret: %w", err)
 	}
 	return v, nil
@@ -492,7 +556,7 @@ func (s *Store) SetIdempotencyWindow(w time.Duration) { s.window.Store(int64(w))
 // whether it was (records older than the retention window count as never billed).
 func (s *Store) Billed(ctx context.Context, keyID, idem string) ([]byte, bool, error) {
 	var h []byte
-	err := s.db.QueryRowContext(ctx, `SELECT body_sha256 FROM idempotency WHERE key_id = ? AND idem = ? AND created_ms >= ?`,
+	err := s.queryRow(ctx, s.db, `SELECT body_sha256 FROM idempotency WHERE key_id = ? AND idem = ? AND created_ms >= ?`,
 		keyID, idem, time.Now().Add(-s.IdempotencyWindow()).UnixMilli()).Scan(&h)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
@@ -506,7 +570,7 @@ func (s *Store) Billed(ctx context.Context, keyID, idem string) ([]byte, bool, e
 // ForgetBilled deletes the idempotency records older than the retention window and returns
 // how many it deleted.
 func (s *Store) ForgetBilled(ctx context.Context) (int64, error) {
-	r, err := s.db.ExecContext(ctx, `DELETE FROM idempotency WHERE created_ms < ?`, time.Now().Add(-s.IdempotencyWindow()).UnixMilli())
+	r, err := s.exec(ctx, s.db, `DELETE FROM idempotency WHERE created_ms < ?`, time.Now().Add(-s.IdempotencyWindow()).UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("idempotency: %w", err)
 	}
