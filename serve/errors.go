@@ -41,6 +41,10 @@ func asAPIError(err error) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	var ue *upstreamError // before StatusCoder: the upstream's own status is not the caller's
+	if errors.As(err, &ue) {
+		return errorf(http.StatusBadGateway, "upstream_failed", "the model server behind this API failed; try again later")
+	}
 	var sc StatusCoder
 	if errors.As(err, &sc) {
 		st := sc.HTTPStatus()

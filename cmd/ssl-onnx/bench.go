@@ -54,6 +54,9 @@ func benchCommand() *cli.Command {
 				stems = nil
 			}
 			py := c.String("pytorch")
+			if len(stems) == 0 {
+				py = "" // no training step to compare
+			}
 			if py != "" {
 				if _, err := os.Stat(py); err != nil {
 					return fmt.Errorf("--pytorch %s: %w (run from the repository root, or pass --pytorch '')", py, err)

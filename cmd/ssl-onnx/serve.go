@@ -27,14 +27,15 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "serve an ONNX encoder over HTTP (/v1/embeddings, Open Inference Protocol v2) with API keys, quotas and a ledger",
 		Flags: append(runtimeFlags(),
-			&cli.StringFlag{Name: "model", Required: true, Usage: "ONNX encoder to serve"},
+			&cli.StringFlag{Name: "model", Required: true, Usage: "ONNX encoder to serve, or gateway mode: an Open Inference Protocol v2 model URL (http://host:port/v2/models/NAME: Triton, KServe, another ssl-onnx serve) served with this server's keys, quotas, ledger, defenses and batching"},
+			&cli.StringFlag{Name: "upstream-key", EnvVars: []string{"SSL_ONNX_UPSTREAM_KEY"}, Usage: "gateway mode: this server's API key at the --model URL, if it needs one"},
 			&cli.StringFlag{Name: "name", Usage: "model name in the API (default: the file name without .onnx)"},
 			&cli.StringFlag{Name: "addr", Value: serve.DefaultAddr, Usage: "listen address (loopback by default; a non-loopback address such as 0.0.0.0:8700 needs --tls-cert/--tls-key or --insecure)"},
 			&cli.DurationFlag{Name: "idempotency-window", Value: serve.DefaultIdempotencyWindow, Usage: "how long a billed Idempotency-Key is remembered: a repeat within it is answered again without billing"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate (chain): serve HTTPS"},
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key of --tls-cert"},
 			&cli.BoolFlag{Name: "insecure", Usage: "allow a non-loopback --addr without TLS (only behind a proxy that terminates TLS)"},
-			&cli.StringFlag{Name: "db", Value: defaultDB, Usage: "SQLite database of API keys and the ledger (see: ssl-onnx keys)"},
+			&cli.StringFlag{Name: "db", Value: defaultDB, Usage: "database of API keys and the ledger (see: ssl-onnx keys): a SQLite file, or postgres://user:password@host:port/dbname for several replicas"},
 			&cli.IntFlag{Name: "max-batch", Value: serve.DefaultMaxBatch, Usage: "most images per model call when batching concurrent requests (1 = no batching)"},
 			&cli.DurationFlag{Name: "max-delay", Usage: "how long the first request of a batch waits for others (default 0: batch only what queued while the model was busy)"},
 			&cli.IntFlag{Name: "workers", Value: serve.DefaultWorkers, Usage: "model calls allowed at once"},
@@ -56,11 +57,7 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("--max-body: %w", err)
 			}
-			name := c.String("name")
-			if name == "" {
-				name = modelNameFromPath(c.String("model"))
-			}
-			enc, err := openEncoder(c, c.String("model"), true)
+			enc, name, err := openServed(c)
 			if err != nil {
 				return err
 			}
@@ -71,7 +68,7 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			log.Info("model loaded", "path", c.String("model"), "name", name, "input", info.InputName, "shape", fmt.Sprint(info.InputShape),
-				"output", info.OutputName, "dim", info.OutputDim, "runtime", c.String("runtime"), "threads", c.Int("threads"),
+				"output", info.OutputName, "dim", info.OutputDim, "runtime", runtimeOf(c), "threads", c.Int("threads"),
 				"architecture", info.Metadata["architecture"], "normalization", fmt.Sprint(norm.Mean, norm.Std))
 			st, err := serve.OpenStore(c.String("db"))
 			if err != nil {
@@ -88,9 +85,9 @@ func serveCommand() *cli.Command {
 					active++
 				}
 			}
-			log.Info("key store opened", "db", c.String("db"), "active_keys", active, "training_allocator", torchnet.AllocatorTuned())
+			log.Info("key store opened", "db", st.Path(), "active_keys", active, "training_allocator", torchnet.AllocatorTuned())
 			if active == 0 {
-				log.Warn("no active API key: every inference request will get 401; add one with `ssl-onnx keys add --name NAME --quota N --db " + c.String("db") + "`")
+				log.Warn("no active API key: every inference request will get 401; add one with `ssl-onnx keys add --name NAME --quota N --db " + st.Path() + "`")
 			}
 			seed := c.Int64("defense-seed")
 			if !c.IsSet("defense-seed") {
@@ -112,6 +109,35 @@ func serveCommand() *cli.Command {
 			return srv.ListenAndServe(c.Context, c.String("addr"))
 		},
 	}
+}
+
+// openServed opens what serve serves: an ONNX file, or in gateway mode the upstream model at
+// an http(s) URL. It returns the encoder and the model's name in the API.
+func openServed(c *cli.Context) (infer.Encoder, string, error) {
+	model, name := c.String("model"), c.String("name")
+	if strings.HasPrefix(model, "http://") || strings.HasPrefix(model, "https://") {
+		enc, err := serve.DialUpstream(model, c.String("upstream-key"))
+		if err != nil {
+			return nil, "", err
+		}
+		if name == "" {
+			name = enc.(interface{ Model() string }).Model()
+		}
+		return enc, name, nil
+	}
+	if name == "" {
+		name = modelNameFromPath(model)
+	}
+	enc, err := openEncoder(c, model, true)
+	return enc, name, err
+}
+
+// runtimeOf names what runs the model, for the start-up log.
+func runtimeOf(c *cli.Context) string {
+	if m := c.String("model"); strings.HasPrefix(m, "http://") || strings.HasPrefix(m, "https://") {
+		return "upstream (gateway mode)"
+	}
+	return c.String("runtime")
 }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -146,7 +172,7 @@ func parseSize(s string) (int64, error) {
 }
 
 func keysCommand() *cli.Command {
-	dbFlag := &cli.StringFlag{Name: "db", Value: defaultDB, Usage: "SQLite database of the server (may be in use by a running server)"}
+	dbFlag := &cli.StringFlag{Name: "db", Value: defaultDB, Usage: "database of the server, a SQLite file or a postgres:// URL (may be in use by running servers)"}
 	return &cli.Command{
 		Name:  "keys",
 		Usage: "manage the API keys of ssl-onnx serve and read its ledger",
