@@ -22,7 +22,7 @@ for stem in imagenet cifar; do
     --batch 1,64,256 --min-time "$mintime" --out "$out/raw-$stem.json" >"$out/raw-$stem.log" 2>&1
   db="$out/$stem.db"
   rm -f "$db" "$db-wal" "$db-shm"
-  key=$("$bin" keys add --db "$db" --name bench --quota 0 | grep -o 'sslk_[A-Za-z0-9_-]*' | head -n 1)
+  key=$("$bin" keys add --db "$db" --name bench --quota 0 2>/dev/null | grep -o 'sslk_[A-Za-z0-9_-]*' | head -n 1)
   taskset -c 0 "$bin" serve --model "$model" --threads 1 --db "$db" --addr "127.0.0.1:$port" \
     --name bench >"$out/serve-$stem.log" 2>&1 &
   server=$!
