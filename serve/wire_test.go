@@ -2,7 +2,10 @@ package serve
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -42,6 +45,42 @@ func TestWireFloats(t *testing.T) {
 		w[3] = bad
 		if allFinite(w) {
 			t.Fatalf("allFinite missed %v", bad)
+		}
+	}
+}
+
+// flattenNumbers walks valid JSON (as encoding/json has already checked it) and takes
+// numbers only, in order, in arrays nested at most 8 deep, never more than the limit.
+func TestFlattenNumbers(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		limit int
+		want  []float32
+		err   string
+	}{
+		{`[[1, 2], [3.5e0, -4]]`, 4, []float32{1, 2, 3.5, -4}, ""},
+		{` 7 `, 1, []float32{7}, ""},
+		{`[[], [1]]`, 1, []float32{1}, ""},
+		{`[1, 2, 3]`, 2, nil, "more than the 2 values"},
+		{`[1, "2"]`, 2, nil, "expected a number"},
+		{`[true]`, 1, nil, "expected a number"},
+		{`[null]`, 1, nil, "expected a number"},
+		{`[{"a": 1}]`, 1, nil, `found "{"`},
+		{`[1e39]`, 1, nil, "not a finite float32"},
+		{`[[[[[[[[[1]]]]]]]]]`, 1, nil, "deeper than 8"},
+		{`[[[[[[[[1]]]]]]]]`, 1, []float32{1}, ""},
+		{``, 1, nil, `missing "data"`},
+		{`[1`, 1, nil, "expected ',' or ']'"},
+	} {
+		got, err := flattenNumbers(json.RawMessage(tc.in), tc.limit)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: %v %v, want an error mentioning %q", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v %v, want %v", tc.in, got, err, tc.want)
 		}
 	}
 }
