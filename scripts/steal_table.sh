@@ -3,11 +3,19 @@
 # train[0:30000)) with several losses at several budgets, queries from train[30000:), then
 # evaluate everything on the test split next to the victim, random-init and raw pixels.
 #
-#   scripts/steal_table.sh [out-dir]        (LOSSES, BUDGETS, STEPS override the defaults)
+#   scripts/steal_table.sh [--seeds N] [out-dir]   (LOSSES, BUDGETS, STEPS, VICTIM override the defaults)
 #
 # Each steal trains on about STEPS image presentations (epochs = STEPS / images, at least 5),
 # so small budgets are not also starved of training. Finished steals are skipped on a rerun.
+# --seeds N steals every cell N times (seeds 1..N: the stolen model's initialisation and
+# training order) and reports each cell's mean and spread over seeds next to the single runs.
 set -euo pipefail
+seeds=1
+if [ "${1:-}" = --seeds ]; then
+  seeds=${2:?--seeds needs a number}
+  shift 2
+fi
+[[ "$seeds" =~ ^[1-9][0-9]*$ ]] || { echo "steal_table: --seeds $seeds: expected a positive integer" >&2; exit 2; }
 out=${1:-runs/table}
 bin=${BIN:-bin/ssl-onnx}
 victim=${VICTIM:-builtin:fmnist}
@@ -18,16 +26,37 @@ mkdir -p "$out"
 models=()
 for loss in "${losses[@]}"; do
   for b in "${budgets[@]}"; do
-    d="$out/$loss-$b"
-    models+=(--model "$d/model.onnx")
-    [ -f "$d/model.onnx" ] && continue
-    epochs=$(( steps / b )); [ "$epochs" -lt 5 ] && epochs=5
-    start=$(date +%s)
-    "$bin" steal --victim "$victim" --query-offset 30000 --num-queries "$b" --loss "$loss" \
-      --stem imagenet --epochs "$epochs" --out "$d" 2> "$d.log"
-    "$bin" export --checkpoint "$d" > /dev/null
-    echo "$loss $b: $epochs epochs, $(( $(date +%s) - start )) s" | tee -a "$out/times.txt"
+    for seed in $(seq "$seeds"); do
+      d="$out/$loss-$b"
+      [ "$seed" -gt 1 ] && d="$d-seed$seed"
+      models+=(--model "$d/model.onnx")
+      [ -f "$d/model.onnx" ] && continue
+      epochs=$(( steps / b )); [ "$epochs" -lt 5 ] && epochs=5
+      start=$(date +%s)
+      "$bin" steal --victim "$victim" --query-offset 30000 --num-queries "$b" --loss "$loss" \
+        --stem imagenet --epochs "$epochs" --seed "$seed" --out "$d" 2> "$d.log"
+      "$bin" export --checkpoint "$d" > /dev/null
+      echo "$loss $b seed $seed: $epochs epochs, $(( $(date +%s) - start )) s" | tee -a "$out/times.txt"
+    done
   done
 done
 "$bin" eval --reference "$victim" "${models[@]}" --baselines random,pixels \
   --train-limit 10000 --test-limit 10000 --out "$out/eval.json" --plot "$out/probe.png"
+# Mean and spread over seeds per cell (sample standard deviation; a cell of one seed has none).
+python3 - "$out/eval.json" <<'EOF2'
+import json, re, statistics, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+cells = {}
+for r in rows:
+    m = re.fullmatch(r"(.+?-\d+)(?:-seed\d+)?", r["name"])
+    if r["kind"] != "model" or r.get("fidelity_cos") is None or not m:
+        continue
+    cells.setdefault(m.group(1), []).append(r)
+print("| cell | seeds | probe top-1 mean +- sd | fidelity (cos) mean +- sd | kNN top-1 mean +- sd |")
+print("|---|---|---|---|---|")
+for cell, rs in cells.items():
+    def ms(key, scale=100):
+        v = [r[key] * scale for r in rs]
+        return f"{statistics.mean(v):.2f} +- {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
+    print(f"| {cell} | {len(rs)} | {ms('probe_top1')}% | {ms('fidelity_cos', 1)} | {ms('knn_top1')}% |")
+EOF2
