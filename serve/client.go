@@ -285,7 +285,7 @@ func (c *Client) encodeOnce(ctx context.Context, x infer.Images, idem string) (i
 		if err != nil {
 			return infer.Vectors{}, err
 		}
-		b, err := readReply(resp)
+		b, err := readReply(resp, c.replyLimit(x.N))
 		resp.Body.Close()
 		if err != nil {
 			return infer.Vectors{}, fmt.Errorf("reading the reply: %w", err)
@@ -328,10 +328,29 @@ func (c *Client) encodeOnce(ctx context.Context, x infer.Images, idem string) (i
 	}
 }
 
-// readReply reads a reply body, in one buffer of its announced length when there is one.
-func readReply(resp *http.Response) ([]byte, error) {
-	if resp.ContentLength <= 0 || resp.ContentLength > 1<<30 {
-		return io.ReadAll(resp.Body)
+// replyLimit is the most bytes a reply to n images may have: the vectors as JSON text (at
+// most 40 bytes a value) plus 1 MiB of envelope. A server cannot make the client allocate
+// more than its answer needs.
+func (c *Client) replyLimit(n int) int64 {
+	dim := int64(c.dim)
+	if dim <= 0 {
+		dim = 1 << 16
+	}
+	return int64(n)*dim*40 + 1<<20
+}
+
+// readReply reads a reply body of at most limit bytes, in one buffer of its announced length
+// when there is one.
+func readReply(resp *http.Response, limit int64) ([]byte, error) {
+	if resp.ContentLength > limit {
+		return nil, fmt.Errorf("the server announces a reply of %d bytes, more than the %d this request's answer can need", resp.ContentLength, limit)
+	}
+	if resp.ContentLength <= 0 {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		if err == nil && int64(len(b)) > limit {
+			err = fmt.Errorf("the server's reply exceeds the %d bytes this request's answer can need", limit)
+		}
+		return b, err
 	}
 	b := make([]byte, resp.ContentLength)
 	if _, err := io.ReadFull(resp.Body, b); err != nil {

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -137,4 +140,50 @@ func TestClientMatchesLocalEncoder(t *testing.T) {
 			t.Fatalf("no retries allowed: %v", err)
 		}
 	})
+}
+
+// A hostile (or broken) server cannot make the client allocate more than an answer needs:
+// an announced Content-Length of almost 1 GiB, or an endless chunked body, is an error.
+func TestClientBoundsReplies(t *testing.T) {
+	ts := startServer(t, sharedEncoder(t), Config{})
+	_, secret := ts.addKey(t, "a", 0, 0)
+	real, err := url.Parse(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(real)
+	mode := "announce"
+	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			proxy.ServeHTTP(w, r) // the model list and metadata are real
+			return
+		}
+		if mode == "announce" {
+			conn, bw, _ := http.NewResponseController(w).Hijack()
+			defer conn.Close()
+			bw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1073741000\r\n\r\nabc")
+			bw.Flush()
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		chunk := make([]byte, 1<<20)
+		for i := 0; i < 64; i++ { // 64 MiB, no Content-Length
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer hostile.Close()
+	c, err := Dial(hostile.URL, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.MaxRetries = 0
+	for _, m := range []struct{ mode, want string }{{"announce", "announces a reply of 1073741000 bytes"}, {"stream", "exceeds the"}} {
+		mode = m.mode
+		if _, err := c.Encode(context.Background(), randomImages(2, 1)); err == nil || !strings.Contains(err.Error(), m.want) {
+			t.Fatalf("%s: %v, want an error mentioning %q", m.mode, err, m.want)
+		}
+	}
 }
