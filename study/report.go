@@ -86,6 +86,9 @@ func (r *Results) Print(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := printOverSeeds(w, r.OverSeeds); err != nil {
+		return err
+	}
 	for _, st := range r.Stages {
 		if d := st.Detection; d != nil {
 			fmt.Fprintf(w, "detector %s (%s): TPR %.2f (sybil keys %.2f), FPR %.2f, F1 %.2f, ROC-AUC %.2f over %d attacker / %d user keys\n",
@@ -124,6 +127,12 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.charts{disp
 		`(exact McNemar test on the same test images; for the users' drop: no user's own drop is significant). ` +
 		`advantage = (stolen probe - random init) / (victim - random init): 1 = the victim's edge over random init recovered, 0 = none. ` +
 		`answered / billed: queries the API answered before any refusal, and what its ledger charged.</p>`)
+	if len(r.OverSeeds) > 0 {
+		b.WriteString(`<h2>Over training seeds</h2>`)
+		table(&b, seedHead, seedRows(r.OverSeeds))
+		b.WriteString(`<p class="note">Each attacker stole once per seed (the stolen encoder's initialisation and batch order; same queries). ` +
+			`sd: sample standard deviation over the seeds. watermark: copies in which the owner's watermark was found, of those checked.</p>`)
+	}
 	writeDetectors(&b, r)
 	writeUsers(&b, r)
 	b.WriteString(`</body></html>`)
@@ -272,4 +281,32 @@ func tradeoffCharts(r *Results) []chart {
 		}
 	}
 	return []chart{acc, fid}
+}
+
+var seedHead = []string{"defense", "attacker", "seeds", "probe top-1 (mean ± sd)", "fidelity (mean ± sd)", "watermark found"}
+
+func seedRows(ss []SeedSummary) [][]string {
+	var rows [][]string
+	for _, s := range ss {
+		wm := "-"
+		if s.WatermarkChecked > 0 {
+			wm = fmt.Sprintf("%d of %d", s.WatermarkFound, s.WatermarkChecked)
+		}
+		rows = append(rows, []string{s.Defense, s.Attacker, fmt.Sprint(s.Seeds),
+			fmt.Sprintf("%s ± %.2f", pct(s.ProbeMean), 100*s.ProbeSD), fmt.Sprintf("%.3f ± %.3f", s.FidelityMean, s.FidelitySD), wm})
+	}
+	return rows
+}
+
+// printOverSeeds writes the over-seeds table (nothing without one).
+func printOverSeeds(w io.Writer, ss []SeedSummary) error {
+	if len(ss) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(seedHead, "\t")+"\t")
+	for _, r := range seedRows(ss) {
+		fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
+	}
+	return tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ssl-onnx/ssl-onnx/attack"
@@ -165,15 +166,27 @@ func runUser(ctx context.Context, c Config, store *serve.Store, url string, u *u
 type attackerPlan struct {
 	name, loss string
 	keys       int
+	seed       int64 // the stolen encoder's training seed
 }
 
+// attackers lists every attacker, each once per seed: seed s > 1 adds "-seed<s>" to the name.
 func (c Config) attackers() []attackerPlan {
-	var out []attackerPlan
+	var base []attackerPlan
 	for _, l := range c.Losses {
-		out = append(out, attackerPlan{name: l, loss: l, keys: 1})
+		base = append(base, attackerPlan{name: l, loss: l, keys: 1})
 	}
 	if c.Sybils > 0 {
-		out = append(out, attackerPlan{name: "sybil-" + c.SybilLoss, loss: c.SybilLoss, keys: c.Sybils})
+		base = append(base, attackerPlan{name: "sybil-" + c.SybilLoss, loss: c.SybilLoss, keys: c.Sybils})
+	}
+	var out []attackerPlan
+	for s := 1; s <= max(c.Seeds, 1); s++ {
+		for _, a := range base {
+			a.seed = int64(s) + 1 // seed 1 trains with 2, as before seeds existed
+			if s > 1 {
+				a.name = fmt.Sprintf("%s-seed%d", a.name, s)
+			}
+			out = append(out, a)
+		}
 	}
 	return out
 }
@@ -190,7 +203,7 @@ func runAttacker(ctx context.Context, c Config, store *serve.Store, url, dir, sp
 		}
 		name := "attacker-" + a.name
 		if a.keys > 1 {
-			name = fmt.Sprintf("sybil%d-%s", k+1, a.loss)
+			name = fmt.Sprintf("sybil%d-%s", k+1, strings.TrimPrefix(a.name, "sybil-"))
 		}
 		_, secret, err := store.AddKey(ctx, name, int64(quota), 0)
 		if err != nil {
@@ -211,7 +224,7 @@ func runAttacker(ctx context.Context, c Config, store *serve.Store, url, dir, sp
 	sdir := filepath.Join(dir, "steal-"+a.name)
 	res, err := attack.Run(ctx, attack.Config{Victim: victim, VictimName: "study API behind " + spec, QueryDataset: "fmnist", QuerySplit: "train",
 		QueryOffset: c.QueryOffset, NumQueries: c.Budget, Loss: a.loss, Arch: "resnet18", Stem: "imagenet", Size: 32,
-		Epochs: c.StealEpochs, BatchSize: c.StealBatch, Seed: 2, Threads: c.Threads, Dir: sdir, Resume: true, KeepWhenRefused: true}, log)
+		Epochs: c.StealEpochs, BatchSize: c.StealBatch, Seed: a.seed, Threads: c.Threads, Dir: sdir, Resume: true, KeepWhenRefused: true}, log)
 	if err != nil {
 		return r, fmt.Errorf("attacker %s: %w", a.name, err)
 	}

@@ -58,6 +58,9 @@ type Config struct {
 	Sybils      int
 	Budget      int
 	QueryOffset int
+	// Seeds repeats every attacker with Seeds training seeds (0 or 1: once), so each copy's
+	// numbers and the watermark's verdict come with their spread over training runs.
+	Seeds       int
 	StealEpochs int
 	StealBatch  int
 
@@ -122,6 +125,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Users < 1 || c.UserImages < 20 || c.TestImages < 20:
 		return fmt.Errorf("users %d with %d train and %d test images each: expected at least 1 user, 20 images of each", c.Users, c.UserImages, c.TestImages)
+	case c.Seeds < 0 || c.Seeds > 10:
+		return fmt.Errorf("seeds %d: expected 1 to 10 (0 = 1)", c.Seeds)
 	case c.Budget < 4:
 		return fmt.Errorf("budget %d queries: expected at least 4", c.Budget)
 	case c.Sybils < 0 || c.Sybils > c.Budget/2:
@@ -144,6 +149,8 @@ type Results struct {
 	Victim  string     `json:"victim"`
 	Stages  []*Stage   `json:"defenses"`
 	Eval    EvalResult `json:"evaluation"`
+	// OverSeeds summarises each defense's attackers over their seeds (with Seeds > 1).
+	OverSeeds []SeedSummary `json:"over_seeds,omitempty"`
 	Seconds float64    `json:"seconds"`
 }
 
@@ -190,6 +197,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 		return nil, err
 	}
 	summarise(res)
+	res.OverSeeds = overSeeds(res.Stages)
 	res.Seconds = time.Since(start).Seconds()
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {

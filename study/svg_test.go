@@ -36,3 +36,31 @@ func TestLabelsDoNotOverlap(t *testing.T) {
 		}
 	}
 }
+
+// Over seeds: attackers grouped by name without "-seedN", per defense, with mean, sample sd
+// and watermark counts; nothing when every attacker ran once.
+func TestOverSeeds(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	st := &Stage{Defense: "none", Attackers: []AttackerResult{
+		{Name: "mse", Probe: 0.80, Fidelity: f(0.9), Watermark: &WatermarkCheck{Present: true}},
+		{Name: "infonce", Probe: 0.70, Fidelity: f(0.5)},
+		{Name: "mse-seed2", Probe: 0.84, Fidelity: f(0.8), Watermark: &WatermarkCheck{Present: false}},
+		{Name: "mse-seed3", Probe: 0.82, Fidelity: f(0.7), Watermark: &WatermarkCheck{Present: true}},
+	}}
+	got := overSeeds([]*Stage{st})
+	if len(got) != 2 || got[0].Attacker != "mse" || got[0].Seeds != 3 || got[1].Attacker != "infonce" || got[1].Seeds != 1 {
+		t.Fatalf("groups %+v", got)
+	}
+	m := got[0]
+	if math.Abs(m.ProbeMean-0.82) > 1e-9 || math.Abs(m.ProbeSD-0.02) > 1e-9 || math.Abs(m.FidelityMean-0.8) > 1e-9 ||
+		math.Abs(m.FidelitySD-0.1) > 1e-9 || m.WatermarkFound != 2 || m.WatermarkChecked != 3 {
+		t.Fatalf("mse over seeds %+v: want probe 0.82 +- 0.02, fidelity 0.8 +- 0.1, watermark 2 of 3", m)
+	}
+	if got := overSeeds([]*Stage{{Attackers: []AttackerResult{{Name: "mse"}}}}); got != nil {
+		t.Fatalf("one seed: %+v, want nil", got)
+	}
+	var b strings.Builder
+	if err := printOverSeeds(&b, overSeeds([]*Stage{st})); err != nil || !strings.Contains(b.String(), "2 of 3") || !strings.Contains(b.String(), "82.00% ± 2.00") {
+		t.Fatalf("printed %q %v", b.String(), err)
+	}
+}

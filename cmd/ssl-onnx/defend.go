@@ -32,6 +32,7 @@ func defendCommand() *cli.Command {
 			&cli.IntFlag{Name: "test-images", Value: def.TestImages, Usage: "test images every user embeds and is scored on"},
 			&cli.StringSliceFlag{Name: "loss", Usage: "attackers' losses, one key each (default: mse, infonce)"},
 			&cli.IntFlag{Name: "num-queries", Value: def.Budget, Usage: "each attacker's budget (the sybil attacker's, over all its keys)"},
+			&cli.IntFlag{Name: "seeds", Value: 1, Usage: "steal with every attacker this many times (training seeds), to report each copy's spread and how often the watermark is found"},
 			&cli.IntFlag{Name: "sybils", Value: def.Sybils, Usage: "keys of the sybil attacker (0 = none)"},
 			&cli.IntFlag{Name: "epochs", Value: def.StealEpochs, Usage: "stealing epochs"},
 			&cli.Int64Flag{Name: "defense-seed", Value: def.DefenseSeed, Usage: "seed of the defenses' randomness (fixed: the study is an experiment)"},
@@ -53,6 +54,7 @@ func defendCommand() *cli.Command {
 			set("user-images", &cfg.UserImages)
 			set("test-images", &cfg.TestImages)
 			set("num-queries", &cfg.Budget)
+			set("seeds", &cfg.Seeds)
 			set("sybils", &cfg.Sybils)
 			set("epochs", &cfg.StealEpochs)
 			if c.IsSet("victim") {
