@@ -145,13 +145,13 @@ func (c Config) Validate() error {
 
 // Results is everything the study measured (results.json).
 type Results struct {
-	Config  Config     `json:"config"`
-	Victim  string     `json:"victim"`
-	Stages  []*Stage   `json:"defenses"`
-	Eval    EvalResult `json:"evaluation"`
+	Config Config     `json:"config"`
+	Victim string     `json:"victim"`
+	Stages []*Stage   `json:"defenses"`
+	Eval   EvalResult `json:"evaluation"`
 	// OverSeeds summarises each defense's attackers over their seeds (with Seeds > 1).
 	OverSeeds []SeedSummary `json:"over_seeds,omitempty"`
-	Seconds float64    `json:"seconds"`
+	Seconds   float64       `json:"seconds"`
 }
 
 // Run performs the study, writes results.json, report.html and the two trade-off charts
