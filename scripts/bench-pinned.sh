@@ -24,7 +24,7 @@ for stem in imagenet cifar; do
   rm -f "$db" "$db-wal" "$db-shm"
   key=$("$bin" keys add --db "$db" --name bench --quota 0 2>/dev/null | grep -o 'sslk_[A-Za-z0-9_-]*' | head -n 1)
   taskset -c 0 "$bin" serve --model "$model" --threads 1 --db "$db" --addr "127.0.0.1:$port" \
-    --name bench >"$out/serve-$stem.log" 2>&1 &
+    --name bench --max-inflight 64 >"$out/serve-$stem.log" 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   taskset -c 1 "$bin" bench --url "http://127.0.0.1:$port" --api-key "$key" --train-stem none \

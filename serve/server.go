@@ -41,6 +41,8 @@ const (
 	// DefaultMaxRequestPixels bounds the decoding work of one JSON request: 256 images of
 	// 512 x 512 (an ImageNet client sending 256 x 224 x 224 needs a fifth of it).
 	DefaultMaxRequestPixels = 256 * 512 * 512
+	DefaultMaxInflight      = 16
+	DefaultMaxQueue         = 1024
 )
 
 // Config configures a Server. Zero fields take the defaults above.
@@ -178,10 +180,10 @@ func New(enc infer.Encoder, cfg Config) (*Server, error) {
 		cfg.MaxRequestPixels = DefaultMaxRequestPixels
 	}
 	if cfg.MaxInflight <= 0 {
-		cfg.MaxInflight = 16
+		cfg.MaxInflight = DefaultMaxInflight
 	}
 	if cfg.MaxQueue <= 0 {
-		cfg.MaxQueue = 1024
+		cfg.MaxQueue = DefaultMaxQueue
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

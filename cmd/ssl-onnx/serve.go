@@ -42,6 +42,8 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "max-body", Value: "32MB", Usage: "largest request body (B, KB, MB, GB: powers of 1024)"},
 			&cli.IntFlag{Name: "max-images", Value: serve.DefaultMaxImages, Usage: "most images per request"},
 			&cli.IntFlag{Name: "max-pixels", Value: serve.DefaultMaxPixels, Usage: "largest decoded PNG/JPEG image, width x height"},
+			&cli.IntFlag{Name: "max-inflight", Value: serve.DefaultMaxInflight, Usage: "most requests one key may have in flight (more get 429)"},
+			&cli.IntFlag{Name: "max-queue", Value: serve.DefaultMaxQueue, Usage: "most requests waiting for a batch over all keys (more get 503 with Retry-After)"},
 			&cli.IntFlag{Name: "max-request-pixels", Value: serve.DefaultMaxRequestPixels, Usage: "most decoded PNG/JPEG pixels in one request, summed over its images (413 above)"},
 			&cli.StringFlag{Name: "norm", Value: "auto", Usage: "normalisation of decoded PNG/JPEG images: auto (from model metadata), none, or a dataset name"},
 			&cli.StringSliceFlag{Name: "defense", Usage: "defense spec to wrap the encoder with (repeatable, applied in order): " + strings.Join(defense.Names(), ", ")},
@@ -97,7 +99,8 @@ func serveCommand() *cli.Command {
 			}
 			srv, err := serve.New(enc, serve.Config{
 				Store: st, ModelName: name, MaxBatch: c.Int("max-batch"), MaxDelay: c.Duration("max-delay"), Workers: c.Int("workers"),
-				MaxBody: maxBody, MaxImages: c.Int("max-images"), MaxPixels: c.Int("max-pixels"), MaxRequestPixels: c.Int("max-request-pixels"), Norm: norm, Defenses: c.StringSlice("defense"),
+				MaxBody: maxBody, MaxImages: c.Int("max-images"), MaxPixels: c.Int("max-pixels"), MaxRequestPixels: c.Int("max-request-pixels"),
+				MaxInflight: c.Int("max-inflight"), MaxQueue: c.Int("max-queue"), Norm: norm, Defenses: c.StringSlice("defense"),
 				DefenseSeed:     seed,
 				ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log, TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 				IdempotencyWindow: c.Duration("idempotency-window"),
