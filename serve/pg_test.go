@@ -167,3 +167,26 @@ func freePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// The PostgreSQL schema is derived from SQLite's: every SQLite-only type or clause is gone
+// (a 32-bit INTEGER would overflow created_ms), placeholders are rewritten in order.
+func TestPostgresDialect(t *testing.T) {
+	for _, bad := range []string{"INTEGER", "BLOB", " REAL ", "ROWID"} {
+		if strings.Contains(postgresSchema, bad) {
+			t.Errorf("PostgreSQL schema still has %q:\n%s", bad, postgresSchema)
+		}
+	}
+	if strings.Count(postgresSchema, "BIGINT") != strings.Count(sqliteSchema, "INTEGER") {
+		t.Errorf("not every INTEGER became BIGINT")
+	}
+	for in, want := range map[string]string{
+		"a = ? AND b = ?":             "a = $1 AND b = $2",
+		"x = ?1 OR y = ?2 OR z = ?1":  "x = $1 OR y = $2 OR z = $1",
+		"SELECT 1":                    "SELECT 1",
+		"VALUES(?, ?, ?, ?, ?, ?, ?)": "VALUES($1, $2, $3, $4, $5, $6, $7)",
+	} {
+		if got := dollarPlaceholders(in); got != want {
+			t.Errorf("dollarPlaceholders(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
