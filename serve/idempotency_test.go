@@ -93,11 +93,7 @@ func TestIdempotencyKey(t *testing.T) {
 // Past the retention window a key is forgotten: billed again, and cleaned up.
 func TestIdempotencyWindow(t *testing.T) {
 	eachBackend(t, func(t *testing.T, db string) {
-		st, err := OpenStore(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
+		st := openStore(t, db)
 		srv, err := Start(sharedEncoder(t), Config{Store: st, ModelName: "victim", Logger: discardLogger(), IdempotencyWindow: 300 * time.Millisecond}, "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)

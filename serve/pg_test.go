@@ -36,6 +36,17 @@ func backends() []backend {
 	}
 }
 
+// openStore opens db for a test and closes it when the test ends.
+func openStore(t *testing.T, db string) *Store {
+	t.Helper()
+	st, err := OpenStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 // eachBackend runs f as a subtest on each backend with a fresh database.
 func eachBackend(t *testing.T, f func(t *testing.T, db string)) {
 	for _, b := range backends() {

@@ -11,11 +11,7 @@ import (
 func TestStoreKeysAndLedger(t *testing.T) {
 	eachBackend(t, func(t *testing.T, db string) {
 		ctx := context.Background()
-		st, err := OpenStore(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
+		st := openStore(t, db)
 		alice, secret, err := st.AddKey(ctx, "alice", 10000, 50)
 		if err != nil {
 			t.Fatal(err)
@@ -98,11 +94,7 @@ func TestStoreKeysAndLedger(t *testing.T) {
 func TestRevokeAmbiguousRefusesBoth(t *testing.T) {
 	eachBackend(t, func(t *testing.T, db string) {
 		ctx := context.Background()
-		st, err := OpenStore(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
+		st := openStore(t, db)
 		a, _, err := st.AddKey(ctx, "alice", 0, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -129,11 +121,7 @@ func TestRevokeAmbiguousRefusesBoth(t *testing.T) {
 func TestRateBounds(t *testing.T) {
 	eachBackend(t, func(t *testing.T, db string) {
 		ctx := context.Background()
-		st, err := OpenStore(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
+		st := openStore(t, db)
 		for _, r := range []float64{1e-12, -1, 2e9} {
 			if _, _, err := st.AddKey(ctx, "k", 0, r); err == nil {
 				t.Errorf("rate %g accepted", r)
