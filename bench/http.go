@@ -172,7 +172,8 @@ func inProcessHTTP(ctx context.Context, c Config, path string, raw, same map[int
 		only     bool // only the concurrent single-image patterns
 	}{{"in-process, batching 64", 64, false}, {"in-process, no batching", 1, true}} {
 		srv, err := serve.Start(enc, serve.Config{Store: store, ModelName: "bench", MaxBatch: v.maxBatch, Workers: c.serveWorkers(),
-			MaxInflight: max(slices.Max(append([]int{0}, c.Concurrency...)), slices.Max(append([]int{0}, c.BatchClients...)), serve.DefaultMaxInflight), // one key: all clients
+			// One key for all the clients: let every one of them have its request in flight.
+			MaxInflight: slices.Max(slices.Concat([]int{serve.DefaultMaxInflight}, c.Concurrency, c.BatchClients)),
 			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil))}, "127.0.0.1:0")
 		if err != nil {
 			return nil, err

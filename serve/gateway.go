@@ -13,17 +13,18 @@ import (
 // quotas, ledger, defenses and batching in front of any Open Inference Protocol v2 server
 // (Triton, KServe, another ssl-onnx serve). rawURL names the model
 // (http://host:port/v2/models/NAME) or, for an ssl-onnx server, its base URL; apiKey is the
-// gateway's own key at the upstream, if it needs one.
+// gateway's own key at the upstream, if it needs one. It returns the encoder and the
+// upstream's name for the model.
 //
 // The upstream's failures are the gateway's, not the caller's: they become 502
 // upstream_failed (logged, never billed), except an upstream's 422 (the caller's input made
 // the model's output non-finite), which stays a 422.
-func DialUpstream(rawURL, apiKey string) (infer.Encoder, error) {
+func DialUpstream(rawURL, apiKey string) (infer.Encoder, string, error) {
 	c, err := Dial(rawURL, apiKey)
 	if err != nil {
-		return nil, fmt.Errorf("upstream: %w", err)
+		return nil, "", fmt.Errorf("upstream: %w", err)
 	}
-	return &upstream{c}, nil
+	return &upstream{c}, c.Model(), nil
 }
 
 type upstream struct{ *Client }

@@ -19,9 +19,9 @@ func TestGateway(t *testing.T) {
 	enc := sharedEncoder(t)
 	up := startServer(t, enc, Config{})
 	upKey, upSecret := up.addKey(t, "gateway", 0, 0)
-	remote, err := DialUpstream(up.URL+"/v2/models/victim", upSecret)
-	if err != nil {
-		t.Fatal(err)
+	remote, name, err := DialUpstream(up.URL+"/v2/models/victim", upSecret)
+	if err != nil || name != "victim" {
+		t.Fatalf("DialUpstream: name %q, %v", name, err)
 	}
 	defer remote.Close()
 	gw := startServer(t, remote, Config{})

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -69,7 +70,7 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			log.Info("model loaded", "path", c.String("model"), "name", name, "input", info.InputName, "shape", fmt.Sprint(info.InputShape),
+			log.Info("model loaded", "path", redacted(c.String("model")), "name", name, "input", info.InputName, "shape", fmt.Sprint(info.InputShape),
 				"output", info.OutputName, "dim", info.OutputDim, "runtime", runtimeOf(c), "threads", c.Int("threads"),
 				"architecture", info.Metadata["architecture"], "normalization", fmt.Sprint(norm.Mean, norm.Std))
 			st, err := serve.OpenStore(c.String("db"))
@@ -118,15 +119,12 @@ func serveCommand() *cli.Command {
 // an http(s) URL. It returns the encoder and the model's name in the API.
 func openServed(c *cli.Context) (infer.Encoder, string, error) {
 	model, name := c.String("model"), c.String("name")
-	if strings.HasPrefix(model, "http://") || strings.HasPrefix(model, "https://") {
-		enc, err := serve.DialUpstream(model, c.String("upstream-key"))
-		if err != nil {
-			return nil, "", err
-		}
+	if isURL(model) {
+		enc, upstreamName, err := serve.DialUpstream(model, c.String("upstream-key"))
 		if name == "" {
-			name = enc.(interface{ Model() string }).Model()
+			name = upstreamName
 		}
-		return enc, name, nil
+		return enc, name, err
 	}
 	if name == "" {
 		name = modelNameFromPath(model)
@@ -137,10 +135,18 @@ func openServed(c *cli.Context) (infer.Encoder, string, error) {
 
 // runtimeOf names what runs the model, for the start-up log.
 func runtimeOf(c *cli.Context) string {
-	if m := c.String("model"); strings.HasPrefix(m, "http://") || strings.HasPrefix(m, "https://") {
+	if isURL(c.String("model")) {
 		return "upstream (gateway mode)"
 	}
 	return c.String("runtime")
+}
+
+// redacted is --model for the log: a URL without any password in it.
+func redacted(model string) string {
+	if u, err := url.Parse(model); err == nil && isURL(model) {
+		return u.Redacted()
+	}
+	return model
 }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)

@@ -17,7 +17,7 @@ import (
 // speaks the embeddings API (with --api-key).
 func openVictim(c *cli.Context) (infer.Encoder, error) {
 	v := c.String("victim")
-	if strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://") {
+	if isURL(v) {
 		return dialVictim(v, c.String("api-key"))
 	}
 	v, err := zoo.Resolve(v)
@@ -26,6 +26,9 @@ func openVictim(c *cli.Context) (infer.Encoder, error) {
 	}
 	return infer.OpenORT(v, infer.Options{Threads: c.Int("threads"), Library: c.String("ort-lib")})
 }
+
+// isURL says whether a --victim or --model value names a server rather than a file.
+func isURL(v string) bool { return strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://") }
 
 func stealCommand() *cli.Command {
 	return &cli.Command{
