@@ -1,7 +1,8 @@
 // Package attack steals an encoder from its answers: it queries a victim (any infer.Encoder -
 // a local ONNX file or a remote paid API, the attack cannot tell) on a query set, pays for
-// every image sent, caches every answer on disk, and trains a stolen encoder (gotch) so that
-// its outputs match the victim's under a registered extraction loss.
+// every image sent, caches every answer on disk, and trains a stolen encoder (models/torchnet,
+// through train's one training loop) so that its outputs match the victim's under a
+// registered extraction loss.
 package attack
 
 import (
@@ -13,15 +14,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
+	"iter"
 	"os"
 	"path/filepath"
 	"runtime"
 	"time"
-
-	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/libtch"
-	"github.com/sugarme/gotch/ts"
 
 	"github.com/ssl-onnx/ssl-onnx/augment"
 	"github.com/ssl-onnx/ssl-onnx/data"
@@ -174,67 +171,156 @@ func (c Config) CheckLR() error {
 }
 
 // Run performs the attack: query (resuming from the answer cache), then train, checkpointing
-// the stolen encoder into c.Dir every epoch in the same format as package train, so `ssl-onnx
-// export` turns it into ONNX like any other encoder.
+// the stolen encoder into c.Dir in the same format as package train, so `ssl-onnx export`
+// turns it into ONNX like any other encoder.
 func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
-	ls, err := LookupLoss(c.Loss)
+	p, err := plan(&c)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.CheckLR(); err != nil {
+	q, err := openQueries(c, p, log)
+	if err != nil {
 		return nil, err
+	}
+	defer q.cache.Close()
+	start := time.Now()
+	res := &Result{Config: c, Images: p.images, Views: p.views}
+	if !c.RequeryEachEpoch {
+		if err := q.firstRound(ctx, res); err != nil {
+			return nil, err
+		}
+	}
+	sess, err := torchnet.Open(torchnet.Options{Device: c.Device, Threads: c.Threads, Seed: c.Seed})
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Close()
+	st, err := newStolen(sess, c, q, res, log)
+	if err != nil {
+		return nil, err
+	}
+	every := c.CheckpointEvery
+	if every == 0 {
+		every = 30 * time.Second
+	}
+	spent := 0
+	bs := min(c.BatchSize, q.sset.Len())
+	_, err = train.Loop{
+		Name: fmt.Sprintf("steal %s epoch", c.Loss), Start: res.Epochs, Epochs: c.Epochs, Images: q.sset.Len() / bs * bs,
+		LR:      func(epoch int) float64 { return train.CosineLR(c.LR, epoch, 0, c.Epochs) },
+		Batches: func(ctx context.Context, epoch int) iter.Seq2[train.Item, error] { return q.batches(epoch, bs, st.trainer.OutputDim()) },
+		Trainer: st.trainer,
+		Before: func(ctx context.Context, epoch int) error {
+			if !c.RequeryEachEpoch {
+				return nil
+			}
+			s, err := q.queryAll(ctx, epoch)
+			spent += s
+			return err
+		},
+		Save: func(el train.EpochLog) error {
+			res.Epochs, res.FinalLoss = el.Epoch, el.Loss
+			return st.save(el)
+		},
+		SaveEvery: every,
+		Out:       log,
+	}.Run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.QueriesSpent = res.Images * p.views // the answers this attack used (an earlier larger budget may have paid for more)
+	if c.RequeryEachEpoch {
+		res.QueriesSpent = spent
+	}
+	res.Seconds = time.Since(start).Seconds()
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(filepath.Join(c.Dir, ResultName), append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// budget is what an attack's configuration implies: its loss, the views paid per image and
+// the number of query images.
+type budget struct {
+	ls     LossSpec
+	views  int
+	images int
+}
+
+// plan fills c's defaults and checks everything training needs before a single query is paid
+// for.
+func plan(c *Config) (budget, error) {
+	ls, err := LookupLoss(c.Loss)
+	if err != nil {
+		return budget{}, err
+	}
+	if err := c.CheckLR(); err != nil {
+		return budget{}, err
 	}
 	c.defaults(ls)
 	if c.Victim == nil {
-		return nil, fmt.Errorf("attack: no victim encoder")
+		return budget{}, fmt.Errorf("attack: no victim encoder")
 	}
-	views := ls.Views
-	if c.Augment && views != 1 {
-		return nil, fmt.Errorf("--augment: loss %s already trains on two augmented views; use it with a one-view loss (mse, infonce, softnn, ...)", c.Loss)
+	views, err := c.views(ls)
+	if err != nil {
+		return budget{}, err
 	}
-	switch {
-	case c.Head != "" && c.Head != HeadRecreate:
-		return nil, fmt.Errorf("head %q: expected %q or nothing", c.Head, HeadRecreate)
-	case c.Head == "" && ls.PlusRawMSE:
-		return nil, fmt.Errorf("loss %s compares outputs through a recreated head: use it with --head %s", c.Loss, HeadRecreate)
-	case c.Head != "" && (views != 1 || c.Augment || c.RequeryEachEpoch):
-		return nil, fmt.Errorf("--head %s: needs a one-view loss (mse, infonce, softnn, msewithhead ...) without --augment or --requery-each-epoch (it queries two views of each image itself)", c.Head)
-	case c.Head != "" && c.HeadEpochs < 1:
-		return nil, fmt.Errorf("head epochs %d: expected at least 1", c.HeadEpochs)
-	case c.Head != "":
-		views = 2
-	}
-	// What training needs is checked before a single query is paid for.
 	if c.BatchSize < 1 || c.QueryBatch < 1 {
-		return nil, fmt.Errorf("batch size %d, query batch %d: both must be positive", c.BatchSize, c.QueryBatch)
+		return budget{}, fmt.Errorf("batch size %d, query batch %d: both must be positive", c.BatchSize, c.QueryBatch)
 	}
 	if err := (models.Spec{Arch: c.Arch, Stem: c.Stem, Head: "none", InputC: 3, InputHW: c.Size}).Validate(); err != nil {
-		return nil, err
+		return budget{}, err
 	}
 	if c.Optimizer != "adam" && c.Optimizer != "sgd" && c.Optimizer != "lars" {
-		return nil, fmt.Errorf("optimizer %q: expected adam, sgd or lars", c.Optimizer)
+		return budget{}, fmt.Errorf("optimizer %q: expected adam, sgd or lars", c.Optimizer)
 	}
-	if _, err := train.Device(c.Device); err != nil {
-		return nil, err
+	if err := torchnet.CheckDevice(c.Device); err != nil {
+		return budget{}, err
 	}
 	rounds := 1
 	if c.RequeryEachEpoch {
 		rounds = c.Epochs
 	}
-	nImages := c.NumQueries / (views * rounds)
-	if nImages < 2 {
-		return nil, fmt.Errorf("budget %d queries: %d view(s) per image over %d round(s) leaves %d images; need at least 2", c.NumQueries, views, rounds, nImages)
+	n := c.NumQueries / (views * rounds)
+	if n < 2 {
+		return budget{}, fmt.Errorf("budget %d queries: %d view(s) per image over %d round(s) leaves %d images; need at least 2", c.NumQueries, views, rounds, n)
 	}
+	return budget{ls: ls, views: views, images: n}, nil
+}
+
+// views is the number of victim answers each query image costs under c's options.
+func (c Config) views(ls LossSpec) (int, error) {
+	switch {
+	case c.Augment && ls.Views != 1:
+		return 0, fmt.Errorf("--augment: loss %s already trains on two augmented views; use it with a one-view loss (mse, infonce, softnn, ...)", c.Loss)
+	case c.Head != "" && c.Head != HeadRecreate:
+		return 0, fmt.Errorf("head %q: expected %q or nothing", c.Head, HeadRecreate)
+	case c.Head == "" && ls.PlusRawMSE:
+		return 0, fmt.Errorf("loss %s compares outputs through a recreated head: use it with --head %s", c.Loss, HeadRecreate)
+	case c.Head != "" && (ls.Views != 1 || c.Augment || c.RequeryEachEpoch):
+		return 0, fmt.Errorf("--head %s: needs a one-view loss (mse, infonce, softnn, msewithhead ...) without --augment or --requery-each-epoch (it queries two views of each image itself)", c.Head)
+	case c.Head != "" && c.HeadEpochs < 1:
+		return 0, fmt.Errorf("head epochs %d: expected at least 1", c.HeadEpochs)
+	case c.Head != "":
+		return 2, nil
+	}
+	return ls.Views, nil
+}
+
+// openQueries opens the query images as the victim and the stolen encoder see them, and the
+// answer cache.
+func openQueries(c Config, p budget, log io.Writer) (*querier, error) {
 	qset, err := data.Open(c.QueryDataset, c.QueryDir, c.QuerySplit)
 	if err != nil {
 		return nil, err
 	}
 	usable := qset.Len() - c.Holdout
-	if c.QueryOffset < 0 || c.QueryOffset+nImages > usable {
+	if c.QueryOffset < 0 || c.QueryOffset+p.images > usable {
 		return nil, fmt.Errorf("query set %s/%s: images %d..%d requested, but only %d are usable (%d in the split, last %d held out for evaluation)",
-			c.QueryDataset, c.QuerySplit, c.QueryOffset, c.QueryOffset+nImages-1, usable, qset.Len(), c.Holdout)
+			c.QueryDataset, c.QuerySplit, c.QueryOffset, c.QueryOffset+p.images-1, usable, qset.Len(), c.Holdout)
 	}
-	if qset, err = data.Range(qset, c.QueryOffset, c.QueryOffset+nImages); err != nil {
+	if qset, err = data.Range(qset, c.QueryOffset, c.QueryOffset+p.images); err != nil {
 		return nil, err
 	}
 	info := c.Victim.Info()
@@ -250,49 +336,62 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if views == 2 && (vset.Shape() != sset.Shape() || vnorm.Mean != nil) {
+	if p.views == 2 && (vset.Shape() != sset.Shape() || vnorm.Mean != nil) {
 		return nil, fmt.Errorf("loss %s sends augmented views to the victim: the stolen input (%v) must equal the victim's (%v) and the victim must take unnormalised [0,1] input", c.Loss, sset.Shape(), vset.Shape())
 	}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := checkCacheID(c, views, vset.Shape()); err != nil {
+	if err := checkCacheID(c, p.views, vset.Shape()); err != nil {
 		return nil, err
 	}
 	cache, err := OpenCache(filepath.Join(c.Dir, CacheName), 0)
 	if err != nil {
 		return nil, err
 	}
-	defer cache.Close()
 	if d := cache.Dropped(); d > 0 {
 		fmt.Fprintf(log, "answer cache %s: cut a damaged or torn tail of %d bytes; those answers are asked again\n", cache.path, d)
 	}
-	aug := augment.SimCLR(c.Size)
-	q := querier{c: c, views: views, cache: cache, vset: vset, vnorm: vnorm, aug: aug, log: log}
-	start := time.Now()
-	spent := 0
-	var headLoss float64
-	refused := ""
-	if !c.RequeryEachEpoch {
-		if spent, err = q.queryAll(ctx, 0); err != nil {
-			if !c.KeepWhenRefused || !IsRefusal(err) {
-				return nil, err
-			}
-			if nImages, err = q.answeredPrefix(err); err != nil {
-				return nil, err
-			}
-			refused = q.refusal
-			if sset, err = data.Range(sset, 0, nImages); err != nil {
-				return nil, err
-			}
-		}
-	}
+	return &querier{c: c, ls: p.ls, views: p.views, cache: cache, vset: vset, sset: sset, vnorm: vnorm, aug: augment.SimCLR(c.Size), log: log}, nil
+}
 
-	// The stolen encoder: its output must have the victim's dimension.
-	dim := cache.Dim()
-	if dim == 0 {
-		dim = info.OutputDim
+// firstRound buys every answer not cached yet. With KeepWhenRefused an API's refusal ends the
+// querying, and the attack trains on the images answered before it.
+func (q *querier) firstRound(ctx context.Context, res *Result) error {
+	_, err := q.queryAll(ctx, 0)
+	if err == nil {
+		return nil
 	}
+	if !q.c.KeepWhenRefused || !IsRefusal(err) {
+		return err
+	}
+	n, err := q.answeredPrefix(err)
+	if err != nil {
+		return err
+	}
+	res.Images, res.Refused = n, q.refusal
+	q.sset, err = data.Range(q.sset, 0, n)
+	return err
+}
+
+// stolen is the attacker's encoder in training.
+type stolen struct {
+	c       Config
+	spec    models.Spec
+	tcfg    train.Config // what its checkpoint records
+	net     *torchnet.Net
+	trainer *torchnet.Trainer
+}
+
+// newStolen builds the stolen encoder, with the victim's output dimension (through a linear
+// head when it differs from the representation's), recreates the victim's head when asked,
+// and resumes an earlier run's checkpoint.
+func newStolen(sess *torchnet.Session, c Config, q *querier, res *Result, log io.Writer) (*stolen, error) {
+	dim := q.cache.Dim()
+	if dim == 0 {
+		dim = c.Victim.Info().OutputDim
+	}
+	res.OutputDim = dim
 	spec := models.Spec{Arch: c.Arch, Stem: c.Stem, Head: "none", InputC: 3, InputHW: c.Size}
 	if dim != models.RepresentationDim(c.Arch) {
 		spec.Head, spec.OutDim = "linear", dim
@@ -301,123 +400,59 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	outNode := g.Representation
-	if g.Projection >= 0 {
-		outNode = g.Projection
-	}
-	dev, err := train.Device(c.Device)
-	if err != nil {
+	st := &stolen{c: c, spec: spec}
+	if st.net, err = sess.NewNet(g, c.Seed); err != nil {
 		return nil, err
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	torchnet.FlushDenormals()
-	libtch.AtSetNumThreads(c.Threads)
-	libtch.AtManualSeed(c.Seed)
-	model, err := torchnet.New(g, dev, c.Seed)
-	if err != nil {
-		return nil, err
-	}
-	defer model.Close()
+	tc := torchnet.TrainerConfig{Loss: q.ls.Compute, Temperature: c.Temperature, Optimizer: c.Optimizer,
+		WeightDecay: c.WeightDecay, Momentum: 0.9 * boolf(c.Optimizer != "adam"), PlusRawMSE: q.ls.PlusRawMSE}
 	if c.Head != "" {
-		head, hl, err := recreateHead(c, cache, nImages, dim, dev, log)
+		head, hl, err := recreateHead(sess, c, q.cache, res.Images, dim, log)
 		if err != nil {
 			return nil, err
 		}
-		defer head.Close()
-		q.head, headLoss = head, hl
+		tc.Through, res.HeadLoss = head, hl
 	}
-	opt, err := train.NewOptimizer(c.Optimizer, model.Trainable(), c.WeightDecay, 0.9*boolf(c.Optimizer != "adam"))
-	if err != nil {
+	if st.trainer, err = st.net.NewTrainer(tc); err != nil {
 		return nil, err
 	}
-	defer opt.Close()
-	tcfg := train.Config{Dataset: c.QueryDataset, Split: c.QuerySplit, Arch: c.Arch, Stem: c.Stem, OutDim: spec.OutDim, Size: c.Size,
+	st.tcfg = train.Config{Dataset: c.QueryDataset, Split: c.QuerySplit, Arch: c.Arch, Stem: c.Stem, OutDim: spec.OutDim, Size: c.Size,
 		Loss: "steal-" + c.Loss, Temperature: c.Temperature, Optimizer: c.Optimizer, LR: c.LR, WeightDecay: c.WeightDecay,
 		Epochs: c.Epochs, BatchSize: c.BatchSize, Seed: c.Seed, Threads: c.Threads, Device: c.Device}
-	first := 0
+	res.Epochs, err = st.resume(log)
+	return st, err
+}
+
+// resume restores the run directory's checkpoint (with Resume; without, an earlier result is
+// removed) and returns the epochs done.
+func (st *stolen) resume(log io.Writer) (int, error) {
+	c := st.c
 	if !c.Resume {
 		for _, f := range []string{train.SidecarName, ResultName} {
 			os.Remove(filepath.Join(c.Dir, f))
 		}
+		return 0, nil
 	}
-	if c.Resume {
-		if ck, err := train.LoadCheckpoint(c.Dir); err != nil {
-			return nil, err
-		} else if ck != nil {
-			if ck.Config.Loss != tcfg.Loss {
-				return nil, fmt.Errorf("resume %s: its checkpoint was trained with %s, this attack uses %s (use another --out, or --resume=false to start over)", c.Dir, ck.Config.Loss, tcfg.Loss)
-			}
-			if ck.Spec != spec {
-				return nil, fmt.Errorf("resume %s: checkpoint is %+v, this attack builds %+v", c.Dir, ck.Spec, spec)
-			}
-			if err := ck.Restore(c.Dir, model, opt); err != nil {
-				return nil, err
-			}
-			first = ck.Epoch
-			fmt.Fprintf(log, "resuming stolen encoder after epoch %d\n", first)
-		}
+	ck, err := train.LoadCheckpoint(c.Dir)
+	if err != nil || ck == nil {
+		return 0, err
 	}
+	if ck.Config.Loss != st.tcfg.Loss {
+		return 0, fmt.Errorf("resume %s: its checkpoint was trained with %s, this attack uses %s (use another --out, or --resume=false to start over)", c.Dir, ck.Config.Loss, st.tcfg.Loss)
+	}
+	if ck.Spec != st.spec {
+		return 0, fmt.Errorf("resume %s: checkpoint is %+v, this attack builds %+v", c.Dir, ck.Spec, st.spec)
+	}
+	if err := ck.Restore(c.Dir, st.net, st.trainer); err != nil {
+		return 0, err
+	}
+	fmt.Fprintf(log, "resuming stolen encoder after epoch %d\n", ck.Epoch)
+	return ck.Epoch, nil
+}
 
-	res := &Result{Config: c, Images: nImages, Views: views, OutputDim: dim, Epochs: first, HeadLoss: headLoss, Refused: refused}
-	n := sset.Len()
-	bs := min(c.BatchSize, n)
-	every := c.CheckpointEvery
-	if every == 0 {
-		every = 30 * time.Second
-	}
-	saved, savedEpoch := time.Now(), first
-	for epoch := first; epoch < c.Epochs; epoch++ {
-		if c.RequeryEachEpoch {
-			s, err := q.queryAll(ctx, epoch)
-			if err != nil {
-				return nil, err
-			}
-			spent += s
-		}
-		lr := train.CosineLR(c.LR, epoch, 0, c.Epochs)
-		perm := data.Permutation(n, c.Seed+int64(epoch)*104729)
-		bar := progress.New(log, fmt.Sprintf("steal %s epoch %d/%d", c.Loss, epoch+1, c.Epochs), n)
-		var sum float64
-		var seen int
-		for b := 0; b+bs <= n; b += bs { // drop_last
-			idx := perm[b : b+bs]
-			l, err := q.step(ctx, model, opt, ls, sset, idx, epoch, dim, outNode, lr, dev)
-			if err != nil {
-				return nil, err
-			}
-			sum += l * float64(len(idx))
-			seen += len(idx)
-			bar.Add(len(idx), fmt.Sprintf("loss %.4f", sum/float64(seen)))
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("interrupted in epoch %d (checkpoint of epoch %d kept; answers cached): %w", epoch+1, savedEpoch, ctx.Err())
-			}
-		}
-		loss := sum / float64(max(seen, 1))
-		bar.Done(fmt.Sprintf("loss %.4f", loss))
-		if math.IsNaN(loss) {
-			return nil, fmt.Errorf("epoch %d: loss is NaN (try a lower --lr)", epoch+1)
-		}
-		if epoch+1 == c.Epochs || c.CheckpointEvery < 0 || time.Since(saved) >= every {
-			if err := train.SaveCheckpoint(c.Dir, train.Checkpoint{Config: tcfg, Spec: spec, Epoch: epoch + 1, Step: opt.Step, Loss: loss}, model, opt); err != nil {
-				return nil, err
-			}
-			saved, savedEpoch = time.Now(), epoch+1
-		}
-		res.Epochs, res.FinalLoss = epoch+1, loss
-	}
-	if c.RequeryEachEpoch {
-		res.QueriesSpent = spent
-	} else {
-		// The answers this attack used (a larger earlier budget in the same directory paid for more).
-		res.QueriesSpent = nImages * views
-	}
-	res.Seconds = time.Since(start).Seconds()
-	b, _ := json.MarshalIndent(res, "", "  ")
-	if err := os.WriteFile(filepath.Join(c.Dir, ResultName), append(b, '\n'), 0o644); err != nil {
-		return nil, err
-	}
-	return res, nil
+func (st *stolen) save(el train.EpochLog) error {
+	ck := train.Checkpoint{Config: st.tcfg, Spec: st.spec, Epoch: el.Epoch, Step: st.trainer.Steps(), Loss: el.Loss}
+	return train.SaveCheckpoint(st.c.Dir, ck, st.net, st.trainer)
 }
 
 // cacheID says what a cache's answers answer: the victim, the query images and their views.
@@ -498,13 +533,14 @@ scan:
 type querier struct {
 	refusal string // the refusal that ended querying, if any
 	c       Config
+	ls      LossSpec
 	views   int
 	cache   *AnswerCache
-	vset    data.Dataset
+	vset    data.Dataset // the query images as the victim sees them
+	sset    data.Dataset // the query images as the stolen encoder sees them
 	vnorm   data.Normalization
 	aug     augment.Params
 	log     io.Writer
-	head    *recreatedHead // nil unless the head-recreation attack
 }
 
 // image writes the input of (image i, view v): the clean image for one-view losses, else
@@ -574,68 +610,56 @@ func (q *querier) queryAll(ctx context.Context, round int) (int, error) {
 	return sent, nil
 }
 
-// step trains the stolen model on one batch of query images.
-func (q *querier) step(ctx context.Context, m *torchnet.Model, opt *train.Optimizer, ls LossSpec, ds data.Dataset, idx []int, epoch, dim, outNode int, lr float64, dev gotch.Device) (loss float64, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("training step: libtorch: %v", r)
+// batches yields an epoch's batches of query images (drop_last) with their cached answers.
+func (q *querier) batches(epoch, bs, dim int) iter.Seq2[train.Item, error] {
+	return func(yield func(train.Item, error) bool) {
+		n := q.sset.Len()
+		perm := data.Permutation(n, q.c.Seed+int64(epoch)*104729)
+		for b := 0; b+bs <= n; b += bs {
+			idx := perm[b : b+bs]
+			batch, err := q.batch(idx, epoch, dim)
+			if !yield(train.Item{Batch: batch, Images: len(idx)}, err) || err != nil {
+				return
+			}
 		}
-	}()
+	}
+}
+
+// batch is the training batch of query images idx: their inputs (every view) and answers.
+func (q *querier) batch(idx []int, epoch, dim int) (torchnet.Batch, error) {
+	ds := q.sset
 	s := ds.Shape()
 	per := s.C * s.H * s.W
 	rows := len(idx) * q.views
-	x := make([]float32, rows*per)
-	tg := make([]float32, rows*dim)
-	lab := make([]int64, rows)
+	b := torchnet.Batch{Rows: rows, X: make([]float32, rows*per), Target: make([]float32, rows*dim)}
+	if q.ls.NeedsLabels {
+		b.Labels = make([]int64, rows)
+	}
 	scratch := make([]float32, per)
 	for v := 0; v < q.views; v++ {
 		for j, i := range idx {
 			r := v*len(idx) + j
-			dst := x[r*per : (r+1)*per]
-			switch {
-			case q.c.Augment:
-				if err := data.ToFloat(ds, i, data.Normalization{}, scratch); err != nil {
-					return 0, err
+			dst := b.X[r*per : (r+1)*per]
+			var err error
+			if q.c.Augment {
+				if err = data.ToFloat(ds, i, data.Normalization{}, scratch); err == nil {
+					err = q.aug.View(augment.RNG(q.c.Seed, epoch+1, i, 0), scratch, s.H, s.W, dst)
 				}
-				if err := q.aug.View(augment.RNG(q.c.Seed, epoch+1, i, 0), scratch, s.H, s.W, dst); err != nil {
-					return 0, err
-				}
-			default:
-				if err := q.image(ds, data.Normalization{}, i, v, dst, scratch); err != nil {
-					return 0, err
-				}
+			} else {
+				err = q.image(ds, data.Normalization{}, i, v, dst, scratch)
+			}
+			if err != nil {
+				return b, err
 			}
 			ans, ok := q.cache.Get(i, v)
-			if !ok {
-				return 0, fmt.Errorf("no cached answer for query image %d view %d", i, v)
+			if !ok || len(ans) != dim {
+				return b, fmt.Errorf("no cached answer of width %d for query image %d view %d", dim, i, v)
 			}
-			copy(tg[r*dim:], ans)
-			lab[r] = int64(ds.Label(i))
+			copy(b.Target[r*dim:], ans)
+			if b.Labels != nil {
+				b.Labels[r] = int64(ds.Label(i))
+			}
 		}
 	}
-	xt := ts.MustOfSlice(x).MustView([]int64{int64(rows), int64(s.C), int64(s.H), int64(s.W)}, true)
-	tt := ts.MustOfSlice(tg).MustView([]int64{int64(rows), int64(dim)}, true)
-	if dev != gotch.CPU {
-		xt, tt = xt.MustTo(dev, true), tt.MustTo(dev, true)
-	}
-	var labels *ts.Tensor
-	if ls.NeedsLabels {
-		labels = ts.MustOfSlice(lab)
-		defer labels.MustDrop()
-	}
-	out := m.Forward(xt, true, outNode)[0]
-	xt.MustDrop()
-	var l *ts.Tensor
-	if q.head != nil {
-		l = q.head.through(ls, out, tt, labels, q.c.Temperature)
-	} else {
-		l = ls.Fn(out, tt, labels, q.c.Temperature)
-	}
-	out.MustDrop()
-	tt.MustDrop()
-	opt.ZeroGrad()
-	l.MustBackward()
-	torchnet.NoGrad(func() { opt.Update(lr) })
-	loss = l.Float64Values(true)[0]
-	return loss, nil
+	return b, nil
 }

@@ -519,7 +519,7 @@ func TestRunBadInput(t *testing.T) {
 		{"unknown optimizer", func(c *Config) { c.Optimizer = "lamb" }, `optimizer "lamb": expected adam, sgd or lars`},
 		{"negative lr", func(c *Config) { c.LR = -0.1 }, "--lr -0.1: must be positive"},
 		{"negative base lr", func(c *Config) { c.BaseLR = -0.1 }, "--base-lr -0.1: must be positive"},
-		{"unknown device", func(c *Config) { c.Device = "tpu" }, `device "tpu": expected cpu or cuda`},
+		{"unknown device", func(c *Config) { c.Device = "tpu" }, `device "tpu": expected cpu, cuda or cuda:N`},
 		{"negative batch", func(c *Config) { c.BatchSize = -4 }, "batch size -4, query batch 64: both must be positive"},
 		{"negative query batch", func(c *Config) { c.QueryBatch = -1 }, "batch size 51, query batch -1: both must be positive"},
 		{"augment needs the same input", func(c *Config) { c.Loss = "symmetrized" }, "loss symmetrized sends augmented views to the victim: the stolen input (3x16x16) must equal the victim's (3x32x32)"},

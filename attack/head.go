@@ -7,10 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/nn"
-	"github.com/sugarme/gotch/ts"
-
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 	"github.com/ssl-onnx/ssl-onnx/progress"
@@ -34,128 +30,81 @@ const (
 	headTemperature = 0.07
 )
 
-// recreatedHead is the attacker's projection head.
-type recreatedHead struct {
-	vs  *nn.VarStore
-	mlp *torchnet.MLP
-}
-
-func (h *recreatedHead) Close() { h.vs.Destroy() }
-
 // recreateHead trains the head on the cached answers of views 0 and 1 of every query image
 // for c.HeadEpochs epochs, or loads it from the run directory when an earlier run trained it.
 // It returns the head and its last epoch's mean loss (0 when loaded).
-func recreateHead(c Config, cache *AnswerCache, n, dim int, dev gotch.Device, log io.Writer) (h *recreatedHead, loss float64, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("recreating the head: libtorch: %v", r)
-		}
-	}()
-	h = &recreatedHead{vs: nn.NewVarStore(dev)}
-	if h.mlp, err = torchnet.NewMLP(h.vs, []int{dim, dim, HeadDim}, c.Seed+2); err != nil {
-		h.Close()
-		return nil, 0, err
+func recreateHead(sess *torchnet.Session, c Config, cache *AnswerCache, n, dim int, log io.Writer) (*torchnet.MLP, float64, error) {
+	h, err := sess.NewMLP([]int{dim, dim, HeadDim}, c.Seed+2)
+	if err != nil {
+		return nil, 0, fmt.Errorf("recreating the head: %w", err)
 	}
 	path := filepath.Join(c.Dir, HeadName)
-	if c.Resume {
-		if _, err := os.Stat(path); err == nil {
-			if err := h.vs.Load(path); err != nil {
-				h.Close()
-				return nil, 0, fmt.Errorf("recreated head %s: %w", path, err)
-			}
-			fmt.Fprintf(log, "recreated head loaded from %s\n", path)
-			h.freeze()
-			return h, 0, nil
+	if _, err := os.Stat(path); err == nil && c.Resume {
+		if err := h.Load(path); err != nil {
+			h.Close()
+			return nil, 0, fmt.Errorf("recreated head %s: %w", path, err)
 		}
+		fmt.Fprintf(log, "recreated head loaded from %s\n", path)
+		return h, 0, nil
 	}
+	loss, err := trainHead(c, h, cache, n, dim, log)
+	if err == nil {
+		err = h.Save(path)
+	}
+	if err != nil {
+		h.Close()
+		return nil, 0, fmt.Errorf("recreating the head: %w", err)
+	}
+	return h, loss, nil
+}
+
+// trainHead fits the head with InfoNCE between its outputs for the answers to the two views
+// of each image (Adam, cosine schedule) and returns the last epoch's mean loss.
+func trainHead(c Config, h *torchnet.MLP, cache *AnswerCache, n, dim int, log io.Writer) (float64, error) {
 	// The answers, view 0 in a, view 1 in b.
 	a, b := make([]float32, n*dim), make([]float32, n*dim)
 	for i := 0; i < n; i++ {
 		for v, dst := range [][]float32{a, b} {
 			ans, ok := cache.Get(i, v)
-			if !ok {
-				h.Close()
-				return nil, 0, fmt.Errorf("recreating the head: no cached answer for query image %d view %d", i, v)
+			if !ok || len(ans) != dim {
+				return 0, fmt.Errorf("no cached answer of width %d for query image %d view %d", dim, i, v)
 			}
 			copy(dst[i*dim:], ans)
 		}
 	}
-	opt, err := train.NewOptimizer("adam", h.mlp.Trainable(), 0, 0)
+	tr, err := h.NewTrainer(torchnet.TrainerConfig{Loss: "infonce", Temperature: headTemperature, Pairs: true, Optimizer: "adam"})
 	if err != nil {
-		h.Close()
-		return nil, 0, err
+		return 0, err
 	}
-	defer opt.Close()
 	bs := min(c.BatchSize, n)
-	rows := func(src []float32, idx []int) *ts.Tensor {
-		x := make([]float32, len(idx)*dim)
-		for j, i := range idx {
-			copy(x[j*dim:], src[i*dim:(i+1)*dim])
-		}
-		t := ts.MustOfSlice(x).MustView([]int64{int64(len(idx)), int64(dim)}, true)
-		if dev != gotch.CPU {
-			t = t.MustTo(dev, true)
-		}
-		return t
-	}
 	epochs := c.HeadEpochs
 	bar := progress.New(log, "recreating the victim's head", epochs)
+	var loss float64
 	for epoch := 0; epoch < epochs; epoch++ {
 		perm := data.Permutation(n, c.Seed+int64(epoch)*7919)
 		var sum float64
 		var seen int
 		for s := 0; s+bs <= n; s += bs {
 			idx := perm[s : s+bs]
-			xa, xb := rows(a, idx), rows(b, idx)
-			za, zb := h.mlp.Forward(xa), h.mlp.Forward(xb)
-			xa.MustDrop()
-			xb.MustDrop()
-			l := train.InfoNCE(za, zb, nil, headTemperature)
-			za.MustDrop()
-			zb.MustDrop()
-			opt.ZeroGrad()
-			l.MustBackward()
-			torchnet.NoGrad(func() { opt.Update(train.CosineLR(headLR, epoch, 0, epochs)) })
-			sum += l.Float64Values(true)[0] * float64(len(idx))
-			seen += len(idx)
+			x := make([]float32, 0, 2*bs*dim)
+			for _, src := range [][]float32{a, b} {
+				for _, i := range idx {
+					x = append(x, src[i*dim:(i+1)*dim]...)
+				}
+			}
+			l, err := tr.Step(torchnet.Batch{Rows: 2 * bs, X: x}, train.CosineLR(headLR, epoch, 0, epochs))
+			if err != nil {
+				return 0, err
+			}
+			sum += l * float64(bs)
+			seen += bs
 		}
 		loss = sum / float64(max(seen, 1))
 		bar.Add(1, fmt.Sprintf("loss %.4f", loss))
 	}
 	bar.Done(fmt.Sprintf("loss %.4f", loss))
 	if math.IsNaN(loss) {
-		h.Close()
-		return nil, 0, fmt.Errorf("recreating the head: loss is NaN")
+		return 0, fmt.Errorf("loss is NaN")
 	}
-	if err := h.vs.Save(path); err != nil {
-		h.Close()
-		return nil, 0, fmt.Errorf("recreated head %s: %w", path, err)
-	}
-	h.freeze()
-	return h, loss, nil
-}
-
-// freeze stops autograd from computing gradients for the head's parameters: stealing
-// through it needs the gradient with respect to the stolen outputs only.
-func (h *recreatedHead) freeze() {
-	for _, p := range h.mlp.Trainable() {
-		p.MustRequiresGrad_(false)
-	}
-}
-
-// through returns the loss of the stolen outputs s against the victim's answers v seen
-// through the frozen head: ls on (g(s), g(v)), plus the plain MSE of s and v for msewithhead.
-func (h *recreatedHead) through(ls LossSpec, s, v, labels *ts.Tensor, temperature float64) *ts.Tensor {
-	gs := h.mlp.Forward(s)
-	var gv *ts.Tensor
-	torchnet.NoGrad(func() { gv = h.mlp.Forward(v) })
-	l := ls.Fn(gs, gv, labels, temperature)
-	gs.MustDrop()
-	gv.MustDrop()
-	if ls.PlusRawMSE {
-		raw := MSE(s, v, nil, 0)
-		l = l.MustAdd(raw, true)
-		raw.MustDrop()
-	}
-	return l
+	return loss, nil
 }

@@ -10,11 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
-	"github.com/sugarme/gotch/ts"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 )
 
 // refPython is Debian's interpreter, with torch 1.13 (the libtorch gotch links here). The
@@ -147,32 +146,23 @@ func runLossRef(t *testing.T, cases []lossCase) map[string]lossRef {
 	return refs
 }
 
-// goLoss evaluates the registered loss in libtorch: value and gradient w.r.t. s (v is a
-// constant). The caller is locked to its OS thread.
+// goLoss evaluates the registered loss in libtorch (torchnet.LossGrad): value and gradient
+// w.r.t. s (v is a constant).
 func goLoss(t *testing.T, c lossCase) (float64, []float64) {
 	t.Helper()
 	spec, err := LookupLoss(c.loss)
 	if err != nil {
 		t.Fatal(err)
 	}
-	shape := []int64{int64(c.rows), int64(c.d)}
-	s := ts.MustOfSlice(c.s).MustView(shape, true).MustSetRequiresGrad(true, true)
-	v := ts.MustOfSlice(c.v).MustView(shape, true)
-	defer s.MustDrop()
-	defer v.MustDrop()
-	var labels *ts.Tensor
-	if spec.NeedsLabels {
-		labels = ts.MustOfSlice(c.labels)
-		defer labels.MustDrop()
+	labels := c.labels
+	if !spec.NeedsLabels {
+		labels = nil
 	}
-	l := spec.Fn(s, v, labels, c.temperature)
-	if dims := l.MustSize(); len(dims) != 0 {
-		t.Fatalf("loss has shape %v, want a scalar", dims)
+	loss, g, _, err := torchnet.LossGrad(spec.Compute, c.s, c.v, c.rows, c.d, labels, c.temperature)
+	if err != nil {
+		t.Fatal(err)
 	}
-	l.MustBackward()
-	loss := l.Float64Values(true)[0]
-	g := s.MustGrad(false)
-	return loss, g.Float64Values(true)
+	return loss, g
 }
 
 // maxRelErr is max_i |got_i - want_i| / max(max_i |want_i|, floor).
@@ -206,8 +196,6 @@ func TestLossesMatchPyTorch(t *testing.T) {
 	const tol = 1e-5
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
-			runtime.LockOSThread() // grad mode is per OS thread
-			defer runtime.UnlockOSThread()
 			ref, ok := refs[c.name]
 			if !ok || len(ref.GradS) != c.rows*c.d {
 				t.Fatalf("reference result for %q missing or malformed", c.name)

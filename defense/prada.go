@@ -81,6 +81,7 @@ type pradaState struct {
 	set       [][]float32 // growing set (a ring once full)
 	setNext   int
 	dist      []float64 // window of minimum distances (a ring once full)
+	sw        ShapiroWilkTest
 	distNext  int
 	sum, sum2 float64 // of all distances ever added, for the growing-set threshold
 	count     int64
@@ -216,7 +217,7 @@ func (p *PRADA) Encode(ctx context.Context, x infer.Images) (infer.Vectors, erro
 	test := len(st.dist) >= p.cfg.Min && x.N > 0
 	flag := false
 	if test {
-		w, pv, err := ShapiroWilk(st.dist)
+		w, pv, err := st.sw.Test(st.dist)
 		if err == nil { // an undefined test (all distances equal) blocks nobody
 			st.tested, st.w, st.p = true, w, pv
 			flag = w < p.cfg.Delta

@@ -4,35 +4,38 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 )
 
-// swLast caches the coefficients of the last sample size: PRADA tests windows of one size
-// (5000 once full) over and over, and the coefficients cost n inverse-erf evaluations.
-var swLast struct {
-	sync.Mutex
+// ShapiroWilkTest runs the Shapiro-Wilk test keeping the coefficients of the last sample
+// size: PRADA tests windows of one size (5000 once full) over and over, and the coefficients
+// cost n inverse-erf evaluations. The zero value is ready; it is not safe for concurrent use.
+type ShapiroWilkTest struct {
 	n int
 	a []float64
 }
 
-// swCoefficientsCached is swCoefficients through swLast; the result must not be modified.
-func swCoefficientsCached(n int) []float64 {
-	swLast.Lock()
-	defer swLast.Unlock()
-	if swLast.n != n {
-		swLast.n, swLast.a = n, swCoefficients(n)
+// coefficients returns a_n for sample size n; the result must not be modified.
+func (t *ShapiroWilkTest) coefficients(n int) []float64 {
+	if t.n != n {
+		t.n, t.a = n, swCoefficients(n)
 	}
-	return swLast.a
+	return t.a
 }
 
-// ShapiroWilk tests whether x comes from a normal distribution. It returns the statistic W
+// ShapiroWilk is ShapiroWilkTest.Test without a cache.
+func ShapiroWilk(x []float64) (w, p float64, err error) {
+	var t ShapiroWilkTest
+	return t.Test(x)
+}
+
+// Test tests whether x comes from a normal distribution. It returns the statistic W
 // (in (0, 1]; small W = not normal) and its p-value, by Royston's 1992 approximation (the one
 // behind scipy.stats.shapiro and R's shapiro.test): the coefficients a_n and a_(n-1) are
 // polynomials in 1/sqrt(n) corrected from the expected normal order statistics, and the
 // p-value comes from a normalising transform of W (log(1-W) for n >= 12, a further
 // -log(gamma - log(1-W)) for 4 <= n <= 11, and the exact distribution for n = 3).
 // It needs 3 <= len(x) <= 5000 finite values that are not all equal.
-func ShapiroWilk(x []float64) (w, p float64, err error) {
+func (t *ShapiroWilkTest) Test(x []float64) (w, p float64, err error) {
 	n := len(x)
 	if n < 3 || n > 5000 {
 		return 0, 0, fmt.Errorf("defense: Shapiro-Wilk needs 3 to 5000 values, found %d", n)
@@ -48,7 +51,7 @@ func ShapiroWilk(x []float64) (w, p float64, err error) {
 	if !(span > 0) || span < 1e-300 {
 		return 0, 0, fmt.Errorf("defense: Shapiro-Wilk is undefined when all %d values are equal (%v)", n, y[0])
 	}
-	a := swCoefficientsCached(n)
+	a := t.coefficients(n)
 
 	// W = (sum a_i y_(i))^2 / sum (y_i - mean)^2, on values scaled by the range.
 	var mean float64

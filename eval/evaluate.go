@@ -39,9 +39,11 @@ const (
 	KindBaseline = "baseline"
 )
 
-// DefaultRandomSpec is the random baseline's encoder when neither Config.RandomSpec nor
+// DefaultRandomSpec returns the random baseline's encoder when neither Config.RandomSpec nor
 // the reference's metadata says otherwise.
-var DefaultRandomSpec = models.Spec{Arch: "resnet18", Stem: "imagenet", Head: "simclr", OutDim: 128, InputC: 3, InputHW: 32}
+func DefaultRandomSpec() models.Spec {
+	return models.Spec{Arch: "resnet18", Stem: "imagenet", Head: "simclr", OutDim: 128, InputC: 3, InputHW: 32}
+}
 
 // Config selects what Evaluate measures. DefaultConfig fills in the reference settings.
 type Config struct {
@@ -529,7 +531,7 @@ func pixels(ds data.Dataset) (infer.Vectors, error) {
 func (c *Config) randomFeatures(ctx context.Context, name string, train, test data.Dataset, log io.Writer) (infer.Vectors, infer.Vectors, error) {
 	spec := c.RandomSpec
 	if spec.Arch == "" {
-		spec = DefaultRandomSpec
+		spec = DefaultRandomSpec()
 		// The reference's architecture, else the first model's: the baseline is "the same
 		// encoder, untrained".
 		for _, ref := range append([]string{c.Reference}, c.Models...) {

@@ -21,7 +21,7 @@ func TestEvaluateFMNIST(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim.onnx")
-	if err := export.RandomModel(victim, DefaultRandomSpec, 1); err != nil {
+	if err := export.RandomModel(victim, DefaultRandomSpec(), 1); err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()

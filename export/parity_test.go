@@ -8,11 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
-	"github.com/sugarme/gotch"
 
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
@@ -40,9 +38,9 @@ var parityCases = []parityCase{
 
 // randomizeBN gives every batch norm non-trivial statistics and affine parameters, so the
 // eval-mode comparison exercises them (fresh models have mean 0, var 1, weight 1, bias 0).
-func randomizeBN(t *testing.T, m *torchnet.Model, rng *rand.Rand) {
+func randomizeBN(t *testing.T, m *torchnet.Net, rng *rand.Rand) {
 	t.Helper()
-	for _, p := range m.Graph.Params() {
+	for _, p := range m.Graph().Params() {
 		var lo, hi float64
 		switch {
 		case strings.HasSuffix(p.Name, ".running_mean"):
@@ -99,8 +97,11 @@ func compare(t *testing.T, what string, want, got []float32) {
 // the exported ONNX file in ONNX Runtime, and (for ResNet-18) the same file in onnx-go
 // compute the same representation and projection; and that onnx.checker accepts every file.
 func TestParity(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	sess, err := torchnet.Open(torchnet.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
 	dir := t.TempDir()
 	var files []string
 	for ci, pc := range parityCases {
@@ -114,7 +115,7 @@ func TestParity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := torchnet.New(g, gotch.CPU, int64(ci+1))
+			m, err := sess.NewNet(g, int64(ci+1))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,9 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
-
 	"github.com/ssl-onnx/ssl-onnx/models"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 )
@@ -36,20 +33,14 @@ func LogPath(dir string) string { return filepath.Join(dir, "train.log.jsonl") }
 // SaveCheckpoint writes weights, optimiser state and the sidecar atomically: the new files get
 // epoch-stamped names, the sidecar is renamed into place last, then older files are removed.
 // A crash at any point leaves either the previous complete checkpoint or the new one.
-func SaveCheckpoint(dir string, ck Checkpoint, model *torchnet.Model, opt *Optimizer) error {
+func SaveCheckpoint(dir string, ck Checkpoint, net *torchnet.Net, tr *torchnet.Trainer) error {
 	ck.Weights = fmt.Sprintf("model-e%04d.ot", ck.Epoch)
 	ck.OptimST = fmt.Sprintf("optim-e%04d.ot", ck.Epoch)
-	wtmp := filepath.Join(dir, ck.Weights+".tmp")
-	if err := model.Save(wtmp); err != nil {
+	if err := net.Save(filepath.Join(dir, ck.Weights+".tmp")); err != nil {
 		return err
 	}
-	var named []ts.NamedTensor
-	for k, t := range opt.State() {
-		named = append(named, ts.NamedTensor{Name: k, Tensor: t})
-	}
-	otmp := filepath.Join(dir, ck.OptimST+".tmp")
-	if err := ts.SaveMultiNew(named, otmp); err != nil {
-		return fmt.Errorf("save optimizer state %s: %w", otmp, err)
+	if err := tr.SaveState(filepath.Join(dir, ck.OptimST+".tmp")); err != nil {
+		return err
 	}
 	for _, f := range []string{ck.Weights, ck.OptimST} {
 		if err := syncFile(filepath.Join(dir, f+".tmp")); err != nil {
@@ -187,40 +178,22 @@ func (ck *Checkpoint) Compatible(c Config) error {
 	return nil
 }
 
-// Restore loads the checkpoint's weights (and optimiser state when opt is not nil).
-func (ck *Checkpoint) Restore(dir string, model *torchnet.Model, opt *Optimizer) error {
+// Restore loads the checkpoint's weights (and optimiser state when tr is not nil).
+func (ck *Checkpoint) Restore(dir string, net *torchnet.Net, tr *torchnet.Trainer) error {
 	if strings.HasSuffix(dir, ".json") {
 		dir = filepath.Dir(dir)
 	}
-	if err := model.Load(filepath.Join(dir, ck.Weights)); err != nil {
+	if err := net.Load(filepath.Join(dir, ck.Weights)); err != nil {
 		return err
 	}
-	if opt == nil {
+	if tr == nil {
 		return nil
 	}
-	path := filepath.Join(dir, ck.OptimST)
-	named, err := ts.LoadMultiWithDevice(path, model.Device)
-	if err != nil {
-		return fmt.Errorf("load optimizer state %s: %w", path, err)
-	}
-	st := opt.State()
-	found := 0
-	for _, nt := range named {
-		if t, ok := st[nt.Name]; ok {
-			torchnet.NoGrad(func() { t.Copy_(nt.Tensor) })
-			found++
-		}
-		nt.Tensor.MustDrop()
-	}
-	if found != len(st) {
-		return fmt.Errorf("optimizer state %s: has %d of %d tensors", path, found, len(st))
-	}
-	opt.Step = ck.Step
-	return nil
+	return tr.LoadState(filepath.Join(dir, ck.OptimST), ck.Step)
 }
 
-// LoadModel builds the checkpoint's model on the CPU and loads its weights.
-func LoadModel(dir string) (*Checkpoint, *torchnet.Model, error) {
+// LoadModel builds the checkpoint's net in sess and loads its weights.
+func LoadModel(sess *torchnet.Session, dir string) (*Checkpoint, *torchnet.Net, error) {
 	ck, err := LoadCheckpoint(dir)
 	if err != nil {
 		return nil, nil, err
@@ -232,15 +205,15 @@ func LoadModel(dir string) (*Checkpoint, *torchnet.Model, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := torchnet.New(g, gotch.CPU, 0)
+	net, err := sess.NewNet(g, 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := ck.Restore(dir, m, nil); err != nil {
-		m.Close()
+	if err := ck.Restore(dir, net, nil); err != nil {
+		net.Close()
 		return nil, nil, err
 	}
-	return ck, m, nil
+	return ck, net, nil
 }
 
 // DefaultOutput is the output an export of this checkpoint should give by default: the
@@ -248,10 +221,8 @@ func LoadModel(dir string) (*Checkpoint, *torchnet.Model, error) {
 // a stolen encoder with a linear head, whose projection is what
 // matches the victim's answers.
 func (ck *Checkpoint) DefaultOutput() string {
-	if ck.Spec.Head == "linear" && !isSupervised(ck.Config.Loss) {
+	if ck.Spec.Head == "linear" && !IsSupervised(ck.Config.Loss) {
 		return models.OutputProjection
 	}
 	return models.OutputRepresentation
 }
-
-func isSupervised(loss string) bool { l, ok := Losses[loss]; return ok && l.Supervised }

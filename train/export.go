@@ -6,6 +6,7 @@ import (
 
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 )
 
@@ -16,19 +17,17 @@ import (
 // represents whole images better at a larger size than its crops had (the "FixRes" effect).
 // It returns the model's graph and the output used too (for a Triton repository).
 func Export(dir, output string, size int) (*onnxpb.Model, *models.Graph, string, error) {
-	ck, m, err := LoadModel(dir)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	defer m.Close()
-	sd, err := m.StateDict()
+	ck, sd, err := LoadWeights(dir)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	if output == "" {
 		output = ck.DefaultOutput()
 	}
-	g := m.Graph
+	g, err := models.Build(ck.Spec)
+	if err != nil {
+		return nil, nil, "", err
+	}
 	if size != 0 && size != ck.Spec.InputHW {
 		spec := ck.Spec
 		spec.InputHW = size
@@ -40,4 +39,20 @@ func Export(dir, output string, size int) (*onnxpb.Model, *models.Graph, string,
 		"train_dataset": ck.Config.Dataset, "train_loss": ck.Config.Loss, "epochs": strconv.Itoa(ck.Epoch),
 		"train_size": strconv.Itoa(ck.Spec.InputHW)}})
 	return om, g, output, err
+}
+
+// LoadWeights reads the checkpoint in dir and its weights, by torchvision name, in a CPU
+// session of its own.
+func LoadWeights(dir string) (*Checkpoint, map[string][]float32, error) {
+	sess, err := torchnet.Open(torchnet.Options{Threads: 1})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer sess.Close()
+	ck, net, err := LoadModel(sess, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	sd, err := net.StateDict()
+	return ck, sd, err
 }

@@ -3,12 +3,12 @@ package train
 import (
 	"bytes"
 	"encoding/binary"
-	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 	"math"
 	"os"
 	"testing"
 
-	"github.com/sugarme/gotch/ts"
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 )
 
 // writeRaw writes a []float32 or []int64 as little-endian raw values (numpy.fromfile's '<f4' / '<i8').
@@ -29,11 +29,6 @@ func runRef(t *testing.T, script string, out any, args ...string) {
 	pyref.Run(t, script, out, args...)
 }
 
-// tensorOf makes a float32 tensor of the given shape from vals (the caller checks the sizes).
-func tensorOf(vals []float32, shape ...int64) *ts.Tensor {
-	return ts.MustOfSlice(vals).MustView(shape, true)
-}
-
 // maxRelErr returns max_i |got_i - want_i| / max(max_i |want_i|, floor): the error relative to
 // the scale of the reference vector (so elements near zero do not dominate).
 func maxRelErr(got, want []float64, floor float64) float64 {
@@ -46,4 +41,15 @@ func maxRelErr(got, want []float64, floor float64) float64 {
 		worst = math.Max(worst, math.Abs(got[i]-want[i])/scale)
 	}
 	return worst
+}
+
+// testSession opens a CPU libtorch session closed when the test ends.
+func testSession(t testing.TB) *torchnet.Session {
+	t.Helper()
+	s, err := torchnet.Open(torchnet.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
 }

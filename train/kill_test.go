@@ -58,7 +58,7 @@ func TestKill9MidEpochResumes(t *testing.T) {
 	}
 	killedAt := ck.Epoch
 	// The checkpoint loads, and training resumes from exactly that epoch.
-	if _, m, err := LoadModel(dir); err != nil {
+	if _, m, err := LoadModel(testSession(t), dir); err != nil {
 		t.Fatalf("load after kill: %v", err)
 	} else {
 		m.Close()

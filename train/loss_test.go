@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sugarme/gotch/ts"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 )
 
 // lossCase is one input of the loss cross-check: two aligned N x D batches and labels.
@@ -95,42 +95,31 @@ type lossRef struct {
 	NaiveF32Finite bool      `json:"naive_f32_finite"`
 }
 
-// goLoss evaluates the registered loss in libtorch and returns its value and gradients w.r.t.
-// a and b. The caller's goroutine is locked to its OS thread (grad mode is per thread).
+// goLoss evaluates the loss in libtorch (torchnet.LossGrad) and returns its value and
+// gradients w.r.t. a and b.
 func goLoss(t *testing.T, c lossCase) (loss float64, ga, gb []float64) {
 	t.Helper()
-	spec, err := LookupLoss(c.loss)
+	spec, err := lookupLoss(c.loss)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(c.a) != c.n*c.d || len(c.b) != c.n*c.d || (c.labels != nil && len(c.labels) != c.n) {
 		t.Fatalf("%s: malformed case", c.name)
 	}
-	a := tensorOf(c.a, int64(c.n), int64(c.d)).MustSetRequiresGrad(true, true)
-	b := tensorOf(c.b, int64(c.n), int64(c.d)).MustSetRequiresGrad(true, true)
-	defer a.MustDrop()
-	defer b.MustDrop()
-	var labels *ts.Tensor
-	if spec.NeedsLabels {
-		labels = ts.MustOfSlice(c.labels)
-		defer labels.MustDrop()
+	labels := c.labels
+	if !spec.NeedsLabels {
+		labels = nil
 	}
-	l := spec.Fn(a, b, labels, c.temperature)
-	if dims := l.MustSize(); len(dims) != 0 {
-		t.Fatalf("%s: loss has shape %v, want a scalar", c.name, dims)
+	loss, ga, gb, err = torchnet.LossGrad(c.loss, c.a, c.b, c.n, c.d, labels, c.temperature)
+	if err != nil {
+		t.Fatal(err)
 	}
-	l.MustBackward()
-	loss = l.Float64Values(true)[0]
-	gat, gbt := a.MustGrad(false), b.MustGrad(false)
-	ga, gb = gat.Float64Values(true), gbt.Float64Values(true)
 	return loss, ga, gb
 }
 
 // TestLossesMatchPyTorch compares every registered loss, value and gradients, with a float64
 // PyTorch implementation written from the reference code (testdata/losses_ref.py).
 func TestLossesMatchPyTorch(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	cases := lossCases()
 	dir := t.TempDir()
 	type manifestCase struct {
@@ -224,15 +213,15 @@ func TestLookupLoss(t *testing.T) {
 		{name: "", wantErr: `loss "": expected one of`},
 	}
 	for _, tc := range tests {
-		l, err := LookupLoss(tc.name)
+		l, err := lookupLoss(tc.name)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("LookupLoss(%q) error = %v, want %q", tc.name, err, tc.wantErr)
+				t.Errorf("lookupLoss(%q) error = %v, want %q", tc.name, err, tc.wantErr)
 			}
 			continue
 		}
-		if err != nil || l.Fn == nil || l.Temperature != tc.temperature || l.NeedsLabels != tc.labels {
-			t.Errorf("LookupLoss(%q) = {T %g, labels %v, fn %v}, %v; want T %g labels %v", tc.name, l.Temperature, l.NeedsLabels, l.Fn != nil, err, tc.temperature, tc.labels)
+		if err != nil || l.Temperature != tc.temperature || l.NeedsLabels != tc.labels {
+			t.Errorf("lookupLoss(%q) = {T %g, labels %v}, %v; want T %g labels %v", tc.name, l.Temperature, l.NeedsLabels, err, tc.temperature, tc.labels)
 		}
 	}
 }

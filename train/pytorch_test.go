@@ -18,12 +18,12 @@ import (
 // eval-mode representation and projection of real images must match torchnet.Model.Embed.
 func TestCheckpointLoadsInPyTorch(t *testing.T) {
 	dir := trainedFromScratch(t)
-	ck, model, err := LoadModel(dir)
+	ck, model, err := LoadModel(testSession(t), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer model.Close()
-	g := model.Graph
+	g := model.Graph()
 
 	// Six held-out images, prepared as the training loop prepares its own (3 x 32 x 32, values
 	// in [0, 1]); the test split is also 6x quicker to open.

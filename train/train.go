@@ -1,8 +1,9 @@
-// Package train trains encoders with self-supervised (SimCLR) losses on libtorch through gotch.
+// Package train trains encoders with self-supervised (SimCLR) or supervised losses.
 //
-// One loop: a dataset -> per-image two-view augmentation (package augment, in background
-// goroutines so the cores never wait for it) -> the encoder (models/torchnet) -> a registered
-// loss -> Adam, SGD or LARS with a warm-up + cosine schedule. Every epoch ends with an atomic
+// A dataset -> per-image two-view augmentation (package augment, in background goroutines so
+// the cores never wait for it) -> a torchnet.Trainer (the encoder, a loss by name, Adam, SGD or
+// LARS) -> Loop, the one training loop that stealing uses too, with a warm-up + cosine
+// schedule. This package holds no libtorch code: models/torchnet does. Every epoch ends with an atomic
 // checkpoint, so an interrupted run resumes where the last finished epoch left it.
 package train
 
@@ -11,23 +12,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"runtime"
-	"time"
-
-	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/libtch"
-	"github.com/sugarme/gotch/ts"
 
 	"github.com/ssl-onnx/ssl-onnx/augment"
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/models"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
-	"github.com/ssl-onnx/ssl-onnx/progress"
-	"github.com/ssl-onnx/ssl-onnx/train/optim"
 	"github.com/ssl-onnx/ssl-onnx/watermark"
 )
 
@@ -118,7 +113,7 @@ func (c *Config) Defaults() {
 		c.Momentum = 0.9
 	}
 	if c.Temperature == 0 {
-		if l, ok := Losses[c.Loss]; ok {
+		if l, ok := lossSpecs()[c.Loss]; ok {
 			c.Temperature = l.Temperature
 		}
 	}
@@ -158,20 +153,6 @@ type EpochLog struct {
 	ImagesPS float64 `json:"images_per_s"`
 }
 
-// Device parses "cpu" or "cuda" and fails clearly where CUDA is absent.
-func Device(name string) (gotch.Device, error) {
-	switch name {
-	case "", "cpu":
-		return gotch.CPU, nil
-	case "cuda":
-		if !libtch.AtcCudaIsAvailable() {
-			return gotch.CPU, fmt.Errorf("device cuda: libtorch reports no usable CUDA device (no GPU here, or a CPU-only libtorch); on a GPU machine run LIBTORCH=/path/to/libtorch-cuda make setup")
-		}
-		return gotch.CudaBuilder(0), nil
-	}
-	return gotch.CPU, fmt.Errorf("device %q: expected cpu or cuda", name)
-}
-
 // DefaultLR is the learning rate used when none is given: 0.05 for SGD and LARS (with
 // momentum 0.9), 3e-4 for Adam.
 func DefaultLR(optimizer string) float64 {
@@ -197,34 +178,13 @@ func OpenTrainingSet(c Config) (data.Dataset, error) {
 
 // Run trains an encoder as configured, checkpointing into c.Dir every epoch. It returns the
 // per-epoch logs of this run. Progress goes to out.
-func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err error) {
+func Run(ctx context.Context, c Config, out io.Writer) ([]EpochLog, error) {
 	if out == nil {
 		out = io.Discard
 	}
 	warmupGiven := c.Warmup != 0 // its default depends on Epochs, which a resumed run may change
 	c.Defaults()
-	lossSpec, err := LookupLoss(c.Loss)
-	if err != nil {
-		return nil, err
-	}
-	if c.BatchSize < 2 {
-		return nil, fmt.Errorf("batch size %d: contrastive losses need at least 2 images per batch", c.BatchSize)
-	}
-	// Defaults replaced the zero values; what is left out of range is the caller's. (A negative
-	// thread count would leave a libtorch error pending that the next tensor call dies on.)
-	switch {
-	case c.Threads < 1:
-		return nil, fmt.Errorf("threads %d: expected at least 1 (0 = one per core)", c.Threads)
-	case c.Epochs < 1:
-		return nil, fmt.Errorf("epochs %d: expected at least 1", c.Epochs)
-	case c.Warmup < 0:
-		return nil, fmt.Errorf("warmup %d: expected 0 or more epochs", c.Warmup)
-	case !(c.Temperature > 0) || math.IsInf(c.Temperature, 0):
-		return nil, fmt.Errorf("temperature %g: expected a positive number", c.Temperature)
-	case !(c.LR > 0) || math.IsInf(c.LR, 0):
-		return nil, fmt.Errorf("lr %g: expected a positive number", c.LR)
-	}
-	dev, err := Device(c.Device)
+	ls, err := c.validate()
 	if err != nil {
 		return nil, err
 	}
@@ -232,248 +192,251 @@ func Run(ctx context.Context, c Config, out io.Writer) (logs []EpochLog, err err
 	if err != nil {
 		return nil, err
 	}
-	spec, err := modelSpec(c, lossSpec, ds)
+	spec, err := modelSpec(c, ls, ds)
 	if err != nil {
 		return nil, err
 	}
-	g, err := models.Build(spec)
-	if err != nil {
-		return nil, err
-	}
-	nb := ds.Len() / c.BatchSize // drop_last, as the reference
-	if nb == 0 {
+	if ds.Len() < c.BatchSize { // drop_last, as the reference
 		return nil, fmt.Errorf("dataset %s has %d images, fewer than one batch of %d", c.Dataset, ds.Len(), c.BatchSize)
 	}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
-
-	// libtorch state (grad mode, threads) is per OS thread: train on one.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	torchnet.FlushDenormals()
-	libtch.AtSetNumThreads(c.Threads)
-	libtch.AtManualSeed(c.Seed)
-
-	model, err := torchnet.New(g, dev, c.Seed)
+	sess, err := torchnet.Open(torchnet.Options{Device: c.Device, Threads: c.Threads, Seed: c.Seed})
 	if err != nil {
 		return nil, err
 	}
-	defer model.Close()
-	trainable := model.Trainable()
-	var wm *watermark.Head
+	defer sess.Close()
+	r, err := newRun(sess, c, ls, spec, ds)
+	if err != nil {
+		return nil, err
+	}
+	start, err := r.resume(warmupGiven, out)
+	if err != nil || start < 0 {
+		return nil, err
+	}
+	logf, err := os.OpenFile(LogPath(c.Dir), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("training log: %w", err)
+	}
+	defer logf.Close()
+	nb := ds.Len() / r.c.BatchSize
+	return Loop{
+		Name: "epoch", Start: start, Epochs: r.c.Epochs, Images: nb * r.c.BatchSize,
+		LR:      func(epoch int) float64 { return CosineLR(r.c.LR, epoch, r.c.Warmup, r.c.Epochs) },
+		Batches: r.batches,
+		Trainer: r.trainer,
+		Save:    func(el EpochLog) error { return r.save(el, logf, out) },
+		Out:     out,
+	}.Run(ctx)
+}
+
+// validate checks a configuration after Defaults and returns its loss.
+func (c Config) validate() (lossSpec, error) {
+	ls, err := lookupLoss(c.Loss)
+	if err != nil {
+		return ls, err
+	}
+	// Defaults replaced the zero values; what is left out of range is the caller's. (A negative
+	// thread count would leave a libtorch error pending that the next tensor call dies on.)
+	switch {
+	case c.BatchSize < 2:
+		return ls, fmt.Errorf("batch size %d: contrastive losses need at least 2 images per batch", c.BatchSize)
+	case c.Threads < 1:
+		return ls, fmt.Errorf("threads %d: expected at least 1 (0 = one per core)", c.Threads)
+	case c.Epochs < 1:
+		return ls, fmt.Errorf("epochs %d: expected at least 1", c.Epochs)
+	case c.Warmup < 0:
+		return ls, fmt.Errorf("warmup %d: expected 0 or more epochs", c.Warmup)
+	case !(c.Temperature > 0) || math.IsInf(c.Temperature, 0):
+		return ls, fmt.Errorf("temperature %g: expected a positive number", c.Temperature)
+	case !(c.LR > 0) || math.IsInf(c.LR, 0):
+		return ls, fmt.Errorf("lr %g: expected a positive number", c.LR)
+	}
+	if err := torchnet.CheckDevice(c.Device); err != nil {
+		return ls, err
+	}
+	params := c.augmentation(ls)
+	return ls, params.Validate()
+}
+
+// augmentation is the views' recipe: SimCLR's for the contrastive losses, crops and flips
+// only for a classifier.
+func (c Config) augmentation(ls lossSpec) augment.Params {
+	if ls.Supervised {
+		return augment.Light(c.Size, c.CropMin)
+	}
+	p := augment.SimCLR(c.Size)
+	p.ScaleMin = c.CropMin
+	return p
+}
+
+// run is one training run's state: its net, watermark head and trainer in a session.
+type run struct {
+	c       Config
+	ls      lossSpec
+	spec    models.Spec
+	ds      data.Dataset
+	net     *torchnet.Net
+	wm      *watermark.Head
+	trainer *torchnet.Trainer
+}
+
+// newRun builds the net (and the watermark head: resumed, taken from --init-from, or new) and
+// the trainer.
+func newRun(sess *torchnet.Session, c Config, ls lossSpec, spec models.Spec, ds data.Dataset) (*run, error) {
+	g, err := models.Build(spec)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{c: c, ls: ls, spec: spec, ds: ds}
+	if r.net, err = sess.NewNet(g, c.Seed); err != nil {
+		return nil, err
+	}
+	tc := torchnet.TrainerConfig{Loss: c.Loss, Temperature: c.Temperature, Pairs: true, Output: g.Projection,
+		Optimizer: c.Optimizer, WeightDecay: c.WeightDecay, Momentum: c.Momentum}
 	if c.Watermark {
-		wmPath := filepath.Join(c.Dir, WatermarkName)
-		initPath := filepath.Join(c.InitFrom, WatermarkName)
-		switch {
-		case c.Resume && fileExists(wmPath):
-			wm, err = watermark.LoadHeadOn(wmPath, dev)
-		case c.InitFrom != "" && fileExists(initPath) && !fileExists(LogPath(c.Dir)):
-			wm, err = watermark.LoadHeadOn(initPath, dev)
-		default:
-			wm, err = watermark.NewHead(models.RepresentationDim(c.Arch), dev, c.Seed+1)
-		}
-		if err != nil {
+		if r.wm, err = r.watermarkHead(sess); err != nil {
 			return nil, err
 		}
-		defer wm.Close()
-		wm.Protocol.ImageSize, wm.Protocol.Normalization = c.Size, "none"
-		trainable = append(trainable, wm.Trainable()...)
+		r.wm.Protocol.ImageSize, r.wm.Protocol.Normalization = c.Size, "none"
+		tc.Watermark, tc.WatermarkWeight = r.wm.MLP(), c.WatermarkWeight
 	}
-	opt, err := NewOptimizer(c.Optimizer, trainable, c.WeightDecay, c.Momentum)
-	if err != nil {
+	if r.trainer, err = r.net.NewTrainer(tc); err != nil {
 		return nil, err
 	}
-	defer opt.Close()
+	return r, nil
+}
 
+func (r *run) watermarkHead(sess *torchnet.Session) (*watermark.Head, error) {
+	c := r.c
+	wmPath := filepath.Join(c.Dir, WatermarkName)
+	initPath := filepath.Join(c.InitFrom, WatermarkName)
+	switch {
+	case c.Resume && fileExists(wmPath):
+		return watermark.LoadHeadIn(sess, wmPath)
+	case c.InitFrom != "" && fileExists(initPath) && !fileExists(LogPath(c.Dir)):
+		return watermark.LoadHeadIn(sess, initPath)
+	}
+	return watermark.NewHeadIn(sess, models.RepresentationDim(c.Arch), c.Seed+1)
+}
+
+// resume restores the run's checkpoint (with --resume) or the --init-from weights and returns
+// the epochs already done; -1 when all of them are.
+func (r *run) resume(warmupGiven bool, out io.Writer) (int, error) {
+	c := &r.c
 	start := 0
 	if c.Resume {
 		ck, err := LoadCheckpoint(c.Dir)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		if ck != nil {
 			if !warmupGiven {
 				c.Warmup = ck.Config.Warmup
 			}
-			if err := ck.Compatible(c); err != nil {
-				return nil, err
+			if err := ck.Compatible(*c); err != nil {
+				return 0, err
 			}
-			if err := ck.Restore(c.Dir, model, opt); err != nil {
-				return nil, err
+			if err := ck.Restore(c.Dir, r.net, r.trainer); err != nil {
+				return 0, err
 			}
 			start = ck.Epoch
 			fmt.Fprintf(out, "resuming %s after epoch %d\n", c.Dir, start)
 		}
 	}
 	if start == 0 && c.InitFrom != "" {
-		if err := initFrom(c, model); err != nil {
-			return nil, err
+		if err := initFrom(*c, r.net); err != nil {
+			return 0, err
 		}
 		fmt.Fprintf(out, "initialised from %s\n", c.InitFrom)
 	}
 	if start >= c.Epochs {
 		fmt.Fprintf(out, "already trained %d of %d epochs\n", start, c.Epochs)
-		return nil, nil
+		return -1, nil
 	}
+	return start, nil
+}
 
-	params := augment.SimCLR(c.Size)
-	params.ScaleMin = c.CropMin
-	if lossSpec.Supervised {
-		params = augment.Light(c.Size, c.CropMin)
-	}
-	if err := params.Validate(); err != nil {
-		return nil, err
-	}
-	sh := ds.Shape()
-	src := func(i int, dst []float32) error { return data.ToFloat(ds, i, data.Normalization{}, dst) }
-	logf, err := os.OpenFile(LogPath(c.Dir), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("training log: %w", err)
-	}
-	defer logf.Close()
-
-	for epoch := start; epoch < c.Epochs; epoch++ {
-		lr := CosineLR(c.LR, epoch, c.Warmup, c.Epochs)
-		perm := data.Permutation(ds.Len(), c.Seed+int64(epoch)*7919)
+// batches yields an epoch's batches of two augmented views per image (prepared in background
+// goroutines), with labels for the losses that read them and the watermark's rotated images.
+func (r *run) batches(ctx context.Context, epoch int) iter.Seq2[Item, error] {
+	c := r.c
+	return func(yield func(Item, error) bool) {
+		nb := r.ds.Len() / c.BatchSize
+		perm := data.Permutation(r.ds.Len(), c.Seed+int64(epoch)*7919)
 		batches := make([][]int, nb)
 		for b := range batches {
 			batches[b] = perm[b*c.BatchSize : (b+1)*c.BatchSize]
 		}
 		ectx, cancel := context.WithCancel(ctx)
-		pipe := augment.NewPipeline(ectx, params, src, sh.H, sh.W, batches, c.Seed, epoch, c.Workers, 2)
-		bar := progress.New(out, fmt.Sprintf("epoch %d/%d", epoch+1, c.Epochs), nb*c.BatchSize)
-		t0 := time.Now()
-		var sum float64
-		var seen int
+		defer cancel()
+		sh := r.ds.Shape()
+		src := func(i int, dst []float32) error { return data.ToFloat(r.ds, i, data.Normalization{}, dst) }
+		pipe := augment.NewPipeline(ectx, c.augmentation(r.ls), src, sh.H, sh.W, batches, c.Seed, epoch, c.Workers, 2)
 		for pair := range pipe {
 			if pair.Err != nil {
-				cancel()
-				return logs, pair.Err
+				yield(Item{}, pair.Err)
+				return
 			}
-			loss, err := step(model, opt, lossSpec, c, ds, pair, lr, dev, wm, epoch)
-			if err != nil {
-				cancel()
-				return logs, err
-			}
-			sum += loss * float64(pair.N)
-			seen += pair.N
-			bar.Add(pair.N, fmt.Sprintf("loss %.4f", sum/float64(seen)))
-		}
-		cancel()
-		if err := ctx.Err(); err != nil {
-			bar.Done("interrupted")
-			return logs, fmt.Errorf("interrupted in epoch %d (the checkpoint of epoch %d is kept): %w", epoch+1, epoch, err)
-		}
-		secs := time.Since(t0).Seconds()
-		el := EpochLog{Epoch: epoch + 1, Loss: sum / float64(seen), LR: lr, Images: seen, Seconds: secs, ImagesPS: float64(seen) / secs}
-		bar.Done(fmt.Sprintf("loss %.4f, %.0f img/s", el.Loss, el.ImagesPS))
-		if math.IsNaN(el.Loss) {
-			return logs, fmt.Errorf("epoch %d: loss is NaN (try a lower --lr)", epoch+1)
-		}
-		if wm != nil {
-			// Saved before the checkpoint that needs it, so a checkpoint never lacks its head.
-			if err := wm.Save(filepath.Join(c.Dir, WatermarkName)); err != nil {
-				return logs, err
+			b, err := r.batch(pair, epoch)
+			if !yield(Item{Batch: b, Images: pair.N}, err) || err != nil {
+				return
 			}
 		}
-		if err := SaveCheckpoint(c.Dir, Checkpoint{Config: c, Spec: spec, Epoch: epoch + 1, Step: opt.Step, Loss: el.Loss}, model, opt); err != nil {
-			return logs, err
-		}
-		line, _ := json.Marshal(el)
-		fmt.Fprintf(logf, "%s\n", line)
-		fmt.Fprintf(out, "%s\n", line)
-		logs = append(logs, el)
 	}
-	return logs, nil
 }
 
-// step runs one optimisation step on a batch of view pairs and returns the loss value.
-func step(model *torchnet.Model, opt *Optimizer, ls LossSpec, c Config, ds data.Dataset, pair augment.Pair, lr float64, dev gotch.Device, wm *watermark.Head, epoch int) (loss float64, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("training step: libtorch: %v", r)
-		}
-	}()
-	n := int64(pair.N)
-	dims := []int64{n, 3, int64(c.Size), int64(c.Size)}
-	v1 := ts.MustOfSlice(pair.View1).MustView(dims, true)
-	v2 := ts.MustOfSlice(pair.View2).MustView(dims, true)
-	x := ts.MustCat([]*ts.Tensor{v1, v2}, 0)
-	v1.MustDrop()
-	v2.MustDrop()
-	if dev != gotch.CPU {
-		x = x.MustTo(dev, true)
-	}
-	var labels *ts.Tensor
-	if ls.NeedsLabels {
-		lab := make([]int64, n)
+// batch turns a pair of views into a training batch.
+func (r *run) batch(pair augment.Pair, epoch int) (torchnet.Batch, error) {
+	x := make([]float32, 0, len(pair.View1)+len(pair.View2))
+	b := torchnet.Batch{Rows: 2 * pair.N, X: append(append(x, pair.View1...), pair.View2...)}
+	if r.ls.NeedsLabels {
+		b.Labels = make([]int64, pair.N)
 		for i, idx := range pair.Index {
-			lab[i] = int64(ds.Label(idx))
+			b.Labels[i] = int64(r.ds.Label(idx))
 		}
-		labels = ts.MustOfSlice(lab)
-		defer labels.MustDrop()
 	}
-	z := model.Forward(x, true, model.Graph.Projection)[0]
-	x.MustDrop()
-	za := z.MustNarrow(0, 0, n, false)
-	zb := z.MustNarrow(0, n, n, false)
-	l := ls.Fn(za, zb, labels, c.Temperature)
-	za.MustDrop()
-	zb.MustDrop()
-	z.MustDrop()
-	if wm != nil {
-		wl, err := watermarkLoss(model, wm, c, pair, dev, epoch)
-		if err != nil {
-			l.MustDrop()
-			return 0, err
-		}
-		l = l.MustAdd(wl.MustMulScalar(ts.FloatScalar(c.WatermarkWeight), true), true)
+	if r.wm == nil {
+		return b, nil
 	}
-	opt.ZeroGrad()
-	l.MustBackward()
-	torchnet.NoGrad(func() { opt.Update(lr) })
-	loss = l.Float64Values(true)[0]
-	return loss, nil
+	// The rotation task on the first WatermarkBatch images of the first view, each rotated by a
+	// random angle (seeded by epoch and batch).
+	n := min(r.c.WatermarkBatch, pair.N)
+	per := 3 * r.c.Size * r.c.Size
+	rng := rand.New(rand.NewSource(r.c.Seed ^ int64(epoch)<<32 ^ int64(pair.Index[0])<<1))
+	rot, labels, err := watermark.RotationBatch(rng, pair.View1[:n*per], n, 3, r.c.Size, r.c.Size)
+	if err != nil {
+		return b, err
+	}
+	b.WatermarkRows, b.WatermarkX, b.WatermarkLabels = n, rot, labels
+	return b, nil
 }
 
-// watermarkLoss is the rotation task's cross-entropy on the first WatermarkBatch images of
-// the batch's first view, each rotated by a random angle (seeded by epoch and batch).
-func watermarkLoss(model *torchnet.Model, wm *watermark.Head, c Config, pair augment.Pair, dev gotch.Device, epoch int) (*ts.Tensor, error) {
-	n := min(c.WatermarkBatch, pair.N)
-	per := 3 * c.Size * c.Size
-	rng := rand.New(rand.NewSource(c.Seed ^ int64(epoch)<<32 ^ int64(pair.Index[0])<<1))
-	rot, labels, err := watermark.RotationBatch(rng, pair.View1[:n*per], n, 3, c.Size, c.Size)
-	if err != nil {
-		return nil, err
+// save writes the epoch's checkpoint (the watermark head first, so a checkpoint never lacks
+// its head) and its log line.
+func (r *run) save(el EpochLog, logf io.Writer, out io.Writer) error {
+	if r.wm != nil {
+		if err := r.wm.Save(filepath.Join(r.c.Dir, WatermarkName)); err != nil {
+			return err
+		}
 	}
-	x := ts.MustOfSlice(rot).MustView([]int64{int64(n), 3, int64(c.Size), int64(c.Size)}, true)
-	if dev != gotch.CPU {
-		x = x.MustTo(dev, true)
+	ck := Checkpoint{Config: r.c, Spec: r.spec, Epoch: el.Epoch, Step: r.trainer.Steps(), Loss: el.Loss}
+	if err := SaveCheckpoint(r.c.Dir, ck, r.net, r.trainer); err != nil {
+		return err
 	}
-	h := model.Forward(x, true, model.Graph.Representation)[0]
-	x.MustDrop()
-	l := watermark.Loss(wm, h, labels)
-	h.MustDrop()
-	return l, nil
+	line, _ := json.Marshal(el)
+	fmt.Fprintf(logf, "%s\n", line)
+	fmt.Fprintf(out, "%s\n", line)
+	return nil
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// Optimizer, NewOptimizer and CosineLR are package optim's, named here for the callers of
-// train.
-type Optimizer = optim.Optimizer
-
-// NewOptimizer builds an Adam, SGD or LARS optimiser (see optim.New).
-var NewOptimizer = optim.New
-
-// CosineLR is the warm-up + cosine learning-rate schedule (see optim.CosineLR).
-var CosineLR = optim.CosineLR
-
 // modelSpec is the encoder a run trains: a SimCLR projection head for the contrastive losses,
 // a linear classifier with one output per class of ds for a supervised loss (its served
 // representation is still the pooled feature before the head).
-func modelSpec(c Config, ls LossSpec, ds data.Dataset) (models.Spec, error) {
+func modelSpec(c Config, ls lossSpec, ds data.Dataset) (models.Spec, error) {
 	spec := models.Spec{Arch: c.Arch, Stem: c.Stem, Head: "simclr", OutDim: c.OutDim, InputC: 3, InputHW: c.Size}
 	if !ls.Supervised {
 		return spec, nil
@@ -487,7 +450,7 @@ func modelSpec(c Config, ls LossSpec, ds data.Dataset) (models.Spec, error) {
 }
 
 // initFrom loads the weights of run directory c.InitFrom's last checkpoint into model.
-func initFrom(c Config, model *torchnet.Model) error {
+func initFrom(c Config, net *torchnet.Net) error {
 	ck, err := LoadCheckpoint(c.InitFrom)
 	if err != nil {
 		return fmt.Errorf("init-from: %w", err)
@@ -496,10 +459,10 @@ func initFrom(c Config, model *torchnet.Model) error {
 		return fmt.Errorf("init-from %s: no %s (train that run first)", c.InitFrom, SidecarName)
 	}
 	p := ck.Spec
-	want := model.Graph.Spec
+	want := net.Graph().Spec
 	if p.Arch != want.Arch || p.Stem != want.Stem || p.OutDim != want.OutDim || p.Head != want.Head {
 		return fmt.Errorf("init-from %s: checkpoint is %s/%s head %s out %d, run asks for %s/%s head %s out %d",
 			c.InitFrom, p.Arch, p.Stem, p.Head, p.OutDim, want.Arch, want.Stem, want.Head, want.OutDim)
 	}
-	return ck.Restore(c.InitFrom, model, nil)
+	return ck.Restore(c.InitFrom, net, nil)
 }

@@ -3,18 +3,12 @@ package watermark
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/libtch"
-	"github.com/sugarme/gotch/ts"
 
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/export"
@@ -22,7 +16,6 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/models"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
-	"github.com/ssl-onnx/ssl-onnx/train/optim"
 )
 
 // runRef runs testdata/<script> with the reference interpreter (see pyref.Run).
@@ -106,12 +99,12 @@ func loadFloats(split string, n int) ([]float32, error) {
 
 // rotationAccuracy is the head's accuracy on the encoder's representations of the images
 // rotated at random (seed).
-func rotationAccuracy(m *torchnet.Model, h *Head, images []float32, n int, seed int64) (float64, error) {
+func rotationAccuracy(m *torchnet.Net, h *Head, images []float32, n int, seed int64) (float64, error) {
 	rot, labels, err := RotationBatch(rand.New(rand.NewSource(seed)), images, n, 3, fixSize, fixSize)
 	if err != nil {
 		return 0, err
 	}
-	reps, _, err := m.Embed(rot, n, m.Graph.Representation)
+	reps, _, err := m.Embed(rot, n, m.Graph().Representation)
 	if err != nil {
 		return 0, err
 	}
@@ -129,17 +122,6 @@ func rotationAccuracy(m *torchnet.Model, h *Head, images []float32, n int, seed 
 }
 
 func buildFixture() (f *fixture, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("training fixture: libtorch: %v", r)
-		}
-	}()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	// One libtorch thread: the cores are shared and OpenMP's spinning threads slow to a crawl
-	// when oversubscribed.
-	libtch.AtSetNumThreads(1)
-	libtch.AtManualSeed(1)
 	dir, err := os.MkdirTemp("", "watermark-test-")
 	if err != nil {
 		return nil, err
@@ -157,26 +139,30 @@ func buildFixture() (f *fixture, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := torchnet.New(g, gotch.CPU, 1)
+	// One libtorch thread: the cores are shared and OpenMP's spinning threads slow to a crawl
+	// when oversubscribed.
+	sess, err := torchnet.Open(torchnet.Options{Threads: 1, Seed: 1})
 	if err != nil {
 		return nil, err
 	}
-	defer m.Close()
-	head, err := NewHead(512, gotch.CPU, 2)
+	defer sess.Close()
+	m, err := sess.NewNet(g, 1)
 	if err != nil {
 		return nil, err
 	}
-	defer head.Close()
+	head, err := NewHeadIn(sess, 512, 2)
+	if err != nil {
+		return nil, err
+	}
 	head.Protocol.ImageSize = fixSize
 	head.Protocol.Normalization = "none"
 	if f.chance, err = rotationAccuracy(m, head, testX, fixHeldOut, 99); err != nil {
 		return nil, err
 	}
-	opt, err := optim.New("sgd", append(m.Trainable(), head.Trainable()...), 0, 0.9)
+	tr, err := m.NewTrainer(torchnet.TrainerConfig{Optimizer: "sgd", Momentum: 0.9, Watermark: head.MLP(), WatermarkWeight: 1})
 	if err != nil {
 		return nil, err
 	}
-	defer opt.Close()
 	rng := rand.New(rand.NewSource(3))
 	size := 3 * fixSize * fixSize
 	batch := make([]float32, fixBatch*size)
@@ -190,15 +176,11 @@ func buildFixture() (f *fixture, err error) {
 		if err != nil {
 			return nil, err
 		}
-		x := ts.MustOfSlice(rot).MustView([]int64{fixBatch, 3, fixSize, fixSize}, true)
-		h := m.Forward(x, true, g.Representation)[0]
-		x.MustDrop()
-		l := Loss(head, h, labels)
-		h.MustDrop()
-		opt.ZeroGrad()
-		l.MustBackward()
-		torchnet.NoGrad(func() { opt.Update(fixLR) })
-		losses = append(losses, l.Float64Values(true)[0])
+		l, err := tr.Step(torchnet.Batch{WatermarkRows: fixBatch, WatermarkX: rot, WatermarkLabels: labels}, fixLR)
+		if err != nil {
+			return nil, err
+		}
+		losses = append(losses, l)
 	}
 	f.seconds = time.Since(t0).Seconds()
 	for i := 0; i < 10; i++ {

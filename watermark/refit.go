@@ -3,15 +3,10 @@ package watermark
 import (
 	"context"
 	"fmt"
-	"runtime"
-
-	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
 
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
-	"github.com/ssl-onnx/ssl-onnx/train/optim"
 )
 
 // Refit re-keys the owner's secret for the encoder as it is served. The head trained jointly
@@ -36,19 +31,15 @@ func Refit(ctx context.Context, enc infer.Encoder, ds data.Dataset, n, epochs in
 	const batch = 128
 	dim, reps, labels := rr.dim, rr.reps, rr.labels
 
-	runtime.LockOSThread() // libtorch's grad mode is per thread
-	defer runtime.UnlockOSThread()
-	defer recoverTorch(&err)
-	h, err = NewHead(dim, gotch.CPU, seed)
+	h, err = NewHead(dim, seed)
 	if err != nil {
 		return nil, 0, err
 	}
-	opt, err := optim.New("adam", h.Trainable(), 0, 0)
+	tr, err := h.mlp.NewTrainer(torchnet.TrainerConfig{Loss: "xent", Optimizer: "adam"})
 	if err != nil {
 		h.Close()
 		return nil, 0, err
 	}
-	defer opt.Close()
 	for epoch := 0; epoch < epochs; epoch++ {
 		if err := ctx.Err(); err != nil {
 			h.Close()
@@ -63,13 +54,10 @@ func Refit(ctx context.Context, enc infer.Encoder, ds data.Dataset, n, epochs in
 				x = append(x, reps[i*dim:(i+1)*dim]...)
 				y = append(y, labels[i])
 			}
-			xt := ts.MustOfSlice(x).MustView([]int64{int64(len(b)), int64(dim)}, true)
-			l := Loss(h, xt, y)
-			xt.MustDrop()
-			opt.ZeroGrad()
-			l.MustBackward()
-			l.MustDrop()
-			torchnet.NoGrad(func() { opt.Update(1e-3) })
+			if _, err := tr.Step(torchnet.Batch{Rows: len(b), X: x, Labels: y}, 1e-3); err != nil {
+				h.Close()
+				return nil, 0, fmt.Errorf("watermark: refit: %w", err)
+			}
 		}
 	}
 	pred, err := h.Predict(reps, n)

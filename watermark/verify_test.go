@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sugarme/gotch"
 
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/infer"
@@ -115,7 +114,7 @@ func TestVerifyBadInput(t *testing.T) {
 	ds := fmnistTest(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	narrow, err := NewHead(64, gotch.CPU, 1)
+	narrow, err := NewHead(64, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

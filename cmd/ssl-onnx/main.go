@@ -16,10 +16,8 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// profile is the --cpuprofile file while the profile runs.
-var profile *os.File
-
 func main() {
+	var profile *os.File // the --cpuprofile file while the profile runs
 	app := &cli.App{
 		Name:  "ssl-onnx",
 		Usage: "model extraction of self-supervised image encoders: train, export, serve, steal, evaluate",

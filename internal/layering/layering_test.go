@@ -1,5 +1,6 @@
-// Package layering checks the project's one line around libtorch: the packages a user needs
-// to serve, evaluate or steal from an API link no libtorch (gotch, cgo).
+// Package layering checks the project's one line around libtorch: gotch is imported by
+// models/torchnet alone, and the packages a user needs to serve, evaluate or steal from an API
+// link no libtorch (gotch, cgo).
 package layering
 
 import (
@@ -8,12 +9,14 @@ import (
 	"testing"
 )
 
+const module = "github.com/ssl-onnx/ssl-onnx/"
+
 // onnxSide are the packages that must build without libtorch.
-var onnxSide = []string{"infer", "serve", "defense", "eval", "onnxpb", "data", "augment", "export", "models", "progress"}
+var onnxSide = []string{"infer", "serve", "defense", "eval", "onnxpb", "data", "augment", "export", "models", "progress", "infer/npy"}
 
 func TestONNXSideLinksNoLibtorch(t *testing.T) {
 	for _, p := range onnxSide {
-		out, err := exec.Command("go", "list", "-deps", "github.com/ssl-onnx/ssl-onnx/"+p).CombinedOutput()
+		out, err := exec.Command("go", "list", "-deps", module+p).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v\n%s", p, err, out)
 		}
@@ -22,5 +25,29 @@ func TestONNXSideLinksNoLibtorch(t *testing.T) {
 				t.Errorf("%s depends on %s: the ONNX side must not link libtorch", p, dep)
 			}
 		}
+	}
+}
+
+// TestOnlyTorchnetImportsGotch: no non-test file of another package imports gotch.
+func TestOnlyTorchnetImportsGotch(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] == module+"models/torchnet" {
+			continue
+		}
+		checked++
+		for _, imp := range f[1:] {
+			if strings.HasPrefix(imp, "github.com/sugarme/gotch") {
+				t.Errorf("%s imports %s: only models/torchnet may import gotch", f[0], imp)
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("go list named %d packages besides torchnet, expected the whole module", checked)
 	}
 }

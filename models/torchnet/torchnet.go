@@ -1,14 +1,20 @@
-// Package torchnet builds a trainable libtorch (gotch) module from a models.Graph.
+// Package torchnet is the toolkit's one line around libtorch: the only package that imports
+// gotch. Everything else hands it plain Go values ([]float32 batches, file paths, names) and
+// gets plain values and errors back.
 //
-// It is the only place, with package train, that touches gotch tensors for the encoder: the
+// A Session owns one libtorch thread (grad mode, denormal flushing, thread count, seed) and
+// turns every panic into an error. From it: a Net (a models.Graph with its tensors: the
 // forward pass walks the graph description node by node, so the trained module and the ONNX
-// export (package export) compute the same function. gotch's panicking calls stay inside;
-// callers get errors.
+// export of package export compute the same function), an MLP head, and a Trainer (a net or
+// head, a loss by name, an optimiser) whose Step takes one batch. Inputs are checked in Go
+// before any libtorch call: gotch's Must functions end the process on a libtorch error.
 package torchnet
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/sugarme/gotch"
@@ -19,26 +25,25 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/models"
 )
 
-// Model is a models.Graph with its tensors in a gotch VarStore.
-type Model struct {
-	Graph  *models.Graph
-	VS     *nn.VarStore
-	Device gotch.Device
+// model is a models.Graph with its tensors in a gotch VarStore (used on the session thread).
+type model struct {
+	graph  *models.Graph
+	vs     *nn.VarStore
+	dev    gotch.Device
 	params map[string]*ts.Tensor
 	none   *ts.Tensor // an undefined tensor, libtorch's "no bias"
 }
 
-// New creates the model's tensors on device with the weights models.Graph.InitWeights draws
-// from seed (the same as an ONNX export of a random model with that seed).
-func New(g *models.Graph, device gotch.Device, seed int64) (m *Model, err error) {
-	defer recoverTorch(&err)
-	vs := nn.NewVarStore(device)
-	m = &Model{Graph: g, VS: vs, Device: device, params: map[string]*ts.Tensor{}, none: ts.NewTensor()}
+// newModel creates the model's tensors on dev with the weights models.Graph.InitWeights draws
+// from seed (the same as an ONNX export of a random model with that seed). On an error the
+// tensors made so far are freed.
+func newModel(g *models.Graph, dev gotch.Device, seed int64) (*model, error) {
+	m := &model{graph: g, vs: nn.NewVarStore(dev), dev: dev, params: map[string]*ts.Tensor{}, none: ts.NewTensor()}
 	init := g.InitWeights(seed)
 	for _, p := range g.Params() {
-		vals := init[p.Name]
-		v, err := AddVar(vs, p.Name, p.Shape, vals, p.Trainable)
+		v, err := addVar(m.vs, p.Name, p.Shape, init[p.Name], p.Trainable)
 		if err != nil {
+			m.free()
 			return nil, err
 		}
 		m.params[p.Name] = v
@@ -46,11 +51,10 @@ func New(g *models.Graph, device gotch.Device, seed int64) (m *Model, err error)
 	return m, nil
 }
 
-// AddVar adds the tensor name (dotted, torchvision style: "layer1.0.conv1.weight") to vs with
+// addVar adds the tensor name (dotted, torchvision style: "layer1.0.conv1.weight") to vs with
 // the given values: a trainable parameter, or a persistent buffer (batch-norm statistics).
 // The tensor is one of its own on vs's device, not a view of the Go slice.
-func AddVar(vs *nn.VarStore, name string, shape []int64, vals []float32, trainable bool) (v *ts.Tensor, err error) {
-	defer recoverTorch(&err)
+func addVar(vs *nn.VarStore, name string, shape []int64, vals []float32, trainable bool) (*ts.Tensor, error) {
 	if int64(len(vals)) != numel(shape) {
 		return nil, fmt.Errorf("parameter %s: %d values for shape %v", name, len(vals), shape)
 	}
@@ -67,7 +71,7 @@ func AddVar(vs *nn.VarStore, name string, shape []int64, vals []float32, trainab
 	if !trainable {
 		kind = "buffer"
 	}
-	v, err = path.Add(parts[len(parts)-1], t, trainable, nn.WithVarType(kind), nn.WithPersistent(true))
+	v, err := path.Add(parts[len(parts)-1], t, trainable, nn.WithVarType(kind), nn.WithPersistent(true))
 	t.MustDrop()
 	if err != nil {
 		return nil, fmt.Errorf("parameter %s: %w", name, err)
@@ -83,27 +87,13 @@ func numel(shape []int64) int64 {
 	return n
 }
 
-// recoverTorch turns a gotch panic (a libtorch error) into an error.
-func recoverTorch(err *error) {
-	if r := recover(); r != nil {
-		if e, ok := r.(error); ok {
-			*err = fmt.Errorf("libtorch: %w", e)
-		} else {
-			*err = fmt.Errorf("libtorch: %v", r)
-		}
-	}
-}
-
-// Param returns the tensor named name (torchvision naming), or nil.
-func (m *Model) Param(name string) *ts.Tensor { return m.params[name] }
-
-// Forward runs the graph on x (N x C x H x W) and returns the outputs of the requested nodes
+// forward runs the graph on x (N x C x H x W) and returns the outputs of the requested nodes
 // (e.g. g.Representation, g.Projection), in that order. train selects batch statistics for
 // batch norm (and updates the running statistics) versus the running statistics. Intermediate
 // tensors are freed as soon as their last reader has run; the caller owns the results.
-// It panics on libtorch errors; use it inside a function that recovers (package train does).
-func (m *Model) Forward(x *ts.Tensor, train bool, outputs ...int) []*ts.Tensor {
-	g := m.Graph
+// It panics on libtorch errors: call it inside Session.do.
+func (m *model) forward(x *ts.Tensor, train bool, outputs ...int) []*ts.Tensor {
+	g := m.graph
 	keep := make([]bool, len(g.Nodes))
 	readers := make([]int, len(g.Nodes))
 	for _, o := range outputs {
@@ -186,53 +176,14 @@ func (m *Model) Forward(x *ts.Tensor, train bool, outputs ...int) []*ts.Tensor {
 	for j, o := range outputs {
 		out[j] = vals[o]
 	}
-	runtime.KeepAlive(m.VS)
+	runtime.KeepAlive(m.vs)
 	return out
 }
 
-// StateDict copies every parameter and buffer to Go slices, by torchvision name.
-func (m *Model) StateDict() (sd map[string][]float32, err error) {
-	defer recoverTorch(&err)
-	sd = make(map[string][]float32, len(m.params))
-	for name, t := range m.params {
-		c := t.MustDetach(false).MustTo(gotch.CPU, true).MustContiguous(true)
-		vals := make([]float32, c.Numel())
-		c.MustCopyData(vals, uint(len(vals)))
-		c.MustDrop()
-		sd[name] = vals
-	}
-	runtime.KeepAlive(m.VS)
-	return sd, nil
-}
-
-// Save writes the weights as a gotch .ot file (a TorchScript archive that torch.jit.load reads).
-func (m *Model) Save(path string) error {
-	if err := m.VS.Save(path); err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	return nil
-}
-
-// Load reads weights written by Save; every tensor of the model must be present in the file.
-func (m *Model) Load(path string) (err error) {
-	defer recoverTorch(&err)
-	// Loading copies under no-grad, which libtorch tracks per OS thread.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	missing, err := m.VS.LoadPartial(path)
-	if err != nil {
-		return fmt.Errorf("load %s: %w", path, err)
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("load %s: %d tensors missing from the file (e.g. %s): is it a checkpoint of this architecture?", path, len(missing), missing[0])
-	}
-	return nil
-}
-
-// Trainable returns the trainable parameters in graph order (stable across runs).
-func (m *Model) Trainable() []*ts.Tensor {
+// trainable returns the trainable parameters in graph order (stable across runs).
+func (m *model) trainable() []*ts.Tensor {
 	var out []*ts.Tensor
-	for _, p := range m.Graph.Params() {
+	for _, p := range m.graph.Params() {
 		if p.Trainable {
 			out = append(out, m.params[p.Name])
 		}
@@ -240,62 +191,155 @@ func (m *Model) Trainable() []*ts.Tensor {
 	return out
 }
 
-// Close frees the model's tensors.
-func (m *Model) Close() {
-	m.VS.Destroy()
+func (m *model) free() {
+	m.vs.Destroy()
 	m.none.MustDrop()
 }
 
-// Embed runs the model in inference mode (running BN statistics, no autograd) on a float32
-// NCHW batch and returns the requested output as a flat N x D slice.
-func (m *Model) Embed(images []float32, n int, output int) (out []float32, dim int, err error) {
-	defer recoverTorch(&err)
-	s := m.Graph.Spec
-	if len(images) != n*s.InputC*s.InputHW*s.InputHW {
-		return nil, 0, fmt.Errorf("embed: got %d values for %d images of %dx%dx%d", len(images), n, s.InputC, s.InputHW, s.InputHW)
-	}
-	NoGrad(func() {
-		x := ts.MustOfSlice(images).MustView([]int64{int64(n), int64(s.InputC), int64(s.InputHW), int64(s.InputHW)}, true)
-		if m.Device != gotch.CPU {
-			x = x.MustTo(m.Device, true)
-		}
-		y := m.Forward(x, false, output)[0]
-		y = y.MustTo(gotch.CPU, true).MustContiguous(true)
-		sz := y.MustSize()
-		dim = int(sz[1])
-		out = make([]float32, n*dim)
-		y.MustCopyData(out, uint(len(out)))
-		y.MustDrop()
-		x.MustDrop()
-	})
-	return out, dim, nil
+// Net is an encoder (a models.Graph) with its weights, in a session.
+type Net struct {
+	s      *Session
+	m      *model
+	closed bool
 }
 
-// SetParam overwrites the tensor named name with vals (for loading foreign weights and tests).
-func (m *Model) SetParam(name string, vals []float32) (err error) {
-	defer recoverTorch(&err)
-	t, ok := m.params[name]
-	if !ok {
-		return fmt.Errorf("parameter %s: not in this %s model", name, m.Graph.Spec.Arch)
+// NewNet creates g's tensors with the weights models.Graph.InitWeights draws from seed.
+func (s *Session) NewNet(g *models.Graph, seed int64) (*Net, error) {
+	if g == nil {
+		return nil, fmt.Errorf("torchnet: nil graph")
 	}
-	if n := t.Numel(); uint(len(vals)) != n {
-		return fmt.Errorf("parameter %s: got %d values, expected %d", name, len(vals), n)
+	n := &Net{s: s}
+	err := s.do(func() (err error) {
+		n.m, err = newModel(g, s.dev, seed)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	src := ts.MustOfSlice(vals).MustView(t.MustSize(), true)
-	if m.Device != gotch.CPU {
-		src = src.MustTo(m.Device, true)
+	s.track(n.m)
+	return n, nil
+}
+
+// Graph is the net's description.
+func (n *Net) Graph() *models.Graph { return n.m.graph }
+
+// Close frees the net's tensors (Session.Close does it for nets left open); closing twice is
+// harmless.
+func (n *Net) Close() {
+	if n == nil || n.m == nil || n.closed {
+		return
 	}
-	NoGrad(func() { t.Copy_(src) })
-	src.MustDrop()
+	n.closed = true
+	n.s.release(n.m)
+}
+
+// StateDict copies every parameter and buffer to Go slices, by torchvision name.
+func (n *Net) StateDict() (sd map[string][]float32, err error) {
+	err = n.s.do(func() error {
+		sd = make(map[string][]float32, len(n.m.params))
+		for name, t := range n.m.params {
+			sd[name] = toSlice(t)
+		}
+		runtime.KeepAlive(n.m.vs)
+		return nil
+	})
+	return sd, err
+}
+
+// toSlice copies a float tensor (any device, any layout) to a Go slice.
+func toSlice(t *ts.Tensor) []float32 {
+	c := t.MustDetach(false).MustTo(gotch.CPU, true).MustContiguous(true)
+	vals := make([]float32, c.Numel())
+	c.MustCopyData(vals, uint(len(vals)))
+	c.MustDrop()
+	return vals
+}
+
+// Save writes the weights as a gotch .ot file (a TorchScript archive that torch.jit.load reads).
+func (n *Net) Save(path string) error {
+	return n.s.do(func() error {
+		if err := n.m.vs.Save(path); err != nil {
+			return fmt.Errorf("save %s: %w", path, err)
+		}
+		return nil
+	})
+}
+
+// Load reads weights written by Save; every tensor of the net must be in the file.
+func (n *Net) Load(path string) error {
+	return n.s.do(func() error { return loadStrict(n.m.vs, path, "is it a checkpoint of this architecture?") })
+}
+
+// loadStrict loads a .ot file into vs; a tensor of vs that the file lacks is an error.
+func loadStrict(vs *nn.VarStore, path, hint string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("load %s: %w", path, err)
+	}
+	missing, err := vs.LoadPartial(path)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", path, err)
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("load %s: %d tensors missing or of another shape (e.g. %s): %s", path, len(missing), missing[0], hint)
+	}
 	return nil
 }
 
-// NoGrad runs fn with libtorch's autograd off. Grad mode is per OS thread in libtorch, so the
-// goroutine stays on one thread for the whole call (otherwise fn can resume on a thread where
-// grad mode is on, and leave grad mode off on another), and the previous mode is restored.
-func NoGrad(fn func()) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+// Embed runs the net in inference mode (running BN statistics, no autograd) on count float32
+// NCHW images and returns graph node output's values as a flat count x dim slice.
+func (n *Net) Embed(images []float32, count int, output int) (out []float32, dim int, err error) {
+	s := n.m.graph.Spec
+	per := s.InputC * s.InputHW * s.InputHW
+	if count < 1 || len(images) != count*per {
+		return nil, 0, fmt.Errorf("embed: got %d values for %d images of %dx%dx%d", len(images), count, s.InputC, s.InputHW, s.InputHW)
+	}
+	if output < 1 || output >= len(n.m.graph.Nodes) {
+		return nil, 0, fmt.Errorf("embed: output node %d: the graph has nodes 1..%d", output, len(n.m.graph.Nodes)-1)
+	}
+	err = n.s.do(func() error {
+		noGrad(func() {
+			x := n.s.input(images, int64(count), int64(s.InputC), int64(s.InputHW), int64(s.InputHW))
+			y := n.m.forward(x, false, output)[0]
+			x.MustDrop()
+			dim = int(y.MustSize()[1])
+			out = toSlice(y)
+			y.MustDrop()
+		})
+		return nil
+	})
+	return out, dim, err
+}
+
+// SetParam overwrites the tensor named name with vals (for loading foreign weights and tests).
+func (n *Net) SetParam(name string, vals []float32) error {
+	t, ok := n.m.params[name]
+	if !ok {
+		return fmt.Errorf("parameter %s: not in this %s model", name, n.m.graph.Spec.Arch)
+	}
+	return n.s.do(func() error {
+		if k := t.Numel(); uint(len(vals)) != k {
+			return fmt.Errorf("parameter %s: got %d values, expected %d", name, len(vals), k)
+		}
+		src := n.s.input(vals, t.MustSize()...)
+		noGrad(func() { t.Copy_(src) })
+		src.MustDrop()
+		return nil
+	})
+}
+
+// input makes a tensor of shape dims on the session's device from vals (len = product of dims).
+func (s *Session) input(vals []float32, dims ...int64) *ts.Tensor {
+	x := ts.MustOfSlice(vals).MustView(dims, true)
+	if s.dev != gotch.CPU {
+		x = x.MustTo(s.dev, true)
+	}
+	return x
+}
+
+// noGrad runs fn with libtorch's autograd off and restores the previous mode. Grad mode is
+// per OS thread: call it on the session's thread (inside Session.do).
+func noGrad(fn func()) {
 	prev := libtch.AtSetGradEnabled(false)
 	defer libtch.AtSetGradEnabled(prev)
 	fn()

@@ -21,21 +21,23 @@ type Entry struct {
 	About  string
 }
 
-// Entries are the shipped encoders (see README.md in this folder for how each was made).
-var Entries = []Entry{{
-	Name: "fmnist", Model: "fmnist-resnet18-simclr.onnx", Secret: "fmnist-resnet18-simclr.watermark.ot",
-	About: "SimCLR ResNet-18 (ImageNet stem, 32x32) trained 31 epochs on Fashion-MNIST train[0:30000), with the owner's watermark (built by scripts/zoo-fmnist.sh)",
-}, {
-	Name: "fmnist-supervised", Model: "fmnist-resnet18-supervised.onnx", Secret: "fmnist-resnet18-supervised.watermark.ot",
-	About: "label-trained ResNet-18 (ImageNet stem, 32x32; cross-entropy on the labels of Fashion-MNIST train[0:30000), 20 epochs), serving its pooled 512-d representation, with the owner's watermark (built by scripts/zoo-fmnist-supervised.sh)",
-}}
+// Entries returns the shipped encoders (see README.md in this folder for how each was made).
+func Entries() []Entry {
+	return []Entry{{
+		Name: "fmnist", Model: "fmnist-resnet18-simclr.onnx", Secret: "fmnist-resnet18-simclr.watermark.ot",
+		About: "SimCLR ResNet-18 (ImageNet stem, 32x32) trained 31 epochs on Fashion-MNIST train[0:30000), with the owner's watermark (built by scripts/zoo-fmnist.sh)",
+	}, {
+		Name: "fmnist-supervised", Model: "fmnist-resnet18-supervised.onnx", Secret: "fmnist-resnet18-supervised.watermark.ot",
+		About: "label-trained ResNet-18 (ImageNet stem, 32x32; cross-entropy on the labels of Fashion-MNIST train[0:30000), 20 epochs), serving its pooled 512-d representation, with the owner's watermark (built by scripts/zoo-fmnist-supervised.sh)",
+	}}
+}
 
 // Env names a folder holding the zoo files (for a binary installed away from the source tree).
 const Env = "SSL_ONNX_ZOO"
 
 func find(name string) (Entry, error) {
 	var names []string
-	for _, e := range Entries {
+	for _, e := range Entries() {
 		if e.Name == name {
 			return e, nil
 		}

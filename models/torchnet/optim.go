@@ -1,8 +1,4 @@
-// Package optim holds the optimisers of every training loop (victim, stolen encoder,
-// watermark head): Adam and SGD with torch.optim's semantics, and LARS as SimSiam and MoCo v3
-// use it (layer-wise adaptive rate scaling around momentum SGD), whose state is a list of
-// tensors that a checkpoint saves and restores exactly.
-package optim
+package torchnet
 
 import (
 	"fmt"
@@ -12,9 +8,14 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// Optimizer updates parameters from their gradients. Its state is a list of tensors, so a
+// The optimisers of every training loop (victim, stolen encoder, heads): Adam and SGD with
+// torch.optim's semantics, and LARS as SimSiam and MoCo v3 use it (layer-wise adaptive rate
+// scaling around momentum SGD). Their state is a list of tensors that a checkpoint saves and
+// restores exactly.
+
+// optimizer updates parameters from their gradients. Its state is a list of tensors, so a
 // checkpoint can save and restore it exactly.
-type Optimizer struct {
+type optimizer struct {
 	Kind        string  // adam | sgd | lars
 	WeightDecay float64 // L2 penalty added to the gradient (torch.optim semantics; lars: weights only)
 	Momentum    float64 // sgd and lars
@@ -29,18 +30,18 @@ type Optimizer struct {
 	den    []*ts.Tensor // Adam's scratch for the denominator (reused: allocating it each step is slow)
 }
 
-// New builds an Adam, SGD or LARS optimiser over params, with torch.optim's defaults for
+// newOptimizer builds an Adam, SGD or LARS optimiser over params, with torch.optim's defaults for
 // the constants (Adam betas 0.9/0.999, eps 1e-8) and SimSiam's LARS trust coefficient 0.001.
 //
 // LARS, for every parameter with more than one dimension (convolution and linear weights):
 // g <- g + wd p, then g <- g * (eta ||p|| / ||g||) when both norms are positive; parameters of
 // one dimension (biases, BatchNorm) get neither weight decay nor scaling. Then momentum SGD as
 // "sgd": buf <- momentum buf + g (buf = g on the first step), p <- p - lr buf.
-func New(kind string, params []*ts.Tensor, weightDecay, momentum float64) (*Optimizer, error) {
+func newOptimizer(kind string, params []*ts.Tensor, weightDecay, momentum float64) (*optimizer, error) {
 	if kind != "adam" && kind != "sgd" && kind != "lars" {
 		return nil, fmt.Errorf("optimizer %q: expected adam, sgd or lars", kind)
 	}
-	o := &Optimizer{Kind: kind, WeightDecay: weightDecay, Momentum: momentum, Trust: 0.001, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, params: params}
+	o := &optimizer{Kind: kind, WeightDecay: weightDecay, Momentum: momentum, Trust: 0.001, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, params: params}
 	for _, p := range params {
 		o.m = append(o.m, p.MustZerosLike(false))
 		if kind == "adam" {
@@ -51,8 +52,8 @@ func New(kind string, params []*ts.Tensor, weightDecay, momentum float64) (*Opti
 	return o, nil
 }
 
-// State returns the optimiser's state tensors with stable names (for checkpoints).
-func (o *Optimizer) State() map[string]*ts.Tensor {
+// state returns the optimiser's state tensors with stable names (for checkpoints).
+func (o *optimizer) state() map[string]*ts.Tensor {
 	st := map[string]*ts.Tensor{}
 	for i := range o.params {
 		st[fmt.Sprintf("m.%d", i)] = o.m[i]
@@ -63,14 +64,14 @@ func (o *Optimizer) State() map[string]*ts.Tensor {
 	return st
 }
 
-// ZeroGrad clears every parameter's gradient.
-func (o *Optimizer) ZeroGrad() {
+// zeroGrad clears every parameter's gradient.
+func (o *optimizer) zeroGrad() {
 	for _, p := range o.params {
 		p.ZeroGrad()
 	}
 }
 
-// Update applies one step with learning rate lr. Call it after Backward, with grad mode off.
+// update applies one step with learning rate lr. Call it after Backward, with grad mode off.
 //
 // Every operation is in place, into buffers allocated once: a fresh multi-megabyte tensor per
 // parameter per step costs more than the arithmetic (allocation and page faults), so scalar
@@ -78,7 +79,7 @@ func (o *Optimizer) ZeroGrad() {
 // (v' <- beta2 v' + g^2), which is the same update with one multiplication fewer. LARS's
 // layer-wise factor is computed on the device (one-element tensors, no copy to the host, so
 // no synchronisation with a GPU per parameter).
-func (o *Optimizer) Update(lr float64) {
+func (o *optimizer) update(lr float64) {
 	o.Step++
 	scalar := func(v float64) *ts.Tensor { return ts.MustOfSlice([]float32{float32(v)}) } // shape [1] broadcasts
 	var consts []*ts.Tensor
@@ -146,7 +147,7 @@ func (o *Optimizer) Update(lr float64) {
 }
 
 // scaleLARS multiplies g in place by eta ||p|| / ||g||, or by 1 when either norm is 0.
-func (o *Optimizer) scaleLARS(p, g *ts.Tensor) {
+func (o *optimizer) scaleLARS(p, g *ts.Tensor) {
 	pn := p.MustNorm(false)
 	gn := g.MustNorm(false)
 	okP := pn.MustGt(ts.FloatScalar(0), false)
@@ -161,22 +162,10 @@ func (o *Optimizer) scaleLARS(p, g *ts.Tensor) {
 	q.MustDrop()
 }
 
-// Close frees the optimiser's state.
-func (o *Optimizer) Close() {
+// free frees the optimiser's state.
+func (o *optimizer) free() {
 	for _, t := range append(append(o.m, o.v...), o.den...) {
 		t.MustDrop()
 	}
 }
 
-// CosineLR is the learning rate at (0-based) epoch: linear warm-up over warmup epochs, then
-// cosine annealing from base to 0 over the remaining epochs.
-func CosineLR(base float64, epoch, warmup, epochs int) float64 {
-	if epoch < warmup {
-		return base * float64(epoch+1) / float64(warmup)
-	}
-	span := epochs - warmup
-	if span <= 0 {
-		return base
-	}
-	return base * 0.5 * (1 + math.Cos(math.Pi*float64(epoch-warmup)/float64(span)))
-}

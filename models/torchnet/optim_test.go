@@ -1,4 +1,4 @@
-package train
+package torchnet
 
 import (
 	"encoding/json"
@@ -15,7 +15,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
-	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 )
 
 type optParam struct {
@@ -89,7 +89,7 @@ func TestOptimizerMatchesTorchOptim(t *testing.T) {
 		t.Fatal(err)
 	}
 	var refs [][][][]float64 // case, step, parameter, value
-	runRef(t, "optim_ref.py", &refs, path)
+	pyref.Run(t, "optim_ref.py", &refs, path)
 	if len(refs) != len(tests) {
 		t.Fatalf("reference returned %d cases, want %d", len(refs), len(tests))
 	}
@@ -120,21 +120,21 @@ func TestOptimizerMatchesTorchOptim(t *testing.T) {
 			k1, k2 := tensorOf(append([]float32(nil), c1...), 3, 4), tensorOf(append([]float32(nil), c2...), 5)
 			defer k1.MustDrop()
 			defer k2.MustDrop()
-			opt, err := NewOptimizer(tc.Kind, ps, tc.WeightDecay, tc.Momentum)
+			opt, err := newOptimizer(tc.Kind, ps, tc.WeightDecay, tc.Momentum)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer opt.Close()
+			defer opt.free()
 			worst := 0.0
 			for s, lr := range tc.LRs {
-				opt.ZeroGrad()
+				opt.zeroGrad()
 				q := ps[0].MustMul(ps[0], false).MustMul(k1, true).MustSum(ps[0].DType(), true).MustMulScalar(ts.FloatScalar(0.5), true)
 				lin := ps[1].MustMul(k2, false).MustSum(ps[1].DType(), true)
 				l := q.MustAdd(lin, true)
 				lin.MustDrop()
 				l.MustBackward()
 				l.MustDrop()
-				torchnet.NoGrad(func() { opt.Update(lr) })
+				noGrad(func() { opt.update(lr) })
 				if opt.Step != int64(s+1) {
 					t.Errorf("step %d: Optimizer.Step = %d", s+1, opt.Step)
 				}
@@ -163,7 +163,7 @@ func TestOptimizerMatchesTorchOptim(t *testing.T) {
 
 			// The state names are what checkpoints store: m.i (and v.i for Adam) per parameter.
 			var names []string
-			for k := range opt.State() {
+			for k := range opt.state() {
 				names = append(names, k)
 			}
 			sort.Strings(names)
@@ -189,40 +189,14 @@ func leafParam(vals []float32, shape []int64) *ts.Tensor {
 
 func TestNewOptimizerRejectsUnknownKind(t *testing.T) {
 	for _, kind := range []string{"rmsprop", "", "Adam", "LARS", "lamb"} {
-		o, err := NewOptimizer(kind, nil, 0, 0)
+		o, err := newOptimizer(kind, nil, 0, 0)
 		if err == nil || o != nil || !strings.Contains(err.Error(), "expected adam, sgd or lars") {
 			t.Errorf("NewOptimizer(%q) = %v, %v; want an error naming adam, sgd and lars", kind, o, err)
 		}
 	}
 }
 
-// TestCosineLR checks the schedule at hand-computed points: linear warm-up to base, then
-// base/2 (1 + cos(pi (e - warmup) / (epochs - warmup))).
-func TestCosineLR(t *testing.T) {
-	tests := []struct {
-		base                  float64
-		epoch, warmup, epochs int
-		want                  float64
-	}{
-		{1, 0, 2, 6, 0.5},                 // warm-up: (0+1)/2
-		{1, 1, 2, 6, 1},                   // warm-up ends at base
-		{1, 2, 2, 6, 1},                   // cosine starts at base
-		{1, 3, 2, 6, 0.8535533905932737},  // (1 + cos(pi/4)) / 2
-		{1, 4, 2, 6, 0.5},                 // half way
-		{1, 5, 2, 6, 0.14644660940672624}, // (1 + cos(3pi/4)) / 2
-		{3e-4, 0, 10, 200, 3e-5},          // reference defaults: first warm-up epoch
-		{3e-4, 9, 10, 200, 3e-4},
-		{3e-4, 105, 10, 200, 1.5e-4}, // (105-10)/190 = 1/2
-		{0.05, 0, 0, 1, 0.05},        // one epoch, no warm-up
-		{0.05, 1, 0, 2, 0.025},       // cos(pi/2)
-		{0.05, 3, 0, 4, 0.05 * 0.14644660940672624},
-		{0.1, 5, 10, 5, 0.1 * 6 / 10}, // warm-up longer than the run: still in warm-up
-		{0.1, 5, 5, 5, 0.1},           // no cosine span left: base
-	}
-	for _, tc := range tests {
-		got := CosineLR(tc.base, tc.epoch, tc.warmup, tc.epochs)
-		if math.Abs(got-tc.want) > 1e-12*math.Max(1, math.Abs(tc.want)) {
-			t.Errorf("CosineLR(%g, epoch %d, warmup %d, epochs %d) = %.15g, want %.15g", tc.base, tc.epoch, tc.warmup, tc.epochs, got, tc.want)
-		}
-	}
+// tensorOf makes a float32 tensor of the given shape from vals (the caller checks the sizes).
+func tensorOf(vals []float32, shape ...int64) *ts.Tensor {
+	return ts.MustOfSlice(vals).MustView(shape, true)
 }
