@@ -207,8 +207,10 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 	bs := min(c.BatchSize, q.sset.Len())
 	_, err = train.Loop{
 		Name: fmt.Sprintf("steal %s epoch", c.Loss), Start: res.Epochs, Epochs: c.Epochs, Images: q.sset.Len() / bs * bs,
-		LR:      func(epoch int) float64 { return train.CosineLR(c.LR, epoch, 0, c.Epochs) },
-		Batches: func(ctx context.Context, epoch int) iter.Seq2[train.Item, error] { return q.batches(epoch, bs, st.trainer.OutputDim()) },
+		LR: func(epoch int) float64 { return train.CosineLR(c.LR, epoch, 0, c.Epochs) },
+		Batches: func(ctx context.Context, epoch int) iter.Seq2[train.Item, error] {
+			return q.batches(epoch, bs, st.trainer.OutputDim())
+		},
 		Trainer: st.trainer,
 		Before: func(ctx context.Context, epoch int) error {
 			if !c.RequeryEachEpoch {

@@ -1,12 +1,12 @@
 package data
 
 import (
-	"io"
 	"fmt"
 	"image"
 	"image/color"
 	_ "image/jpeg" // register the JPEG decoder
 	_ "image/png"  // register the PNG decoder
+	"io"
 	"os"
 	"path/filepath"
 	"strings"

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"

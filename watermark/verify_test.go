@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 )

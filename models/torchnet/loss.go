@@ -215,7 +215,6 @@ func rowCos(a, b *ts.Tensor) *ts.Tensor {
 	return c
 }
 
-
 // wasserstein treats each row (made non-negative and normalised to sum 1) as a distribution
 // over dimensions and returns the mean 1-D Wasserstein distance: the sum of absolute
 // differences of the cumulative sums.

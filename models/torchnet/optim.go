@@ -168,4 +168,3 @@ func (o *optimizer) free() {
 		t.MustDrop()
 	}
 }
-

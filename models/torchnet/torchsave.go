@@ -152,4 +152,3 @@ func contiguous(st *pickle.StorageTensor) (StoredTensor, error) {
 	}
 	return StoredTensor{Shape: shape, Data: out, Int: isInt}, nil
 }
-
