@@ -169,6 +169,9 @@ func cacheLen(t *testing.T, dir string) int {
 // cached answers are the victim's answers to those images; and a resumed run sends nothing
 // and continues training from the checkpoint.
 func TestRunExactBudgetOneViewAndResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	path, _ := victimFiles(t)
 	v := openVictim(t, path)
 	dir := t.TempDir()
@@ -244,6 +247,9 @@ func TestRunExactBudgetOneViewAndResume(t *testing.T) {
 // TestRunExactBudgetTwoViews: a two-view loss pays two queries per image; an odd budget is
 // rounded down, never up (101 -> 50 images x 2 views = 100), also with QueryBatch 64.
 func TestRunExactBudgetTwoViews(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	path, _ := victimFiles(t)
 	v := openVictim(t, path)
 	c := tinyAttack(v, path, t.TempDir(), "barlow", 101)
@@ -260,6 +266,9 @@ func TestRunExactBudgetTwoViews(t *testing.T) {
 
 // TestRunRequeryEachEpoch: re-querying every epoch splits the budget over the epochs.
 func TestRunRequeryEachEpoch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	path, _ := victimFiles(t)
 	v := openVictim(t, path)
 	c := tinyAttack(v, path, t.TempDir(), "mse", 100)
@@ -273,6 +282,9 @@ func TestRunRequeryEachEpoch(t *testing.T) {
 // TestRunInterruptedQueryingResumes: the victim stops answering part way; the answers already
 // paid for are kept, and the next run pays only for the rest.
 func TestRunInterruptedQueryingResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	path, _ := victimFiles(t)
 	dir := t.TempDir()
 	v := openVictim(t, path)
@@ -344,6 +356,9 @@ func TestRunRefusesAnotherAttacksCache(t *testing.T) {
 
 // TestRunHoldout: the last images of a test split are never queried.
 func TestRunHoldout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	path, _ := victimFiles(t)
 	v := openVictim(t, path)
 	for _, tc := range []struct {
@@ -432,6 +447,9 @@ func encodeTwo(t *testing.T, enc infer.Encoder, dim int) {
 // TestRunProjectionVictim: a victim answering 128-d projections gives a stolen encoder with
 // a linear head to 128, and its ONNX export answers 128-d too.
 func TestRunProjectionVictim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	_, path := victimFiles(t)
 	v := openVictim(t, path)
 	if v.Info().OutputDim != 128 {
@@ -456,6 +474,9 @@ func TestRunProjectionVictim(t *testing.T) {
 // layer-wise rates) at lr = base-lr x batch-size / 256; the run trains, and attack.json and the
 // checkpoint record the optimiser, the base rate and the rate it gave.
 func TestRunLARSBaseLR(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	path, _ := victimFiles(t)
 	v := openVictim(t, path)
 	dir := t.TempDir()
@@ -541,6 +562,9 @@ func TestRunBadInput(t *testing.T) {
 // its predicted labels only; the evaluation scores both classifiers' own predictions and how
 // often the copy agrees with the victim.
 func TestLabelStealingBaseline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	enc, _ := victimFiles(t)
 	dir := t.TempDir()
 	cfg := eval.DefaultConfig()
@@ -586,6 +610,9 @@ func TestLabelStealingBaseline(t *testing.T) {
 // budget), trains the head on those answers (its InfoNCE loss falls below chance, log(2N-1)),
 // steals through it, and a resumed run neither queries again nor retrains the head.
 func TestRunHeadRecreation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	path, _ := victimFiles(t)
 	v := openVictim(t, path)
 	dir := t.TempDir()

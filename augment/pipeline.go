@@ -24,34 +24,42 @@ type Pair struct {
 	Err error
 }
 
-// NewPipeline augments the given batches of data set indices in order, two
-// views per image, using workers goroutines (<= 0 means GOMAXPROCS) and keeping
-// up to prefetch finished batches ahead of the consumer. View v of image i in
-// this epoch draws from RNG(seed, epoch, i, v), so the output does not depend
-// on workers. The channel is closed after the last batch, after a Pair with Err
-// set, or when ctx is done. h and w give the size of every source image.
-func NewPipeline(ctx context.Context, p Params, src Source, h, w int, batches [][]int, seed int64, epoch int, workers int, prefetch int) <-chan Pair {
-	if prefetch < 0 {
-		prefetch = 0
-	}
-	out := make(chan Pair, prefetch)
-	err := p.Validate()
+// PipelineConfig is what a pipeline augments and how.
+type PipelineConfig struct {
+	Params  Params
+	Source  Source
+	H, W    int     // size of every source image
+	Batches [][]int // data set indices, batch by batch
+	Seed    int64
+	Epoch   int
+	Workers int // goroutines (<= 0 means GOMAXPROCS)
+	// Prefetch is the number of finished batches kept ahead of the consumer.
+	Prefetch int
+}
+
+// NewPipeline augments the configured batches in order, two views per image. View v of
+// image i in this epoch draws from RNG(seed, epoch, i, v), so the output does not depend on
+// workers. The channel is closed after the last batch, after a Pair with Err set, or when ctx
+// is done.
+func NewPipeline(ctx context.Context, c PipelineConfig) <-chan Pair {
+	out := make(chan Pair, max(c.Prefetch, 0))
+	err := c.Params.Validate()
 	switch {
 	case err != nil:
-	case src == nil:
+	case c.Source == nil:
 		err = fmt.Errorf("augment: NewPipeline: nil source")
-	case h < 1 || w < 1:
-		err = fmt.Errorf("augment: NewPipeline: image size %dx%d, want positive height and width", h, w)
+	case c.H < 1 || c.W < 1:
+		err = fmt.Errorf("augment: NewPipeline: image size %dx%d, want positive height and width", c.H, c.W)
 	}
 	if err != nil {
 		out <- Pair{Err: err}
 		close(out)
 		return out
 	}
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
 	}
-	go runPipeline(ctx, p, src, h, w, batches, seed, epoch, workers, out)
+	go runPipeline(ctx, c, out)
 	return out
 }
 
@@ -60,8 +68,9 @@ type worker struct {
 	img, scratch []float32
 }
 
-func runPipeline(ctx context.Context, p Params, src Source, h, w int, batches [][]int, seed int64, epoch, workers int, out chan<- Pair) {
+func runPipeline(ctx context.Context, c PipelineConfig, out chan<- Pair) {
 	defer close(out)
+	p, h, w, workers := c.Params, c.H, c.W, c.Workers
 	view := Channels * p.Size * p.Size
 	pool := make([]worker, workers)
 	for i := range pool {
@@ -75,7 +84,7 @@ func runPipeline(ctx context.Context, p Params, src Source, h, w int, batches []
 			return false
 		}
 	}
-	for b, idx := range batches {
+	for b, idx := range c.Batches {
 		if ctx.Err() != nil {
 			return
 		}
@@ -97,8 +106,7 @@ func runPipeline(ctx context.Context, p Params, src Source, h, w int, batches []
 					if j >= n || ctx.Err() != nil {
 						return
 					}
-					errs[j] = augmentOne(p, src, h, w, pr.Index[j], seed, epoch, wk,
-						pr.View1[j*view:(j+1)*view], pr.View2[j*view:(j+1)*view])
+					errs[j] = augmentOne(c, pr.Index[j], wk, pr.View1[j*view:(j+1)*view], pr.View2[j*view:(j+1)*view])
 				}
 			}(&pool[k])
 		}
@@ -118,17 +126,17 @@ func runPipeline(ctx context.Context, p Params, src Source, h, w int, batches []
 	}
 }
 
-// augmentOne loads image i and writes its two views; p is already validated.
-func augmentOne(p Params, src Source, h, w, i int, seed int64, epoch int, wk *worker, v1, v2 []float32) error {
-	if err := src(i, wk.img); err != nil {
+// augmentOne loads image i and writes its two views; the parameters are already validated.
+func augmentOne(c PipelineConfig, i int, wk *worker, v1, v2 []float32) error {
+	if err := c.Source(i, wk.img); err != nil {
 		return err
 	}
 	for v, dst := range [2][]float32{v1, v2} {
-		pl, err := p.sample(RNG(seed, epoch, i, v), h, w)
+		pl, err := c.Params.sample(RNG(c.Seed, c.Epoch, i, v), c.H, c.W)
 		if err != nil {
 			return err
 		}
-		if err := p.apply(pl, wk.img, h, w, dst, wk.scratch); err != nil {
+		if err := c.Params.apply(pl, wk.img, c.H, c.W, dst, wk.scratch); err != nil {
 			return err
 		}
 	}

@@ -57,12 +57,12 @@ func TestPipelineWorkersAgree(t *testing.T) {
 	p := SimCLR(32)
 	src := memSource(n, h, w)
 	batches := makeBatches(n, 16)
-	ref := collect(t, NewPipeline(context.Background(), p, src, h, w, batches, 7, 3, 1, 0))
+	ref := collect(t, NewPipeline(context.Background(), PipelineConfig{Params: p, Source: src, H: h, W: w, Batches: batches, Seed: 7, Epoch: 3, Workers: 1, Prefetch: 0}))
 	if len(ref) != len(batches) {
 		t.Fatalf("got %d batches, want %d", len(ref), len(batches))
 	}
 	for _, c := range []struct{ workers, prefetch int }{{4, 0}, {4, 3}, {0, 1}, {64, 2}} {
-		got := collect(t, NewPipeline(context.Background(), p, src, h, w, batches, 7, 3, c.workers, c.prefetch))
+		got := collect(t, NewPipeline(context.Background(), PipelineConfig{Params: p, Source: src, H: h, W: w, Batches: batches, Seed: 7, Epoch: 3, Workers: c.workers, Prefetch: c.prefetch}))
 		if len(got) != len(ref) {
 			t.Fatalf("workers %d: got %d batches, want %d", c.workers, len(got), len(ref))
 		}
@@ -104,7 +104,7 @@ func TestPipelineCancel(t *testing.T) {
 	const n, h, w = 4096, 32, 32
 	before := runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
-	ch := NewPipeline(ctx, SimCLR(32), memSource(n, h, w), h, w, makeBatches(n, 64), 1, 0, 4, 1)
+	ch := NewPipeline(ctx, PipelineConfig{Params: SimCLR(32), Source: memSource(n, h, w), H: h, W: w, Batches: makeBatches(n, 64), Seed: 1, Epoch: 0, Workers: 4, Prefetch: 1})
 	if pr := <-ch; pr.Err != nil || pr.N != 64 {
 		t.Fatalf("first batch: N %d err %v", pr.N, pr.Err)
 	}
@@ -162,7 +162,7 @@ func TestPipelineErrors(t *testing.T) {
 		{"out of range", SimCLR(32), memSource(4, h, w), h, [][]int{{0, 9}}, "out of range", 0},
 	} {
 		var got []Pair
-		for pr := range NewPipeline(context.Background(), c.p, c.src, c.h, w, c.batches, 1, 0, 2, 1) {
+		for pr := range NewPipeline(context.Background(), PipelineConfig{Params: c.p, Source: c.src, H: c.h, W: w, Batches: c.batches, Seed: 1, Epoch: 0, Workers: 2, Prefetch: 1}) {
 			got = append(got, pr)
 		}
 		if len(got) != c.before+1 {
@@ -193,7 +193,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	for pr := range NewPipeline(context.Background(), SimCLR(32), src, h, w, batches, 1, 0, 0, 2) {
+	for pr := range NewPipeline(context.Background(), PipelineConfig{Params: SimCLR(32), Source: src, H: h, W: w, Batches: batches, Seed: 1, Epoch: 0, Workers: 0, Prefetch: 2}) {
 		if pr.Err != nil {
 			b.Fatal(pr.Err)
 		}

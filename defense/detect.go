@@ -217,106 +217,129 @@ func (d *Detector) Encode(ctx context.Context, x infer.Images) (infer.Vectors, e
 	if err != nil {
 		return infer.Vectors{}, err
 	}
-	var mu2 float64
-	for _, m := range mean {
-		mu2 += float64(m) * float64(m)
-	}
 	key := KeyFrom(ctx)
 	st := d.states.get(key)
-	decisions := make([]decision, v.N)
-	zc := make([]float32, v.D)
-	per := x.C * x.H * x.W
-
 	st.mu.Lock()
 	if st.d != 0 && st.d != v.D {
 		st.mu.Unlock()
 		return infer.Vectors{}, fmt.Errorf("defense: detect: caller %q earlier got representations of dimension %d, found %d", key, st.d, v.D)
 	}
 	st.d = v.D
+	c := centering{mean: mean, ver: ver, zc: make([]float32, v.D)}
+	for _, m := range mean {
+		c.mu2 += float64(m) * float64(m)
+	}
+	decisions := make([]decision, v.N)
+	per := x.C * x.H * x.W
 	for i := range v.N {
 		z := v.Row(i)
-		copy(zc, z)
-		for j, m := range mean {
-			zc[j] -= m
-		}
-		var nzc2, zcmu float64
-		for _, f := range zc {
-			nzc2 += float64(f) * float64(f)
-		}
-		if mean != nil {
-			zcmu = float64(dot(zc, mean))
-		}
-		best := math.Inf(-1)
-		for e := range st.ring {
-			h := &st.ring[e]
-			if h.ver != ver {
-				h.mdot, h.ver = 0, ver
-				if mean != nil {
-					h.mdot = float64(dot(mean, h.z))
-				}
-			}
-			den2 := h.n2 - 2*h.mdot + mu2
-			if den2 <= 0 || nzc2 <= 0 {
-				continue
-			}
-			c := (float64(dot(zc, h.z)) - zcmu) / math.Sqrt(nzc2*den2)
-			best = max(best, c)
-		}
-		score := 0.0
-		if !math.IsInf(best, -1) {
-			score = (min(1, max(-1, best)) + 1) / 2
-		}
+		score := st.score(z, &c)
 		flagged := score > d.cfg.Threshold
 		decisions[i] = decision{i, score, flagged}
-
-		// Remember the genuine representation before the answer is replaced.
-		var h *histEntry
-		if len(st.ring) < d.cfg.History {
-			st.ring = append(st.ring, histEntry{z: make([]float32, v.D)})
-			h = &st.ring[len(st.ring)-1]
-		} else {
-			h = &st.ring[st.next]
-			st.next = (st.next + 1) % d.cfg.History
-		}
-		copy(h.z, z)
-		h.n2, h.ver = 0, ver
-		for _, f := range z {
-			h.n2 += float64(f) * float64(f)
-		}
-		h.mdot = 0
-		if mean != nil {
-			h.mdot = float64(dot(mean, z))
-		}
-
+		st.remember(z, &c, d.cfg.History) // the genuine representation, before it is replaced
 		st.queries++
 		if flagged {
 			st.flagged++
-			scale := d.cfg.Sigma
-			if !d.cfg.Absolute {
-				scale *= rms(z)
-			}
-			r := rowRNG(d.cfg.Seed, "detect", key, x.Data[i*per:(i+1)*per])
-			for j := range z {
-				z[j] = float32(d.cfg.Mu + scale*r.NormFloat64())
-			}
+			d.perturb(z, key, x.Data[i*per:(i+1)*per])
 		}
 	}
 	st.mu.Unlock()
+	d.record(key, decisions)
+	return v, nil
+}
 
+// centering is one batch's centring mean (nil = none), its version and scratch space.
+type centering struct {
+	mean []float32
+	ver  uint64
+	mu2  float64   // |mean|^2
+	zc   []float32 // the centred row
+}
+
+// score is the highest cosine similarity (mapped to [0, 1]) of z, centred, to the caller's
+// history, centred by the same mean; 0 with no history.
+func (st *detectState) score(z []float32, c *centering) float64 {
+	copy(c.zc, z)
+	for j, m := range c.mean {
+		c.zc[j] -= m
+	}
+	var nzc2, zcmu float64
+	for _, f := range c.zc {
+		nzc2 += float64(f) * float64(f)
+	}
+	if c.mean != nil {
+		zcmu = float64(dot(c.zc, c.mean))
+	}
+	best := math.Inf(-1)
+	for e := range st.ring {
+		h := &st.ring[e]
+		if h.ver != c.ver {
+			h.mdot, h.ver = 0, c.ver
+			if c.mean != nil {
+				h.mdot = float64(dot(c.mean, h.z))
+			}
+		}
+		den2 := h.n2 - 2*h.mdot + c.mu2
+		if den2 <= 0 || nzc2 <= 0 {
+			continue
+		}
+		best = max(best, (float64(dot(c.zc, h.z))-zcmu)/math.Sqrt(nzc2*den2))
+	}
+	if math.IsInf(best, -1) {
+		return 0
+	}
+	return (min(1, max(-1, best)) + 1) / 2
+}
+
+// remember adds z to the caller's history ring of at most history entries.
+func (st *detectState) remember(z []float32, c *centering, history int) {
+	var h *histEntry
+	if len(st.ring) < history {
+		st.ring = append(st.ring, histEntry{z: make([]float32, len(z))})
+		h = &st.ring[len(st.ring)-1]
+	} else {
+		h = &st.ring[st.next]
+		st.next = (st.next + 1) % history
+	}
+	copy(h.z, z)
+	h.n2, h.ver = 0, c.ver
+	for _, f := range z {
+		h.n2 += float64(f) * float64(f)
+	}
+	h.mdot = 0
+	if c.mean != nil {
+		h.mdot = float64(dot(c.mean, z))
+	}
+}
+
+// perturb replaces a flagged answer by noise seeded by the detector's seed, the caller and the
+// image.
+func (d *Detector) perturb(z []float32, key string, image []float32) {
+	scale := d.cfg.Sigma
+	if !d.cfg.Absolute {
+		scale *= rms(z)
+	}
+	r := rowRNG(d.cfg.Seed, "detect", key, image)
+	for j := range z {
+		z[j] = float32(d.cfg.Mu + scale*r.NormFloat64())
+	}
+}
+
+// record counts the batch's decisions and logs them, outside the caller's lock.
+func (d *Detector) record(key string, decisions []decision) {
 	var nflag int64
 	for _, dc := range decisions {
 		if dc.flagged {
 			nflag++
 		}
 	}
-	d.queries.Add(int64(v.N))
+	d.queries.Add(int64(len(decisions)))
 	d.flagged.Add(nflag)
 	if l := d.logger.Load(); l != nil {
 		for _, dc := range decisions {
 			(*l)(key, dc.row, dc.score, dc.flagged)
 		}
 	}
-	return v, nil
 }
 
 // CenterMean returns the centering mean in use (nil = none) and whether it is final.

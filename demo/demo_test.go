@@ -14,6 +14,9 @@ import (
 // TestQuickDemo runs the whole pipeline end to end (`ssl-onnx demo --quick`) and checks that
 // its outputs exist and are sane.
 func TestQuickDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	c := Quick()
 	c.Dir = t.TempDir()
 	c.Threads = 2

@@ -18,6 +18,9 @@ import (
 // a row), the random baseline (another seed; its architecture comes from the
 // reference's metadata) and raw pixels.
 func TestEvaluateFMNIST(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	t.Parallel()
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim.onnx")

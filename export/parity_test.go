@@ -96,6 +96,9 @@ func compare(t *testing.T, what string, want, got []float32) {
 // the exported ONNX file in ONNX Runtime, and (for ResNet-18) the same file in onnx-go
 // compute the same representation and projection; and that onnx.checker accepts every file.
 func TestParity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	sess, err := torchnet.Open(torchnet.Options{Threads: 2})
 	if err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ for proto in v1 v2; do
   wait_up "$port"
 done
 run() { # name url key
-  "$bin" bench --url "$2" --api-key "$3" --train-stem none --batch 64 --batch-clients 1,2 --concurrency 16 \
+  "$bin" bench --url "$2" --api-key "$3" --train-stem none --batch-size 64 --batch-clients 1,2 --concurrency 16 \
     --min-time "$mintime" --out "$out/$1.json" >"$out/$1.log" 2>&1
 }
 run direct-v1 "http://127.0.0.1:$up" "$(key "$out/upstream.db" direct-v1)"

@@ -19,7 +19,7 @@ for stem in imagenet cifar; do
   model="$out/resnet18-$stem.onnx"
   "$bin" export --random-init --arch resnet18 --stem "$stem" --size 32 --out "$model" >/dev/null
   taskset -c 0 "$bin" bench --model "$model" --threads 1 --http=false --train-stem none \
-    --batch 1,64,256 --min-time "$mintime" --out "$out/raw-$stem.json" >"$out/raw-$stem.log" 2>&1
+    --batch-size 1,64,256 --min-time "$mintime" --out "$out/raw-$stem.json" >"$out/raw-$stem.log" 2>&1
   db="$out/$stem.db"
   rm -f "$db" "$db-wal" "$db-shm"
   key=$("$bin" keys add --db "$db" --name bench --quota 0 2>/dev/null | grep -o 'sslk_[A-Za-z0-9_-]*' | head -n 1)
@@ -28,7 +28,7 @@ for stem in imagenet cifar; do
   server=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   taskset -c 1 "$bin" bench --url "http://127.0.0.1:$port" --api-key "$key" --train-stem none \
-    --batch 64,256 --batch-clients 1,2 --concurrency 64 --min-time "$mintime" --out "$out/http-$stem.json" >"$out/http-$stem.log" 2>&1
+    --batch-size 64,256 --batch-clients 1,2 --concurrency 64 --min-time "$mintime" --out "$out/http-$stem.json" >"$out/http-$stem.log" 2>&1
   kill "$server"; wait "$server" 2>/dev/null || true
   server=""
 done

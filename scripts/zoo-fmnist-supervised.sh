@@ -18,7 +18,7 @@ for epochs in 12 20; do
     --loss ce --optimizer adam --lr 1e-3 --crop-min 0.5 --batch-size 256 --epochs "$epochs" --warmup 1 \
     --seed 1 --threads 2 --watermark --resume --out "$run"
 done
-"$bin" export --checkpoint "$run" --output representation --out "$z/$n.onnx"
+"$bin" export --checkpoint "$run" --layer representation --out "$z/$n.onnx"
 cp "$run/watermark.ot" "$z/$n.watermark.ot"
 cp "$run/watermark.ot.json" "$z/$n.watermark.ot.json"
 cp "$run/train.log.jsonl" "$z/$n.train.jsonl"

@@ -240,6 +240,9 @@ func soakOne(hc *http.Client, req *http.Request, role soakRole, name string, n i
 }
 
 func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	secs := 5.0
 	if v := os.Getenv("SOAK_SECONDS"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)

@@ -17,6 +17,9 @@ const killChildEnv = "SSL_ONNX_TRAIN_KILL_CHILD"
 // an epoch after at least one checkpoint, and checks that the checkpoint on disk is complete
 // and consistent and that a resumed run continues from it: a kill loses at most that epoch.
 func TestKill9MidEpochResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), killChildEnv+"="+dir)

@@ -17,6 +17,9 @@ import (
 // match torchvision's state_dict exactly except for the num_batches_tracked counters, and the
 // eval-mode representation and projection of real images must match torchnet.Model.Embed.
 func TestCheckpointLoadsInPyTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	dir := trainedFromScratch(t)
 	ck, model, err := LoadModel(testSession(t), dir)
 	if err != nil {

@@ -60,6 +60,9 @@ func TestMain(m *testing.M) {
 // trainedFromScratch runs (once) train.Run for 2 epochs from scratch and returns its directory.
 func trainedFromScratch(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a trained run: make test runs it")
+	}
 	scratch.once.Do(func() {
 		scratch.dir, scratch.err = os.MkdirTemp("", "train-scratch-")
 		if scratch.err != nil {
@@ -196,6 +199,9 @@ func TestRunSmoke(t *testing.T) {
 // (seed, epoch), the optimiser state and step count are checkpointed, and libtorch on the CPU
 // with the same thread count is deterministic, so they must be bitwise identical.
 func TestResumeMatchesUninterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	full := trainedFromScratch(t)
 	dir := t.TempDir()
 	logs1, err := Run(context.Background(), smokeConfig(dir, 1), &bytes.Buffer{})
@@ -296,6 +302,9 @@ func stateDict(t *testing.T, dir string) map[string][]float32 {
 // resizing): with a learning rate too small to move them, the new run's weights are the old
 // run's; a mismatched architecture or a directory without a checkpoint is an error.
 func TestInitFrom(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	src := trainedFromScratch(t)
 	_, a, err := LoadModel(testSession(t), src)
 	if err != nil {
@@ -367,6 +376,9 @@ func TestInitFrom(t *testing.T) {
 
 // TestExportSize exports a checkpoint at a larger input size than it was trained at.
 func TestExportSize(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: make test runs it")
+	}
 	dir := trainedFromScratch(t)
 	om, g, _, err := Export(dir, "", 48)
 	if err != nil {

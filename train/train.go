@@ -373,7 +373,8 @@ func (r *run) batches(ctx context.Context, epoch int) iter.Seq2[Item, error] {
 		defer cancel()
 		sh := r.ds.Shape()
 		src := func(i int, dst []float32) error { return data.ToFloat(r.ds, i, data.Normalization{}, dst) }
-		pipe := augment.NewPipeline(ectx, c.augmentation(r.ls), src, sh.H, sh.W, batches, c.Seed, epoch, c.Workers, 2)
+		pipe := augment.NewPipeline(ectx, augment.PipelineConfig{Params: c.augmentation(r.ls), Source: src, H: sh.H, W: sh.W,
+			Batches: batches, Seed: c.Seed, Epoch: epoch, Workers: c.Workers, Prefetch: 2})
 		for pair := range pipe {
 			if pair.Err != nil {
 				yield(Item{}, pair.Err)

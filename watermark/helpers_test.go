@@ -70,6 +70,9 @@ var fix struct {
 // trained returns the shared fixture, training it on first use.
 func trained(t *testing.T) *fixture {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the trained fixture: make test runs it")
+	}
 	fix.once.Do(func() { fix.f, fix.err = buildFixture() })
 	if fix.err != nil {
 		t.Fatal(fix.err)

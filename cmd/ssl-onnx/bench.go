@@ -25,11 +25,11 @@ func benchCommand() *cli.Command {
    serving an exported repository (http://host:8000/v2/models/<name>).`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "model", Usage: "ONNX file(s) to benchmark (default: random ResNet-18, CIFAR and ImageNet stems, 32x32)"},
-			&cli.IntSliceFlag{Name: "batch", Value: cli.NewIntSlice(1, 64, 256), Usage: "inference batch sizes"},
+			&cli.IntSliceFlag{Name: "batch-size", Aliases: []string{"batch"}, Value: cli.NewIntSlice(1, 64, 256), Usage: "inference batch sizes"},
 			&cli.DurationFlag{Name: "min-time", Value: 3 * time.Second, Usage: "minimum time per inference measurement"},
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
 			&cli.StringSliceFlag{Name: "train-stem", Value: cli.NewStringSlice("imagenet", "cifar"), Usage: "stems for the training-step benchmark (none to skip)"},
-			&cli.IntFlag{Name: "train-batch", Value: 64},
+			&cli.IntFlag{Name: "train-batch-size", Aliases: []string{"train-batch"}, Value: 64},
 			&cli.IntFlag{Name: "steps", Value: 3, Usage: "timed training steps per round"},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "gotch/PyTorch alternations (medians are compared)"},
 			&cli.StringFlag{Name: "pytorch", Value: "bench/simclr_step.py", Usage: "PyTorch reference script to compare the training step with (empty to skip)"},
@@ -71,8 +71,8 @@ func benchCommand() *cli.Command {
 				models = append(models, p)
 			}
 			r, err := bench.Run(c.Context, bench.Config{
-				Models: models, Batches: c.IntSlice("batch"), MinTime: c.Duration("min-time"),
-				Threads: c.Int("threads"), TrainStem: stems, TrainBS: c.Int("train-batch"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
+				Models: models, Batches: c.IntSlice("batch-size"), MinTime: c.Duration("min-time"),
+				Threads: c.Int("threads"), TrainStem: stems, TrainBS: c.Int("train-batch-size"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
 				PyTorch: py, Python: c.String("python"), TempDir: tmp,
 				HTTP: c.Bool("http"), Concurrency: c.IntSlice("concurrency"), BatchClients: c.IntSlice("batch-clients"),
 				ServeWorkers: c.Int("serve-workers"), ServeThreads: c.Int("serve-threads"), URL: c.String("url"), APIKey: c.String("api-key"),

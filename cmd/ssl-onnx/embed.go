@@ -18,7 +18,7 @@ func runtimeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "runtime", Value: "ort", Usage: "ort (ONNX Runtime) or onnx-go (pure Go, slow)"},
 		&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "ONNX Runtime intra-op threads"},
-		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or cuda (ONNX Runtime CUDA execution provider)"},
+		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N (ONNX Runtime's CUDA execution provider)"},
 		&cli.StringFlag{Name: "ort-lib", Usage: "path of libonnxruntime.so (default: $ONNXRUNTIME_LIB, else .deps/onnxruntime)"},
 	}
 }

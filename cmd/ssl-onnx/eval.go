@@ -81,7 +81,7 @@ func probeFlags(def eval.Config) []cli.Flag {
 		&cli.IntFlag{Name: "test-limit", Value: def.TestLimit, Usage: "use the first N test images (0 = all)"},
 		&cli.StringFlag{Name: "norm", Value: def.Norm, Usage: "input normalisation: auto (from model metadata), none, or a dataset name"},
 		&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "ONNX Runtime intra-op threads"},
-		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or cuda (ONNX Runtime CUDA execution provider)"},
+		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N (ONNX Runtime's CUDA execution provider)"},
 		&cli.StringFlag{Name: "ort-lib", Usage: "path of libonnxruntime.so (default: $ONNXRUNTIME_LIB, else .deps/onnxruntime)"},
 		&cli.IntFlag{Name: "batch-size", Value: def.Batch, Usage: "images per inference call"},
 		&cli.BoolFlag{Name: "simsiam-probe", Usage: "use the ImageNet pipeline's probe (SimSiam's linear evaluation): sgd, momentum 0.9, wd 0, lr 0.1 x probe-batch/256, cosine, 90 epochs, batch 256, weights ~ N(0, 0.01^2), raw features; probe flags given explicitly still override"},

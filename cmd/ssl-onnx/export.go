@@ -19,7 +19,7 @@ func exportCommand() *cli.Command {
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "checkpoint", Value: "runs/victim", Usage: "run directory (or its checkpoint.json)"},
-			&cli.StringFlag{Name: "output", Usage: "representation (pooled feature) or projection (after the head); default: representation, or projection for a stolen encoder with a linear head"},
+			&cli.StringFlag{Name: "layer", Aliases: []string{"output"}, Usage: "representation (pooled feature) or projection (after the head); default: representation, or projection for a stolen encoder with a linear head"},
 			&cli.StringFlag{Name: "out", Value: "", Usage: "ONNX file to write (default: <checkpoint>/model.onnx)"},
 			&cli.IntFlag{Name: "size", Usage: "input size of the exported model (default: the training size; a larger one often suits crop-trained encoders)"},
 			&cli.StringFlag{Name: "triton", Usage: "also write a Triton model repository in this directory"},
@@ -37,7 +37,7 @@ func exportCommand() *cli.Command {
 			if c.Bool("random-init") {
 				om, graph, output, err = randomInit(c)
 			} else {
-				om, graph, output, err = train.Export(c.String("checkpoint"), c.String("output"), c.Int("size"))
+				om, graph, output, err = train.Export(c.String("checkpoint"), c.String("layer"), c.Int("size"))
 			}
 			if err != nil {
 				return err
@@ -77,7 +77,7 @@ func randomInit(c *cli.Context) (*onnxpb.Model, *models.Graph, string, error) {
 	if size <= 0 {
 		return nil, nil, "", fmt.Errorf("--random-init needs --size (the input height and width)")
 	}
-	output := c.String("output")
+	output := c.String("layer")
 	if output == "" {
 		output = models.OutputRepresentation
 	}

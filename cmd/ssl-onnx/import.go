@@ -24,13 +24,13 @@ func importCommand() *cli.Command {
 			&cli.StringFlag{Name: "stem", Usage: "imagenet or cifar (default: from conv1's kernel)"},
 			&cli.IntFlag{Name: "size", Value: 224, Usage: "input size"},
 			&cli.StringFlag{Name: "prefix", Value: "auto", Usage: "key prefix to strip: auto (module.encoder_q., module.encoder., module., encoder_q., encoder.), none, or a prefix"},
-			&cli.StringFlag{Name: "normalization", Value: "imagenet", Usage: "input normalisation the model expects (metadata): imagenet, none, or a dataset name"},
-			&cli.StringFlag{Name: "output", Value: "representation", Usage: "representation or projection"},
+			&cli.StringFlag{Name: "norm", Aliases: []string{"normalization"}, Value: "imagenet", Usage: "input normalisation the model expects (metadata): imagenet, none, or a dataset name"},
+			&cli.StringFlag{Name: "layer", Aliases: []string{"output"}, Value: "representation", Usage: "representation or projection"},
 			&cli.StringFlag{Name: "out", Value: "victim.onnx", Usage: "ONNX file to write"},
 		},
 		Action: func(c *cli.Context) error {
 			m, g, prefix, err := pth.Import(c.String("pth"), pth.Options{Arch: c.String("arch"), Stem: c.String("stem"),
-				Size: c.Int("size"), Prefix: c.String("prefix"), Normalization: c.String("normalization"), Output: c.String("output")})
+				Size: c.Int("size"), Prefix: c.String("prefix"), Normalization: c.String("norm"), Output: c.String("layer")})
 			if err != nil {
 				return err
 			}

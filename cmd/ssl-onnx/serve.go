@@ -181,132 +181,138 @@ func parseSize(s string) (int64, error) {
 }
 
 func keysCommand() *cli.Command {
-	dbFlag := &cli.StringFlag{Name: "db", Value: defaultDB, Usage: "database of the server, a SQLite file or a postgres:// URL (may be in use by running servers)"}
+	db := &cli.StringFlag{Name: "db", Value: defaultDB, Usage: "database of the server, a SQLite file or a postgres:// URL (may be in use by running servers)"}
 	return &cli.Command{
-		Name:  "keys",
-		Usage: "manage the API keys of ssl-onnx serve and read its ledger",
-		Subcommands: []*cli.Command{
-			{
-				Name:  "add",
-				Usage: "create a key and print its secret (shown once; only its SHA-256 is stored)",
-				Flags: []cli.Flag{
-					dbFlag,
-					&cli.StringFlag{Name: "name", Required: true, Usage: "key name (letters, digits, . _ -)"},
-					&cli.Int64Flag{Name: "quota", Required: true, Usage: "total images the key may have answered (0 = unlimited)"},
-					&cli.Float64Flag{Name: "rate", Value: 0, Usage: "images per second (token bucket; 0 = unlimited)"},
-				},
-				Action: func(c *cli.Context) error {
-					st, err := serve.OpenStore(c.String("db"))
-					if err != nil {
-						return err
-					}
-					defer st.Close()
-					k, secret, err := st.AddKey(c.Context, c.String("name"), c.Int64("quota"), c.Float64("rate"))
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(os.Stderr, "created key %s (%s): quota %s, rate %s; the secret below is shown only now\n",
-						k.Name, k.ID, unlimited(float64(k.Quota), "images"), unlimited(k.Rate, "images/s"))
-					fmt.Println(secret)
-					return nil
-				},
-			},
-			{
-				Name:  "list",
-				Usage: "list keys: name, id, quota, used, rate, revoked, created",
-				Flags: []cli.Flag{dbFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
-				Action: func(c *cli.Context) error {
-					st, err := serve.OpenStore(c.String("db"))
-					if err != nil {
-						return err
-					}
-					defer st.Close()
-					keys, err := st.Keys(c.Context)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						enc := json.NewEncoder(os.Stdout)
-						enc.SetIndent("", "  ")
-						if keys == nil {
-							keys = []serve.Key{}
-						}
-						return enc.Encode(keys)
-					}
-					tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-					fmt.Fprintln(tw, "NAME\tID\tQUOTA\tUSED\tRATE\tREVOKED\tCREATED")
-					for _, k := range keys {
-						rev := "-"
-						if !k.Active() {
-							rev = k.Revoked.Format(time.RFC3339)
-						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", k.Name, k.ID, unlimited(float64(k.Quota), ""), k.Used,
-							unlimited(k.Rate, "/s"), rev, k.Created.Format(time.RFC3339))
-					}
-					return tw.Flush()
-				},
-			},
-			{
-				Name:      "revoke",
-				Usage:     "revoke a key by name or id (takes effect at its next request, also in a running server)",
-				ArgsUsage: "<name|id>",
-				Flags:     []cli.Flag{dbFlag},
-				Action: func(c *cli.Context) error {
-					if c.NArg() != 1 {
-						return cli.Exit(fmt.Sprintf("keys revoke: expected one argument, the key's name or id, found %d (%q); flags go before it: ssl-onnx keys revoke --db runs/server.db alice", c.NArg(), c.Args().Slice()), 2)
-					}
-					st, err := serve.OpenStore(c.String("db"))
-					if err != nil {
-						return err
-					}
-					defer st.Close()
-					k, err := st.Revoke(c.Context, c.Args().First())
-					if err != nil {
-						return err
-					}
-					fmt.Printf("revoked key %s (%s); %d images were answered to it\n", k.Name, k.ID, k.Used)
-					return nil
-				},
-			},
-			{
-				Name:      "usage",
-				Usage:     "print the ledger: images and requests answered per key per day (UTC)",
-				ArgsUsage: "[name|id]",
-				Flags:     []cli.Flag{dbFlag},
-				Action: func(c *cli.Context) error {
-					st, err := serve.OpenStore(c.String("db"))
-					if err != nil {
-						return err
-					}
-					defer st.Close()
-					keys, err := st.Keys(c.Context)
-					if err != nil {
-						return err
-					}
-					names := map[string]string{}
-					id := ""
-					for _, k := range keys {
-						names[k.ID] = k.Name
-						if ref := c.Args().First(); ref != "" && (ref == k.ID || (ref == k.Name && (id == "" || k.Active()))) {
-							id = k.ID
-						}
-					}
-					if c.NArg() > 0 && id == "" {
-						return fmt.Errorf("keys usage: no key with name or id %q", c.Args().First())
-					}
-					days, err := st.Usage(c.Context, id)
-					if err != nil {
-						return err
-					}
-					tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-					fmt.Fprintln(tw, "NAME\tID\tDAY\tIMAGES\tREQUESTS")
-					for _, d := range days {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", names[d.KeyID], d.KeyID, d.Day, d.Images, d.Requests)
-					}
-					return tw.Flush()
-				},
-			},
+		Name:        "keys",
+		Usage:       "manage the API keys of ssl-onnx serve and read its ledger",
+		Subcommands: []*cli.Command{keysAdd(db), keysList(db), keysRevoke(db), keysUsage(db)},
+	}
+}
+
+// withStore runs fn on the store named by --db and closes it.
+func withStore(fn func(c *cli.Context, st *serve.Store) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		st, err := serve.OpenStore(c.String("db"))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return fn(c, st)
+	}
+}
+
+func keysAdd(db cli.Flag) *cli.Command {
+	return &cli.Command{
+		Name:  "add",
+		Usage: "create a key and print its secret (shown once; only its SHA-256 is stored)",
+		Flags: []cli.Flag{
+			db,
+			&cli.StringFlag{Name: "name", Required: true, Usage: "key name (letters, digits, . _ -)"},
+			&cli.Int64Flag{Name: "quota", Required: true, Usage: "total images the key may have answered (0 = unlimited)"},
+			&cli.Float64Flag{Name: "rate", Value: 0, Usage: "images per second (token bucket; 0 = unlimited)"},
 		},
+		Action: withStore(func(c *cli.Context, st *serve.Store) error {
+			k, secret, err := st.AddKey(c.Context, c.String("name"), c.Int64("quota"), c.Float64("rate"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "created key %s (%s): quota %s, rate %s; the secret below is shown only now\n",
+				k.Name, k.ID, unlimited(float64(k.Quota), "images"), unlimited(k.Rate, "images/s"))
+			fmt.Println(secret)
+			return nil
+		}),
+	}
+}
+
+func keysList(db cli.Flag) *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list keys: name, id, quota, used, rate, revoked, created",
+		Flags: []cli.Flag{db, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: withStore(func(c *cli.Context, st *serve.Store) error {
+			keys, err := st.Keys(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				if keys == nil {
+					keys = []serve.Key{}
+				}
+				return enc.Encode(keys)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tID\tQUOTA\tUSED\tRATE\tREVOKED\tCREATED")
+			for _, k := range keys {
+				rev := "-"
+				if !k.Active() {
+					rev = k.Revoked.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", k.Name, k.ID, unlimited(float64(k.Quota), ""), k.Used,
+					unlimited(k.Rate, "/s"), rev, k.Created.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		}),
+	}
+}
+
+func keysRevoke(db cli.Flag) *cli.Command {
+	return &cli.Command{
+		Name:      "revoke",
+		Usage:     "revoke a key by name or id (takes effect at its next request, also in a running server)",
+		ArgsUsage: "<name|id>",
+		Flags:     []cli.Flag{db},
+		Before: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cli.Exit(fmt.Sprintf("keys revoke: expected one argument, the key's name or id, found %d (%q); flags go before it: ssl-onnx keys revoke --db runs/server.db alice", c.NArg(), c.Args().Slice()), 2)
+			}
+			return nil
+		},
+		Action: withStore(func(c *cli.Context, st *serve.Store) error {
+			k, err := st.Revoke(c.Context, c.Args().First())
+			if err != nil {
+				return err
+			}
+			fmt.Printf("revoked key %s (%s); %d images were answered to it\n", k.Name, k.ID, k.Used)
+			return nil
+		}),
+	}
+}
+
+func keysUsage(db cli.Flag) *cli.Command {
+	return &cli.Command{
+		Name:      "usage",
+		Usage:     "print the ledger: images and requests answered per key per day (UTC)",
+		ArgsUsage: "[name|id]",
+		Flags:     []cli.Flag{db},
+		Action: withStore(func(c *cli.Context, st *serve.Store) error {
+			keys, err := st.Keys(c.Context)
+			if err != nil {
+				return err
+			}
+			names := map[string]string{}
+			id := ""
+			for _, k := range keys {
+				names[k.ID] = k.Name
+				if ref := c.Args().First(); ref != "" && (ref == k.ID || (ref == k.Name && (id == "" || k.Active()))) {
+					id = k.ID
+				}
+			}
+			if c.NArg() > 0 && id == "" {
+				return fmt.Errorf("keys usage: no key with name or id %q", c.Args().First())
+			}
+			days, err := st.Usage(c.Context, id)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tID\tDAY\tIMAGES\tREQUESTS")
+			for _, d := range days {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", names[d.KeyID], d.KeyID, d.Day, d.Images, d.Requests)
+			}
+			return tw.Flush()
+		}),
 	}
 }
 

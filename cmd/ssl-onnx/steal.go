@@ -24,7 +24,7 @@ func openVictim(c *cli.Context) (infer.Encoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return infer.OpenORT(v, infer.Options{Threads: c.Int("threads"), Library: c.String("ort-lib")})
+	return infer.OpenORT(v, infer.Options{Threads: c.Int("threads"), Device: c.String("device"), Library: c.String("ort-lib")})
 }
 
 // isURL says whether a --victim or --model value names a server rather than a file.
@@ -61,7 +61,7 @@ func stealCommand() *cli.Command {
 			&cli.Float64Flag{Name: "weight-decay", Value: 1e-4},
 			&cli.Int64Flag{Name: "seed", Value: 1},
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
-			&cli.StringFlag{Name: "device", Value: "cpu"},
+			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N: the stolen encoder's training and a local victim's ONNX Runtime"},
 			&cli.StringFlag{Name: "out", Value: "runs/stolen", Usage: "run directory (answer cache, checkpoints)"},
 			&cli.BoolFlag{Name: "resume", Value: true, Usage: "continue from the run directory's checkpoint (answers are always reused)"},
 		},
