@@ -8,17 +8,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 )
-
-// refPython is Debian's interpreter, with torch 1.13 (the libtorch gotch links here). The
-// cross-check fails, not skips, when it is missing.
-const refPython = "/usr/bin/python3"
 
 // lossCase is one input of the cross-check: the stolen outputs s and the victim answers v
 // (rows x d each; two-view losses hold view 1 in the first half of the rows, view 2 in the
@@ -97,8 +93,8 @@ type lossRef struct {
 // runLossRef writes the cases and runs testdata/losses_ref.py on them (one Python run).
 func runLossRef(t *testing.T, cases []lossCase) map[string]lossRef {
 	t.Helper()
-	if _, err := os.Stat(refPython); err != nil {
-		t.Fatalf("reference interpreter %s is required for this cross-check: %v", refPython, err)
+	if err := pyref.Check(); err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	type entry struct {
@@ -132,12 +128,11 @@ func runLossRef(t *testing.T, cases []lossCase) map[string]lossRef {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(refPython, script, mpath)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1")
+	cmd := pyref.Command(script, mpath)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", refPython, script, err, stderr.String())
+		t.Fatalf("%s %s: %v\n%s", pyref.Python, script, err, stderr.String())
 	}
 	refs := map[string]lossRef{}
 	if err := json.Unmarshal(stdout.Bytes(), &refs); err != nil {

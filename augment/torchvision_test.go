@@ -7,15 +7,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 )
-
-// refPython is Debian's interpreter, which the project's setup provides with torch and torchvision.
-const refPython = "/usr/bin/python3"
 
 type refInput struct {
 	File string `json:"file"`
@@ -67,8 +63,8 @@ func writeFloats(t *testing.T, path string, v []float32) {
 // here and through torchvision.transforms.functional in one Python process,
 // and compares the outputs value by value.
 func TestTorchvisionCrossCheck(t *testing.T) {
-	if _, err := os.Stat(refPython); err != nil {
-		t.Fatalf("%s is required for the torchvision cross-check (scripts/setup.sh installs it): %v", refPython, err)
+	if err := pyref.Check(); err != nil {
+		t.Fatalf("%s is required for the torchvision cross-check (scripts/setup.sh installs it): %v", pyref.Python, err)
 	}
 	const rh, rw = 37, 45 // a non-square source
 	rect := testImage(1, rh, rw)
@@ -191,7 +187,7 @@ func TestTorchvisionCrossCheck(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "spec.json"), js, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(refPython, "testdata/torchvision_ref.py", dir)
+	cmd := pyref.Command("testdata/torchvision_ref.py", dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("torchvision reference failed: %v\n%s", err, out)
 	}

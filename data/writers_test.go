@@ -8,23 +8,20 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// python is Debian's interpreter with scipy, torch and numpy; the project
-// setup installs it, so tests that need it fail when it is missing.
-const python = "/usr/bin/python3"
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
+)
 
 // runPython runs a script with python and fails the test on error.
 func runPython(t *testing.T, script string, args ...string) string {
 	t.Helper()
-	if _, err := os.Stat(python); err != nil {
-		t.Fatalf("%s is required (installed by scripts/setup.sh): %v", python, err)
+	if err := pyref.Check(); err != nil {
+		t.Fatalf("%s is required (installed by scripts/setup.sh): %v", pyref.Python, err)
 	}
-	cmd := exec.Command(python, append([]string{"-c", script}, args...)...)
+	cmd := pyref.Command(append([]string{"-c", script}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

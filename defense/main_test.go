@@ -3,7 +3,6 @@ package defense
 import (
 	"context"
 	"fmt"
-	"github.com/ssl-onnx/ssl-onnx/export"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -13,12 +12,11 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ssl-onnx/ssl-onnx/export"
+
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"
 )
-
-// python is Debian's interpreter with numpy and scipy. Tests that need it fail without it.
-const python = "/usr/bin/python3"
 
 var shared struct {
 	once sync.Once

@@ -6,16 +6,17 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 )
 
 // TestShapiroWilkMatchesSciPy compares W and p with scipy.stats.shapiro on normal, uniform,
 // exponential and lognormal samples of sizes 3 to 5000.
 func TestShapiroWilkMatchesSciPy(t *testing.T) {
-	if _, err := os.Stat(python); err != nil {
-		t.Fatalf("%s (with scipy) is required for the Shapiro-Wilk cross-check: %v", python, err)
+	if err := pyref.Check(); err != nil {
+		t.Fatalf("%s (with scipy) is required for the Shapiro-Wilk cross-check: %v", pyref.Python, err)
 	}
 	r := rand.New(rand.NewPCG(42, 7))
 	dists := []struct {
@@ -61,7 +62,7 @@ func TestShapiroWilkMatchesSciPy(t *testing.T) {
 	if err := os.WriteFile(in, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(python, filepath.Join("testdata", "shapiro.py"), in).Output()
+	out, err := pyref.Command(filepath.Join("testdata", "shapiro.py"), in).Output()
 	if err != nil {
 		t.Fatalf("testdata/shapiro.py: %v\n%s", err, out)
 	}

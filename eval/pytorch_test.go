@@ -4,17 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
+
 	"github.com/ssl-onnx/ssl-onnx/data"
 	"github.com/ssl-onnx/ssl-onnx/infer/npy"
 )
-
-// python is Debian's interpreter, the one with torch installed.
-const python = "/usr/bin/python3"
 
 type torchRef struct {
 	W, B      []float64
@@ -93,10 +91,10 @@ func writeTorchInputs(t *testing.T, train, test Features, cfg ProbeConfig) strin
 // n JSON values of type T from its output; name labels failures.
 func runPython[T any](t *testing.T, name string, args []string, n int) []T {
 	t.Helper()
-	if _, err := os.Stat(python); err != nil {
-		t.Fatalf("%s (Debian's python3 with torch) is needed for the PyTorch cross-check: %v", python, err)
+	if err := pyref.Check(); err != nil {
+		t.Fatalf("%s (Debian's python3 with torch) is needed for the PyTorch cross-check: %v", pyref.Python, err)
 	}
-	out, err := exec.Command(python, args...).Output()
+	out, err := pyref.Command(args...).Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			t.Fatalf("%s: %v\n%s", name, err, ee.Stderr)

@@ -6,10 +6,11 @@ import (
 	"math"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
@@ -190,7 +191,7 @@ for p in sys.argv[1:]:
     assert md["output"] in ("representation", "projection"), p
 print("ok", len(sys.argv) - 1)
 `
-	out, err := exec.Command("/usr/bin/python3", append([]string{"-c", script}, files...)...).CombinedOutput()
+	out, err := pyref.Command(append([]string{"-c", script}, files...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("onnx.checker: %v\n%s", err, out)
 	}

@@ -4,15 +4,12 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
-)
 
-// python is Debian's interpreter, which scripts/setup.sh provides with torch,
-// torchvision and onnx. Tests fail (not skip) without it.
-const python = "/usr/bin/python3"
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
+)
 
 // childEnv, when set, makes the test binary act as a child process that
 // opens an encoder with the library named by the variable and prints the error.
@@ -52,8 +49,8 @@ func TestMain(m *testing.M) {
 func modelDir(tb testing.TB) string {
 	tb.Helper()
 	testModels.once.Do(func() {
-		if _, err := os.Stat(python); err != nil {
-			testModels.err = fmt.Errorf("%s is required for the ONNX cross-checks (installed by scripts/setup.sh): %w", python, err)
+		if err := pyref.Check(); err != nil {
+			testModels.err = fmt.Errorf("%s is required for the ONNX cross-checks (installed by scripts/setup.sh): %w", pyref.Python, err)
 			return
 		}
 		dir := filepath.Join(testModels.root, "models")
@@ -61,7 +58,7 @@ func modelDir(tb testing.TB) string {
 			testModels.err = err
 			return
 		}
-		out, err := exec.Command(python, testModels.script, dir).CombinedOutput()
+		out, err := pyref.Command(testModels.script, dir).CombinedOutput()
 		if err != nil {
 			testModels.err = fmt.Errorf("testdata/gen_models.py failed: %v\n%s", err, out)
 			return

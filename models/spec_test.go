@@ -3,9 +3,10 @@ package models
 import (
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 )
 
 // TestParamsMatchTorchvision checks that every architecture/stem has exactly torchvision's
@@ -24,7 +25,7 @@ for arch in ("resnet18", "resnet34", "resnet50"):
         out[arch + "/" + stem] = {k: list(v.shape) for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
 json.dump(out, sys.stdout)
 `
-	raw, err := exec.Command("/usr/bin/python3", "-c", script).Output()
+	raw, err := pyref.Command("-c", script).Output()
 	if err != nil {
 		t.Fatalf("torchvision reference (/usr/bin/python3 with python3-torchvision): %v", err)
 	}

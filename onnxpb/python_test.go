@@ -3,25 +3,22 @@ package onnxpb
 import (
 	"encoding/json"
 	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
-)
 
-// python is Debian's interpreter, which the project's setup provides with
-// torch, torchvision and onnx. Tests fail (not skip) without it.
-const python = "/usr/bin/python3"
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
+)
 
 // runPython runs script with args and decodes its stdout as JSON into out.
 func runPython(t *testing.T, out any, script string, args ...string) {
 	t.Helper()
-	if _, err := os.Stat(python); err != nil {
-		t.Fatalf("%s is required for the ONNX cross-checks (installed by scripts/setup.sh): %v", python, err)
+	if err := pyref.Check(); err != nil {
+		t.Fatalf("%s is required for the ONNX cross-checks (installed by scripts/setup.sh): %v", pyref.Python, err)
 	}
-	cmd := exec.Command(python, append([]string{"-c", script}, args...)...)
+	cmd := pyref.Command(append([]string{"-c", script}, args...)...)
 	var stderr []byte
 	stdout, err := cmd.Output()
 	if ee, ok := err.(*exec.ExitError); ok {

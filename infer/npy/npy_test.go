@@ -9,19 +9,17 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-)
 
-// python is Debian's interpreter with numpy, installed by scripts/setup.sh.
-// Tests fail (not skip) without it.
-const python = "/usr/bin/python3"
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
+)
 
 // runPython runs script with args and decodes its JSON stdout into out.
 func runPython(t *testing.T, out any, script string, args ...string) {
 	t.Helper()
-	if _, err := os.Stat(python); err != nil {
-		t.Fatalf("%s is required for the numpy cross-check (installed by scripts/setup.sh): %v", python, err)
+	if err := pyref.Check(); err != nil {
+		t.Fatalf("%s is required for the numpy cross-check (installed by scripts/setup.sh): %v", pyref.Python, err)
 	}
-	stdout, err := exec.Command(python, append([]string{"-c", script}, args...)...).Output()
+	stdout, err := pyref.Command(append([]string{"-c", script}, args...)...).Output()
 	if err != nil {
 		var stderr []byte
 		if ee, ok := err.(*exec.ExitError); ok {

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -17,20 +18,34 @@ import (
 // Python is Debian's interpreter, which sees python3-torch, -torchvision, -onnx and -scipy.
 const Python = "/usr/bin/python3"
 
+// Check reports whether the reference interpreter is installed.
+func Check() error {
+	if _, err := os.Stat(Python); err != nil {
+		return fmt.Errorf("reference interpreter %s (Debian's python3 with torch, torchvision, onnx, scipy; scripts/setup.sh installs them) is required: %w", Python, err)
+	}
+	return nil
+}
+
+// Command is exec.Command of the reference interpreter with args, limited to one compute
+// thread (the references are tiny and the machine is shared).
+func Command(args ...string) *exec.Cmd {
+	cmd := exec.Command(Python, args...)
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1")
+	return cmd
+}
+
 // Run runs testdata/<script> (relative to the test's package) with Python, one thread, and
 // decodes its JSON stdout into out.
 func Run(t testing.TB, script string, out any, args ...string) {
 	t.Helper()
-	if _, err := os.Stat(Python); err != nil {
-		t.Fatalf("reference interpreter %s is required for this cross-check: %v", Python, err)
+	if err := Check(); err != nil {
+		t.Fatal(err)
 	}
 	path, err := filepath.Abs(filepath.Join("testdata", script))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(Python, append([]string{path}, args...)...)
-	// One thread: the references are tiny and the machine is shared.
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1")
+	cmd := Command(append([]string{path}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,7 +23,7 @@ const writer = "testdata/write_checkpoint.py"
 func writeCheckpoint(t *testing.T, kind string, hw int) (path string, x, h []float32) {
 	t.Helper()
 	path = filepath.Join(t.TempDir(), kind+".pth.tar")
-	if out, err := exec.Command("/usr/bin/python3", writer, path, kind, strconv.Itoa(hw)).CombinedOutput(); err != nil {
+	if out, err := pyref.Command(writer, path, kind, strconv.Itoa(hw)).CombinedOutput(); err != nil {
 		t.Fatalf("PyTorch checkpoint writer: %v\n%s", err, out)
 	}
 	return path, pyref.ReadFloat32(t, path+".x"), pyref.ReadFloat32(t, path+".h")
