@@ -5,8 +5,9 @@ victim answers v (rows x D, raw little-endian float32), optional int64 labels an
 temperature. For every case it prints the loss and its gradient w.r.t. s (v is a constant
 target) as JSON: {name: {"loss": x, "grad_s": [...]}}.
 
-The definitions are written from the doc comments of attack/loss.go and train/loss.go (and
-the reference code of the paper), not from the Go code.
+The definitions are written from the reference code of the paper (../shared/seed/code: barlow
+from simclr.py's steal loop and loss.py) and the doc comments of the losses, not from the Go
+code.
 """
 import json
 import sys
@@ -42,16 +43,30 @@ def wasserstein(s, v, labels, t):
     return (cdf(s) - cdf(v)).abs().sum(1).mean()
 
 
-def barlow(s, v, labels, t, lambd=0.0051):
-    n, d = s.shape
+def off_diagonal(x):
+    # the seed's loss.py off_diagonal: the flattened off-diagonal elements of a square matrix
+    n, m = x.shape
+    assert n == m
+    return x.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
 
-    def bn(x):  # BatchNorm1d(affine=False) in training mode: population variance, eps 1e-5
-        xc = x - x.mean(0, keepdim=True)
-        return xc / torch.sqrt((xc ** 2).mean(0, keepdim=True) + 1e-5)
-    c = bn(s).T @ bn(v) / n
-    on = ((torch.diagonal(c) - 1) ** 2).sum()
-    off = (c ** 2).sum() - (torch.diagonal(c) ** 2).sum()
-    return on + lambd * off
+
+def seed_barlow_loss(z1, z2):
+    # the seed's loss.py barlow_loss (BatchNorm1d(affine=False) in training mode)
+    bn = torch.nn.BatchNorm1d(z1.shape[1], affine=False).to(D)
+    c = bn(z1).T @ bn(z2)
+    c = c / z1.shape[0]
+    on_diag = (torch.diagonal(c) - 1).pow(2).sum()
+    off_diag = off_diagonal(c).pow(2).sum()
+    return on_diag + 0.0051 * off_diag
+
+
+def barlow(s, v, labels, t):
+    # the seed's simclr.py steal loop, loss "barlow": the batch's first half is view 1 (x1),
+    # the second view 2 (x2); P1 = cat[stolen(x1), victim(x1)], P2 = cat[stolen(x2), victim(x2)]
+    h = s.shape[0] // 2
+    p1 = torch.cat([s[:h], v[:h]], dim=0)
+    p2 = torch.cat([s[h:], v[h:]], dim=0)
+    return seed_barlow_loss(p1, p2)
 
 
 def symmetrized(s, v, labels, t):

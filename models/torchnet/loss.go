@@ -232,10 +232,28 @@ func wasserstein(s, v, _ *ts.Tensor, _ float64) *ts.Tensor {
 	return d.MustMean(gotch.Float, true)
 }
 
-// barlow is Barlow Twins between the stolen and the victim outputs over both views: the
-// cross-correlation matrix of the batch-normalised outputs should be the identity,
-// sum (c_ii - 1)^2 + 0.0051 * sum_{i != j} c_ij^2.
+// barlow is the reference's Barlow Twins extraction loss (its simclr.py steal loop): s and v
+// hold view 1 of the batch's images in their first half and view 2 in their second;
+// P1 = [s1; v1] and P2 = [s2; v2] stack the stolen and victim outputs of each view, and the
+// loss is Barlow Twins' between the views: the cross-correlation matrix of the batch-normalised
+// P1 and P2 should be the identity, sum (c_ii - 1)^2 + 0.0051 * sum_{i != j} c_ij^2.
 func barlow(s, v, _ *ts.Tensor, _ float64) *ts.Tensor {
+	h := s.MustSize()[0] / 2
+	s1, s2 := s.MustNarrow(0, 0, h, false), s.MustNarrow(0, h, h, false)
+	v1, v2 := v.MustNarrow(0, 0, h, false), v.MustNarrow(0, h, h, false)
+	p1, p2 := ts.MustCat([]*ts.Tensor{s1, v1}, 0), ts.MustCat([]*ts.Tensor{s2, v2}, 0)
+	for _, t := range []*ts.Tensor{s1, s2, v1, v2} {
+		t.MustDrop()
+	}
+	l := crossCorrelation(p1, p2)
+	p1.MustDrop()
+	p2.MustDrop()
+	return l
+}
+
+// crossCorrelation is Barlow Twins' loss between a and b (N x D each): the cross-correlation
+// of their batch-normalised columns against the identity, off-diagonal terms weighted 0.0051.
+func crossCorrelation(s, v *ts.Tensor) *ts.Tensor {
 	const lambda = 0.0051
 	n := float64(s.MustSize()[0])
 	d := s.MustSize()[1]
