@@ -209,7 +209,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Result, error) {
 		Name: fmt.Sprintf("steal %s epoch", c.Loss), Start: res.Epochs, Epochs: c.Epochs, Images: q.sset.Len() / bs * bs,
 		LR: func(epoch int) float64 { return train.CosineLR(c.LR, epoch, 0, c.Epochs) },
 		Batches: func(ctx context.Context, epoch int) iter.Seq2[train.Item, error] {
-			return q.batches(epoch, bs, st.trainer.OutputDim())
+			return q.batches(epoch, bs, st.trainer.TargetDim())
 		},
 		Trainer: st.trainer,
 		Before: func(ctx context.Context, epoch int) error {
@@ -278,6 +278,9 @@ func plan(c *Config) (budget, error) {
 		return budget{}, fmt.Errorf("optimizer %q: expected adam, sgd or lars", c.Optimizer)
 	}
 	if err := torchnet.CheckDevice(c.Device); err != nil {
+		return budget{}, err
+	}
+	if _, err := stolenSpec(*c, ls, c.Victim.Info().OutputDim); err != nil {
 		return budget{}, err
 	}
 	rounds := 1
@@ -394,9 +397,9 @@ func newStolen(sess *torchnet.Session, c Config, q *querier, res *Result, log io
 		dim = c.Victim.Info().OutputDim
 	}
 	res.OutputDim = dim
-	spec := models.Spec{Arch: c.Arch, Stem: c.Stem, Head: "none", InputC: 3, InputHW: c.Size}
-	if dim != models.RepresentationDim(c.Arch) {
-		spec.Head, spec.OutDim = "linear", dim
+	spec, err := stolenSpec(c, q.ls, dim)
+	if err != nil {
+		return nil, err
 	}
 	g, err := models.Build(spec)
 	if err != nil {
@@ -407,7 +410,7 @@ func newStolen(sess *torchnet.Session, c Config, q *querier, res *Result, log io
 		return nil, err
 	}
 	tc := torchnet.TrainerConfig{Loss: q.ls.Compute, Temperature: c.Temperature, Optimizer: c.Optimizer,
-		WeightDecay: c.WeightDecay, Momentum: 0.9 * boolf(c.Optimizer != "adam"), PlusRawMSE: q.ls.PlusRawMSE}
+		WeightDecay: c.WeightDecay, Momentum: 0.9 * boolf(c.Optimizer != "adam"), PlusRawMSE: q.ls.PlusRawMSE, SimSiam: q.ls.SimSiam}
 	if c.Head != "" {
 		head, hl, err := recreateHead(sess, c, q.cache, res.Images, dim, log)
 		if err != nil {
@@ -423,6 +426,24 @@ func newStolen(sess *torchnet.Session, c Config, q *querier, res *Result, log io
 		Epochs: c.Epochs, BatchSize: c.BatchSize, Seed: c.Seed, Threads: c.Threads, Device: c.Device}
 	res.Epochs, err = st.resume(log)
 	return st, err
+}
+
+// stolenSpec is the stolen encoder: its output has the victim's dimension (through a linear
+// head when it differs from the representation's); for the SimSiam steal, the reference's
+// stealing SimSiam (a projector and a predictor of the victim's dimension on the encoder,
+// zero-initialised residual batch norms) whose representation must have the answers' size.
+func stolenSpec(c Config, ls LossSpec, dim int) (models.Spec, error) {
+	spec := models.Spec{Arch: c.Arch, Stem: c.Stem, Head: "none", InputC: 3, InputHW: c.Size}
+	rep := models.RepresentationDim(c.Arch)
+	switch {
+	case ls.SimSiam && dim != rep:
+		return spec, fmt.Errorf("loss %s passes the victim's answers through the stolen encoder's projector: they must be %s representations of %d values, found %d", c.Loss, c.Arch, rep, dim)
+	case ls.SimSiam:
+		spec.Head, spec.OutDim, spec.PredHidden, spec.ZeroInitResidual = "simsiam", dim, dim, true
+	case dim != rep:
+		spec.Head, spec.OutDim = "linear", dim
+	}
+	return spec, nil
 }
 
 // resume restores the run directory's checkpoint (with Resume; without, an earlier result is

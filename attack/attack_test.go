@@ -251,16 +251,28 @@ func TestRunExactBudgetTwoViews(t *testing.T) {
 		t.Skip("end to end: make test runs it")
 	}
 	path, _ := victimFiles(t)
-	v := openVictim(t, path)
-	c := tinyAttack(v, path, t.TempDir(), "barlow", 101)
-	c.QueryBatch, c.BatchSize = 64, 26
-	c.Size = 32 // the victim sees the stolen encoder's augmented views
-	res, _ := mustRun(t, c)
-	if v.sent() != 100 || res.QueriesSpent != 100 || res.Images != 50 || res.Views != 2 {
-		t.Fatalf("sent %d, result %+v; want exactly 100 queries (50 images x 2 views)", v.sent(), res)
-	}
-	if v.calls != 2 || v.maxBatch != 64 {
-		t.Fatalf("%d calls, largest %d; want 2 calls (64 + 36)", v.calls, v.maxBatch)
+	for _, loss := range []string{"barlow", "symmetrized"} {
+		t.Run(loss, func(t *testing.T) {
+			v := openVictim(t, path)
+			dir := t.TempDir()
+			c := tinyAttack(v, path, dir, loss, 101)
+			c.QueryBatch, c.BatchSize = 64, 26
+			c.Size = 32 // the victim sees the stolen encoder's augmented views
+			res, _ := mustRun(t, c)
+			if v.sent() != 100 || res.QueriesSpent != 100 || res.Images != 50 || res.Views != 2 {
+				t.Fatalf("sent %d, result %+v; want exactly 100 queries (50 images x 2 views)", v.sent(), res)
+			}
+			if v.calls != 2 || v.maxBatch != 64 {
+				t.Fatalf("%d calls, largest %d; want 2 calls (64 + 36)", v.calls, v.maxBatch)
+			}
+			ck, err := train.LoadCheckpoint(dir)
+			if err != nil || ck == nil {
+				t.Fatalf("checkpoint: %v", err)
+			}
+			if wantHead := map[string]string{"barlow": "none", "symmetrized": "simsiam"}[loss]; ck.Spec.Head != wantHead || ck.DefaultOutput() != models.OutputRepresentation {
+				t.Fatalf("stolen encoder %+v (exports %s); want head %s exporting the representation", ck.Spec, ck.DefaultOutput(), wantHead)
+			}
+		})
 	}
 }
 
@@ -468,6 +480,15 @@ func TestRunProjectionVictim(t *testing.T) {
 		t.Fatalf("stolen ONNX output dim %d, want 128", enc.Info().OutputDim)
 	}
 	encodeTwo(t, enc, 128)
+
+	// The SimSiam steal passes the answers through the stolen encoder's projector: 128-d
+	// answers cannot be 512-d representations, and nothing is bought to find out.
+	v2 := openVictim(t, path)
+	c := tinyAttack(v2, path, t.TempDir(), "symmetrized", 64)
+	c.Size = 32
+	if _, _, err := run(t, c); err == nil || !strings.Contains(err.Error(), "must be resnet18 representations of 512 values, found 128") || v2.sent() != 0 {
+		t.Fatalf("symmetrized against a 128-d victim: %v after %d queries; want an error before any query", err, v2.sent())
+	}
 }
 
 // TestRunLARSBaseLR: the ImageNet/SimSiam recipe on a tiny attack: LARS (momentum SGD with

@@ -17,6 +17,9 @@ type LossSpec struct {
 	Optimizer   string
 	LR          float64
 	NeedsLabels bool
+	// SimSiam steals through the reference's SimSiam stealing model (see
+	// torchnet.TrainerConfig.SimSiam).
+	SimSiam bool
 	// PlusRawMSE adds the MSE of the raw outputs to the loss taken through the recreated head
 	// (the reference's msewithhead; needs Config.Head).
 	PlusRawMSE bool
@@ -32,7 +35,7 @@ func lossSpecs() map[string]LossSpec {
 		"wasserstein": {Compute: "wasserstein", Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},
 		"barlow":      {Compute: "barlow", Views: 2, BatchSize: 256, Optimizer: "adam", LR: 1e-3},
 		"supcon":      {Compute: "supcon", Views: 2, Temperature: 0.07, BatchSize: 256, Optimizer: "sgd", LR: 0.05, NeedsLabels: true},
-		"symmetrized": {Compute: "symmetrized", Views: 2, BatchSize: 256, Optimizer: "sgd", LR: 0.05},
+		"symmetrized": {Compute: "symmetrized", Views: 2, BatchSize: 256, Optimizer: "sgd", LR: 0.05, SimSiam: true},
 		"cosine":      {Compute: "cosine", Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},
 		"bce":         {Compute: "bce", Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},
 		// With the head-recreation attack: MSE through the recreated head plus MSE of the raw outputs.

@@ -48,9 +48,14 @@ type Node struct {
 	InC, OutC, Kernel, Stride, Pad int
 	// Bias: Conv and Linear have a bias vector.
 	Bias bool
-	// BatchNorm: Features channels; Affine false means no weight/bias (SimSiam's last BN).
+	// BatchNorm: Features channels; Affine false means no weight/bias (SimSiam's last BN);
+	// ZeroInit starts the weight at 0 (torchvision's zero_init_residual, on a block's last BN).
 	Features int
 	Affine   bool
+	ZeroInit bool
+	// FrozenBias: a Linear layer's bias is a constant, not trained (SimSiam's last projector
+	// layer, whose bias its BN cancels).
+	FrozenBias bool
 	// Linear: InF -> OutF features.
 	InF, OutF int
 }
@@ -121,7 +126,7 @@ func (g *Graph) Params() []Param {
 			f := []int64{int64(n.Features)}
 			if n.Affine {
 				ps = append(ps,
-					Param{Name: n.Name + ".weight", Shape: f, Trainable: true, Init: InitOnes},
+					Param{Name: n.Name + ".weight", Shape: f, Trainable: true, Init: bnWeightInit(n)},
 					Param{Name: n.Name + ".bias", Shape: f, Trainable: true, Init: InitZeros})
 			}
 			ps = append(ps,
@@ -130,11 +135,18 @@ func (g *Graph) Params() []Param {
 		case Linear:
 			ps = append(ps, Param{Name: n.Name + ".weight", Shape: []int64{int64(n.OutF), int64(n.InF)}, Trainable: true, Init: InitUniformFanIn, FanIn: n.InF})
 			if n.Bias {
-				ps = append(ps, Param{Name: n.Name + ".bias", Shape: []int64{int64(n.OutF)}, Trainable: true, Init: InitUniformFanIn, FanIn: n.InF})
+				ps = append(ps, Param{Name: n.Name + ".bias", Shape: []int64{int64(n.OutF)}, Trainable: !n.FrozenBias, Init: InitUniformFanIn, FanIn: n.InF})
 			}
 		}
 	}
 	return ps
+}
+
+func bnWeightInit(n Node) Init {
+	if n.ZeroInit {
+		return InitZeros
+	}
+	return InitOnes
 }
 
 // Spec selects an encoder: architecture, stem, head and input geometry.
@@ -145,6 +157,12 @@ type Spec struct {
 	OutDim  int    `json:"out_dim"`  // projection size (SimCLR 128; SimSiam 2048)
 	InputC  int    `json:"input_c"`  // channels of the input image (3)
 	InputHW int    `json:"input_hw"` // height = width of the input image (32, 224 ...)
+	// PredHidden is the hidden width of the SimSiam predictor (0: OutDim/4, SimSiam's; the
+	// reference's stealing SimSiam uses OutDim).
+	PredHidden int `json:"pred_hidden,omitempty"`
+	// ZeroInitResidual starts the last batch norm of every residual block at weight 0
+	// (torchvision's zero_init_residual, as SimSiam builds its encoder).
+	ZeroInitResidual bool `json:"zero_init_residual,omitempty"`
 }
 
 // Archs and stems the package can build.
@@ -167,6 +185,9 @@ func (s Spec) Validate() error {
 	}
 	if s.Head != "none" && s.OutDim <= 0 {
 		return fmt.Errorf("out_dim %d: a %s head needs a positive projection size", s.OutDim, s.Head)
+	}
+	if s.PredHidden < 0 || (s.PredHidden > 0 && s.Head != "simsiam") {
+		return fmt.Errorf("pred_hidden %d: only a simsiam head has a predictor (0 = out_dim/4)", s.PredHidden)
 	}
 	if s.InputC <= 0 || s.InputHW < 8 {
 		return fmt.Errorf("input %dx%dx%d: expected at least 1 channel and 8x8 pixels", s.InputC, s.InputHW, s.InputHW)
@@ -256,7 +277,8 @@ func Build(s Spec) (*Graph, error) {
 		g.Projection = g.linear(x, "fc", d, s.OutDim, true)
 	case "simsiam":
 		// SimSiam projector: 3 x Linear-BN(-ReLU), last BN without affine. The first two Linear
-		// layers have no bias; the last is the backbone's original fc, which keeps its (frozen) bias.
+		// layers have no bias; the last is the backbone's original fc, which keeps its bias,
+		// frozen (requires_grad False in SimSiam).
 		z := x
 		for i, last := 0, 2; i <= last; i++ {
 			outF := d
@@ -264,6 +286,7 @@ func Build(s Spec) (*Graph, error) {
 				outF = s.OutDim
 			}
 			z = g.linear(z, fmt.Sprintf("fc.%d", 3*i), d, outF, i == last)
+			g.Nodes[z].FrozenBias = i == last
 			z = g.add(Node{Op: BatchNorm, Name: fmt.Sprintf("fc.%d", 3*i+1), In: []int{z}, Features: outF, Affine: i != last})
 			if i != last {
 				z = g.add(Node{Op: ReLU, In: []int{z}})
@@ -273,6 +296,9 @@ func Build(s Spec) (*Graph, error) {
 		g.Projection = z
 		// Predictor: Linear(out, out/4, no bias)-BN-ReLU-Linear(out/4, out).
 		hid := s.OutDim / 4
+		if s.PredHidden > 0 {
+			hid = s.PredHidden
+		}
 		p := g.linear(z, "predictor.0", s.OutDim, hid, false)
 		p = g.add(Node{Op: BatchNorm, Name: "predictor.1", In: []int{p}, Features: hid, Affine: true})
 		p = g.add(Node{Op: ReLU, In: []int{p}})
@@ -298,6 +324,7 @@ func (g *Graph) basic(x int, name string, in, width, stride int) int {
 	y := g.conv(x, name+".conv1", in, width, 3, stride, 1)
 	y = g.add(Node{Op: ReLU, In: []int{g.bn(y, name+".bn1", width)}})
 	y = g.bn(g.conv(y, name+".conv2", width, width, 3, 1, 1), name+".bn2", width)
+	g.Nodes[y].ZeroInit = g.Spec.ZeroInitResidual
 	short := x
 	if stride != 1 || in != width {
 		short = g.bn(g.conv(x, name+".downsample.0", in, width, 1, stride, 0), name+".downsample.1", width)
@@ -311,6 +338,7 @@ func (g *Graph) bottleneck(x int, name string, in, width, stride int) int {
 	y := g.add(Node{Op: ReLU, In: []int{g.bn(g.conv(x, name+".conv1", in, width, 1, 1, 0), name+".bn1", width)}})
 	y = g.add(Node{Op: ReLU, In: []int{g.bn(g.conv(y, name+".conv2", width, width, 3, stride, 1), name+".bn2", width)}})
 	y = g.bn(g.conv(y, name+".conv3", width, out, 1, 1, 0), name+".bn3", out)
+	g.Nodes[y].ZeroInit = g.Spec.ZeroInitResidual
 	short := x
 	if stride != 1 || in != out {
 		short = g.bn(g.conv(x, name+".downsample.0", in, out, 1, stride, 0), name+".downsample.1", out)

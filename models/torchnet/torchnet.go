@@ -93,6 +93,13 @@ func numel(shape []int64) int64 {
 // tensors are freed as soon as their last reader has run; the caller owns the results.
 // It panics on libtorch errors: call it inside Session.do.
 func (m *model) forward(x *ts.Tensor, train bool, outputs ...int) []*ts.Tensor {
+	return m.forwardFrom(0, x, train, outputs...)
+}
+
+// forwardFrom is forward with x as the output of node start: it runs the nodes after start
+// (a head on given representations: forwardFrom(g.Representation, h, ...)). A node after start
+// that reads a node before it panics.
+func (m *model) forwardFrom(start int, x *ts.Tensor, train bool, outputs ...int) []*ts.Tensor {
 	g := m.graph
 	keep := make([]bool, len(g.Nodes))
 	readers := make([]int, len(g.Nodes))
@@ -105,14 +112,17 @@ func (m *model) forward(x *ts.Tensor, train bool, outputs ...int) []*ts.Tensor {
 			last = o
 		}
 	}
-	for _, n := range g.Nodes[:last+1] {
+	for i, n := range g.Nodes[start+1 : last+1] {
 		for _, in := range n.In {
+			if in < start {
+				panic(fmt.Errorf("node %d reads node %d, before the start node %d", start+1+i, in, start))
+			}
 			readers[in]++
 		}
 	}
 	vals := make([]*ts.Tensor, last+1)
-	vals[0] = x
-	keep[0] = true // the caller owns the input
+	vals[start] = x
+	keep[start] = true // the caller owns the input
 	release := func(i int) {
 		readers[i]--
 		if readers[i] == 0 && !keep[i] {
@@ -120,7 +130,7 @@ func (m *model) forward(x *ts.Tensor, train bool, outputs ...int) []*ts.Tensor {
 			vals[i] = nil
 		}
 	}
-	for i := 1; i <= last; i++ {
+	for i := start + 1; i <= last; i++ {
 		n := g.Nodes[i]
 		a := vals[n.In[0]]
 		var y *ts.Tensor

@@ -26,6 +26,14 @@ type TrainerConfig struct {
 	WeightDecay float64
 	Momentum    float64
 
+	// SimSiam is the reference's symmetrized steal through its SimSiam stealing model (a net
+	// with a simsiam head): a batch's Rows are two views of Rows/2 images, view 1 first, and
+	// Target holds the victim's answers to them (representations). The predictions of view 1,
+	// p1 = Prediction(x1), are compared with the net's own projector applied to the victim's
+	// answers for view 2, z2 = Projection(y2) (the projector gets that gradient too), and vice
+	// versa. Each view runs through the net on its own, as in the reference (batch-norm
+	// statistics per view).
+	SimSiam bool
 	// Through: the loss compares the outputs through this frozen head, loss(head(out),
 	// head(target)); PlusRawMSE adds mse(out, target) (the reference's msewithhead).
 	Through    *MLP
@@ -57,8 +65,9 @@ type Trainer struct {
 	net *Net
 	mlp *MLP
 	opt *optimizer
-	in  []int64 // shape of one input row
-	out int     // width of the trained output
+	in     []int64 // shape of one input row
+	out    int     // width of the trained output
+	target int     // width of a target row
 }
 
 func (t *Trainer) free() { t.opt.free() }
@@ -76,7 +85,17 @@ func (n *Net) NewTrainer(c TrainerConfig) (*Trainer, error) {
 		return nil, fmt.Errorf("trainer: output node %d: the graph has nodes 1..%d", c.Output, len(g.Nodes)-1)
 	}
 	s := g.Spec
+	if c.SimSiam {
+		if g.Prediction < 0 || c.Loss != "symmetrized" || c.Pairs {
+			return nil, fmt.Errorf("trainer: the SimSiam steal needs a net with a simsiam head and loss symmetrized on targets")
+		}
+		c.Output = g.Prediction
+	}
 	t := &Trainer{s: n.s, c: c, net: n, in: []int64{int64(s.InputC), int64(s.InputHW), int64(s.InputHW)}, out: nodeDim(g, c.Output)}
+	t.target = t.out
+	if c.SimSiam {
+		t.target = models.RepresentationDim(s.Arch)
+	}
 	params := n.m.trainable()
 	if c.Watermark != nil {
 		if w := c.Watermark.mlp.widths[0]; w != models.RepresentationDim(s.Arch) {
@@ -92,8 +111,11 @@ func (h *MLP) NewTrainer(c TrainerConfig) (*Trainer, error) {
 	if c.Watermark != nil {
 		return nil, fmt.Errorf("trainer: a watermark is trained with a net, not a head")
 	}
+	if c.SimSiam {
+		return nil, fmt.Errorf("trainer: the SimSiam steal trains a net, not a head")
+	}
 	w := h.mlp.widths
-	t := &Trainer{s: h.s, c: c, mlp: h, in: []int64{int64(w[0])}, out: w[len(w)-1]}
+	t := &Trainer{s: h.s, c: c, mlp: h, in: []int64{int64(w[0])}, out: w[len(w)-1], target: w[len(w)-1]}
 	return t, t.init(h.mlp.params())
 }
 
@@ -153,8 +175,8 @@ func nodeDim(g *models.Graph, i int) int {
 	}
 }
 
-// OutputDim is the width of the trained output (what a Batch's Target rows hold).
-func (t *Trainer) OutputDim() int { return t.out }
+// TargetDim is the width of a Batch's Target rows.
+func (t *Trainer) TargetDim() int { return t.target }
 
 // Steps is the number of optimiser updates done (restored by LoadState).
 func (t *Trainer) Steps() int64 { return t.opt.Step }
@@ -180,6 +202,9 @@ func (t *Trainer) loss(b Batch) *ts.Tensor {
 	c := t.c
 	if t.fn == nil { // the watermark task alone
 		return t.watermarkLoss(b)
+	}
+	if c.SimSiam {
+		return t.simSiamLoss(b)
 	}
 	x := t.s.input(b.X, append([]int64{int64(b.Rows)}, t.in...)...)
 	var out *ts.Tensor
@@ -212,6 +237,33 @@ func (t *Trainer) loss(b Batch) *ts.Tensor {
 	if c.Watermark != nil && b.WatermarkRows > 0 {
 		l = l.MustAdd(t.watermarkLoss(b).MustMulScalar(ts.FloatScalar(c.WatermarkWeight), true), true)
 	}
+	return l
+}
+
+// simSiamLoss is the reference's symmetrized steal loss (see TrainerConfig.SimSiam).
+func (t *Trainer) simSiamLoss(b Batch) *ts.Tensor {
+	g := t.net.m.graph
+	h := int64(b.Rows / 2)
+	per := int(h) * int(t.in[0]*t.in[1]*t.in[2])
+	rd := int(h) * t.target
+	view := func(v int) (p, z *ts.Tensor) {
+		x := t.s.input(b.X[v*per:(v+1)*per], append([]int64{h}, t.in...)...)
+		p = t.net.m.forward(x, true, g.Prediction)[0]
+		x.MustDrop()
+		y := t.s.input(b.Target[v*rd:(v+1)*rd], h, int64(t.target))
+		z = t.net.m.forwardFrom(g.Representation, y, true, g.Projection)[0]
+		y.MustDrop()
+		return p, z
+	}
+	p1, z1 := view(0)
+	p2, z2 := view(1)
+	p, z := ts.MustCat([]*ts.Tensor{p1, p2}, 0), ts.MustCat([]*ts.Tensor{z1, z2}, 0)
+	for _, x := range []*ts.Tensor{p1, p2, z1, z2} {
+		x.MustDrop()
+	}
+	l := t.fn(p, z, nil, t.c.Temperature)
+	p.MustDrop()
+	z.MustDrop()
 	return l
 }
 
@@ -276,12 +328,12 @@ func (t *Trainer) check(b Batch) error {
 		return t.checkWatermark(b, per)
 	}
 	switch {
-	case b.Rows < 1 || (c.Pairs && (b.Rows < 2 || b.Rows%2 != 0)):
+	case b.Rows < 1 || ((c.Pairs || c.SimSiam) && (b.Rows < 2 || b.Rows%2 != 0)):
 		return fmt.Errorf("batch of %d rows: expected at least 1 (an even number, at least 2, for two views)", b.Rows)
 	case int64(len(b.X)) != int64(b.Rows)*per:
 		return fmt.Errorf("batch: %d input values for %d rows of %v", len(b.X), b.Rows, t.in)
-	case !c.Pairs && c.Loss != "xent" && int64(len(b.Target)) != int64(b.Rows)*int64(t.out):
-		return fmt.Errorf("batch: %d target values for %d rows of width %d", len(b.Target), b.Rows, t.out)
+	case !c.Pairs && c.Loss != "xent" && int64(len(b.Target)) != int64(b.Rows)*int64(t.target):
+		return fmt.Errorf("batch: %d target values for %d rows of width %d", len(b.Target), b.Rows, t.target)
 	}
 	first := b.Rows
 	if c.Pairs {
