@@ -51,3 +51,55 @@ func TestOnlyTorchnetImportsGotch(t *testing.T) {
 		t.Fatalf("go list named %d packages besides torchnet, expected the whole module", checked)
 	}
 }
+
+// layers are the module's packages from the bottom up: a package imports only packages of
+// lower layers (data flows one way: data -> augment -> torchnet -> checkpoint -> ONNX ->
+// infer -> serve -> attack -> eval). A package missing here fails the test.
+var layers = [][]string{
+	{"data", "augment", "onnxpb", "progress", "infer/npy", "internal/layering", "internal/pyref"},
+	{"models", "models/zoo"},
+	{"infer", "models/torchnet"},
+	{"export", "watermark", "defense"},
+	{"train", "eval", "serve", "models/pth"},
+	{"attack"},
+	{"study", "bench"},
+	{"demo"},
+	{"cmd/ssl-onnx"},
+}
+
+// TestImportsPointDown checks every import between the module's packages against layers.
+func TestImportsPointDown(t *testing.T) {
+	layer := map[string]int{}
+	for i, ps := range layers {
+		for _, p := range ps {
+			layer[p] = i
+		}
+	}
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	edges := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		from := strings.TrimPrefix(f[0], module)
+		lf, ok := layer[from]
+		if !ok {
+			t.Errorf("package %s is in no layer: add it to layers", from)
+			continue
+		}
+		for _, imp := range f[1:] {
+			to, internal := strings.CutPrefix(imp, module)
+			if !internal {
+				continue
+			}
+			edges++
+			if lt, ok := layer[to]; ok && lt >= lf {
+				t.Errorf("%s (layer %d) imports %s (layer %d): imports must point down", from, lf, to, lt)
+			}
+		}
+	}
+	if edges < 40 {
+		t.Fatalf("found %d imports between the module's packages, expected the whole graph", edges)
+	}
+}
