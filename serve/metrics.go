@@ -22,6 +22,7 @@ type metrics struct {
 	commitSize prometheus.Histogram     // batches per ledger transaction
 	blocked    prometheus.Counter       // requests refused because a defense blocked the key
 	handler    http.Handler
+	idle       idleTrim // requests started and in flight, for the idle memory trim
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -94,6 +95,8 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // into a 500 JSON error instead of a dropped connection.
 func (m *metrics) instrument(endpoint string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.idle.begin()
+		defer m.idle.end()
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {

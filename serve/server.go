@@ -349,9 +349,13 @@ func (r *Running) Stop() error {
 	return r.err
 }
 
+// idleTrimInterval is how often a server checks whether a burst has ended (see idleTrim).
+const idleTrimInterval = 2 * time.Second
+
 // Serve serves on ln until ctx is done (SIGTERM in the CLI). Shutdown is graceful: the
 // listener closes, readiness turns false, requests in flight are finished and answered
-// (within Config.ShutdownTimeout), then Serve returns nil.
+// (within Config.ShutdownTimeout), then Serve returns nil. Once a burst of requests has
+// ended, the memory it freed goes back to the system (see idleTrim).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	scheme := "http://"
 	if s.tls != nil {
@@ -371,6 +375,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		"max_batch", s.cfg.MaxBatch, "max_delay", s.batch.maxDelay, "workers", s.cfg.Workers)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	tctx, stopTrim := context.WithCancel(ctx)
+	defer stopTrim()
+	go s.m.idle.run(tctx, idleTrimInterval, releaseMemory)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

@@ -24,8 +24,8 @@ func runtimeFlags() []cli.Flag {
 }
 
 // openEncoder opens the model ref (a file or builtin:<name>) with the runtime flags. A server
-// passes noSpin (see infer.Options.NoSpin).
-func openEncoder(c *cli.Context, ref string, noSpin ...bool) (infer.Encoder, error) {
+// (serving true) keeps ONNX Runtime's threads from spinning (see infer.Options.NoSpin).
+func openEncoder(c *cli.Context, ref string, serving bool) (infer.Encoder, error) {
 	path, err := zoo.Resolve(ref)
 	if err != nil {
 		return nil, err
@@ -33,7 +33,7 @@ func openEncoder(c *cli.Context, ref string, noSpin ...bool) (infer.Encoder, err
 	switch c.String("runtime") {
 	case "ort":
 		return infer.OpenORT(path, infer.Options{Threads: c.Int("threads"), Device: c.String("device"), Library: c.String("ort-lib"),
-			NoSpin: len(noSpin) > 0 && noSpin[0]})
+			NoSpin: serving})
 	case "onnx-go":
 		return infer.OpenOnnxGo(path)
 	}
@@ -54,7 +54,7 @@ func embedCommand() *cli.Command {
 			&cli.StringFlag{Name: "labels", Usage: "also write the labels as .npy (float32) here"},
 		),
 		Action: func(c *cli.Context) error {
-			enc, err := openEncoder(c, c.String("model"))
+			enc, err := openEncoder(c, c.String("model"), false)
 			if err != nil {
 				return err
 			}

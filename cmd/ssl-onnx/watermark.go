@@ -116,7 +116,7 @@ func openDataAndModel(c *cli.Context) (data.Dataset, infer.Encoder, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	enc, err := openEncoder(c, c.String("model"))
+	enc, err := openEncoder(c, c.String("model"), false)
 	if err != nil {
 		return nil, nil, err
 	}
