@@ -4,6 +4,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,6 +30,7 @@ type Config struct {
 	Batches   []int         // inference batch sizes
 	MinTime   time.Duration // per inference measurement
 	Threads   int
+	Device    string   // cpu, cuda or cuda:N: ONNX Runtime, libtorch and PyTorch alike
 	TrainStem []string // stems for the training-step benchmark; empty = skip
 	TrainBS   int
 	Steps     int
@@ -163,7 +165,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 		ts := TrainStep{Arch: "resnet18", Stem: stem, Batch: c.TrainBS, Threads: c.Threads}
 		var gotchIPS, torchIPS []float64
 		for round := 0; round < max(c.Rounds, 1); round++ {
-			ips, err := train.StepBenchmark(train.Config{Arch: "resnet18", Stem: stem, Size: 32, BatchSize: c.TrainBS, Threads: c.Threads, Seed: 1}, 1, c.Steps)
+			ips, err := train.StepBenchmark(train.Config{Arch: "resnet18", Stem: stem, Size: 32, BatchSize: c.TrainBS, Threads: c.Threads, Device: c.Device, Seed: 1}, 1, c.Steps)
 			if err != nil {
 				return nil, err
 			}
@@ -173,7 +175,8 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 				continue
 			}
 			cmd := exec.CommandContext(ctx, c.Python, c.PyTorch, "--arch", "resnet18", "--stem", stem, "--size", "32",
-				"--batch-size", fmt.Sprint(c.TrainBS), "--threads", fmt.Sprint(c.Threads), "--steps", fmt.Sprint(c.Steps), "--warmup", "1")
+				"--batch-size", fmt.Sprint(c.TrainBS), "--threads", fmt.Sprint(c.Threads), "--steps", fmt.Sprint(c.Steps), "--warmup", "1",
+				"--device", cmp.Or(c.Device, "cpu"))
 			// PyTorch gets the allocator settings gotch runs with (models/torchnet/malloc_linux.go).
 			cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=1", "MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=2147483647")
 			out, err := cmd.Output()
@@ -210,7 +213,7 @@ func (c Config) serveThreads() int {
 // rawRuns measures in-process ONNX Runtime (threads intra-op threads) at each batch size,
 // with callers goroutines calling Encode at once.
 func rawRuns(ctx context.Context, c Config, path string, threads, callers int, batches []int, log io.Writer) ([]Inference, error) {
-	enc, err := infer.OpenORT(path, infer.Options{Threads: threads})
+	enc, err := infer.OpenORT(path, infer.Options{Threads: threads, Device: c.Device})
 	if err != nil {
 		return nil, err
 	}

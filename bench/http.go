@@ -151,7 +151,7 @@ func httpPatterns(ctx context.Context, c Config, client *serve.Client, model, se
 // threads that do not spin), and measures both as a client would.
 func inProcessHTTP(ctx context.Context, c Config, path string, raw, same map[int]float64, log io.Writer) ([]HTTPResult, error) {
 	model := filepath.Base(path)
-	enc, err := infer.OpenORT(path, infer.Options{Threads: c.serveThreads(), NoSpin: true})
+	enc, err := infer.OpenORT(path, infer.Options{Threads: c.serveThreads(), Device: c.Device, NoSpin: true})
 	if err != nil {
 		return nil, err
 	}

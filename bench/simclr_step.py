@@ -32,7 +32,7 @@ def info_nce(a, b, t):
     n = a.shape[0]
     sim = z @ z.T / t
     sim.fill_diagonal_(-1e9)
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(a.device)
     return F.cross_entropy(sim, target)
 
 
@@ -46,25 +46,32 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--optimizer", default="adam")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    net = model(a.arch, a.stem, 128)
+    dev = torch.device(a.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {a.device}: this PyTorch sees no CUDA device")
+    net = model(a.arch, a.stem, 128).to(dev)
     net.train()
     if a.optimizer == "adam":
         opt = torch.optim.Adam(net.parameters(), lr=3e-4, weight_decay=1e-4)
     else:
         opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
-    v1 = torch.rand(a.batch_size, 3, a.size, a.size)
-    v2 = torch.rand(a.batch_size, 3, a.size, a.size)
+    v1 = torch.rand(a.batch_size, 3, a.size, a.size, device=dev)
+    v2 = torch.rand(a.batch_size, 3, a.size, a.size, device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     for i in range(a.warmup + a.steps):
         if i == a.warmup:
+            sync()
             t0 = time.perf_counter()
         z = net(torch.cat([v1, v2]))
         loss = info_nce(z[: a.batch_size], z[a.batch_size:], 0.07)
         opt.zero_grad()
         loss.backward()
         opt.step()
+    sync()
     secs = time.perf_counter() - t0
     print(json.dumps({"images_per_s": a.steps * a.batch_size / secs, "seconds": secs,
                       "torch": torch.__version__, "threads": a.threads}))

@@ -34,6 +34,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "gotch/PyTorch alternations (medians are compared)"},
 			&cli.StringFlag{Name: "pytorch", Value: "bench/simclr_step.py", Usage: "PyTorch reference script to compare the training step with (empty to skip)"},
 			&cli.StringFlag{Name: "python", Value: "/usr/bin/python3"},
+			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N, for ONNX Runtime, libtorch and the PyTorch reference alike"},
 			&cli.BoolFlag{Name: "http", Value: true, Usage: "also measure each model through the HTTP API on a loopback port (--http=false to skip)"},
 			&cli.IntSliceFlag{Name: "concurrency", Value: cli.NewIntSlice(1, 16, 64), Usage: "concurrent single-image HTTP clients"},
 			&cli.IntFlag{Name: "serve-workers", Value: 1, Usage: "the in-process server's --workers (model calls at once); raw ONNX Runtime is then also measured with as many callers"},
@@ -72,7 +73,7 @@ func benchCommand() *cli.Command {
 			}
 			r, err := bench.Run(c.Context, bench.Config{
 				Models: models, Batches: c.IntSlice("batch-size"), MinTime: c.Duration("min-time"),
-				Threads: c.Int("threads"), TrainStem: stems, TrainBS: c.Int("train-batch-size"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
+				Threads: c.Int("threads"), Device: c.String("device"), TrainStem: stems, TrainBS: c.Int("train-batch-size"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
 				PyTorch: py, Python: c.String("python"), TempDir: tmp,
 				HTTP: c.Bool("http"), Concurrency: c.IntSlice("concurrency"), BatchClients: c.IntSlice("batch-clients"),
 				ServeWorkers: c.Int("serve-workers"), ServeThreads: c.Int("serve-threads"), URL: c.String("url"), APIKey: c.String("api-key"),
