@@ -104,6 +104,9 @@ func TestImportSimSiam(t *testing.T) {
 // imported with its head, the training-only state is dropped, and an unknown extra tensor is
 // still an error.
 func TestImportMoCoV2(t *testing.T) {
+	if testing.Short() {
+		t.Skip("heavy cross-check: make test runs it")
+	}
 	const hw = 32
 	path := importChecked(t, "mocov2", hw, "ResNet-18 MoCo v2 representation",
 		map[string]string{"architecture": "resnet18", "head": "simclr", "output_dim": "512"})
@@ -134,6 +137,9 @@ func TestImportMoCoV2(t *testing.T) {
 // TestImportLegacyDataParallel reads a legacy-format torch.save of a DataParallel ResNet-18
 // classifier state dict; the architecture and stem are guessed from the tensors.
 func TestImportLegacyDataParallel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("heavy cross-check: make test runs it")
+	}
 	const hw = 32
 	path := importChecked(t, "resnet18", hw, "ResNet-18 representation",
 		map[string]string{"architecture": "resnet18", "head": "linear", "output_dim": "512"})

@@ -36,6 +36,9 @@ func TestResolve(t *testing.T) {
 // than a randomly initialised encoder's on Fashion-MNIST (kNN on 1000 test images), and its
 // watermark secret recognises it.
 func TestShippedVictims(t *testing.T) {
+	if testing.Short() {
+		t.Skip("heavy cross-check: make test runs it")
+	}
 	t.Setenv(zoo.Env, ".") // the package directory: models/zoo of this checkout
 	for _, tc := range []struct {
 		ref, loss, epochs string
