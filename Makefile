@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/ssl-onnx
 export CGO_ENABLED := 1
 
-.PHONY: setup build test demo bench fuzz soak clean
+.PHONY: setup build test test-short demo bench fuzz soak clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +17,10 @@ test: build
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+
+# The inner loop: every package's tests minus the end-to-end runs and heavy cross-checks.
+test-short: build
+	$(GO) test -short -count=1 ./...
 
 demo: build
 	./$(BIN) demo
