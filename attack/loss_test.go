@@ -2,7 +2,6 @@ package attack
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -74,17 +73,6 @@ func lossCases() []lossCase {
 	return cs
 }
 
-func writeRaw(t *testing.T, path string, v any) {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := binary.Write(&buf, binary.LittleEndian, v); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 type lossRef struct {
 	Loss  float64   `json:"loss"`
 	GradS []float64 `json:"grad_s"`
@@ -111,11 +99,11 @@ func runLossRef(t *testing.T, cases []lossCase) map[string]lossRef {
 	for i, c := range cases {
 		e := entry{Name: c.name, Loss: c.loss, Rows: c.rows, D: c.d, Temperature: c.temperature,
 			S: filepath.Join(dir, fmt.Sprintf("s%d.f32", i)), V: filepath.Join(dir, fmt.Sprintf("v%d.f32", i))}
-		writeRaw(t, e.S, c.s)
-		writeRaw(t, e.V, c.v)
+		pyref.WriteRaw(t, e.S, c.s)
+		pyref.WriteRaw(t, e.V, c.v)
 		if c.labels != nil {
 			e.Labels = filepath.Join(dir, fmt.Sprintf("l%d.i64", i))
-			writeRaw(t, e.Labels, c.labels)
+			pyref.WriteRaw(t, e.Labels, c.labels)
 		}
 		manifest = append(manifest, e)
 	}

@@ -1,27 +1,12 @@
 package train
 
 import (
-	"bytes"
-	"encoding/binary"
 	"math"
-	"os"
 	"testing"
 
 	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 )
-
-// writeRaw writes a []float32 or []int64 as little-endian raw values (numpy.fromfile's '<f4' / '<i8').
-func writeRaw(t *testing.T, path string, v any) {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := binary.Write(&buf, binary.LittleEndian, v); err != nil {
-		t.Fatalf("encode %s: %v", path, err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // runRef runs testdata/<script> with the reference interpreter (see pyref.Run).
 func runRef(t *testing.T, script string, out any, args ...string) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 )
 
@@ -138,11 +139,11 @@ func TestLossesMatchPyTorch(t *testing.T) {
 		covered[c.loss] = true
 		mc := manifestCase{Name: c.name, Loss: c.loss, N: c.n, D: c.d, Temperature: c.temperature,
 			A: filepath.Join(dir, fmt.Sprintf("a%d.f32", i)), B: filepath.Join(dir, fmt.Sprintf("b%d.f32", i))}
-		writeRaw(t, mc.A, c.a)
-		writeRaw(t, mc.B, c.b)
+		pyref.WriteRaw(t, mc.A, c.a)
+		pyref.WriteRaw(t, mc.B, c.b)
 		if c.labels != nil {
 			mc.Labels = filepath.Join(dir, fmt.Sprintf("labels%d.i64", i))
-			writeRaw(t, mc.Labels, c.labels)
+			pyref.WriteRaw(t, mc.Labels, c.labels)
 		}
 		manifest = append(manifest, mc)
 	}

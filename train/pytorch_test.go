@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ssl-onnx/ssl-onnx/data"
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 	"github.com/ssl-onnx/ssl-onnx/models"
 )
 
@@ -44,7 +45,7 @@ func TestCheckpointLoadsInPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	imgPath := filepath.Join(t.TempDir(), "images.f32")
-	writeRaw(t, imgPath, images)
+	pyref.WriteRaw(t, imgPath, images)
 
 	var ref struct {
 		Keys           []string  `json:"keys"`

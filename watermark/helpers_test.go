@@ -1,8 +1,6 @@
 package watermark
 
 import (
-	"bytes"
-	"encoding/binary"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -22,18 +20,6 @@ import (
 func runRef(t *testing.T, script string, out any, args ...string) {
 	t.Helper()
 	pyref.Run(t, script, out, args...)
-}
-
-// writeRaw writes v as little-endian raw values.
-func writeRaw(t *testing.T, path string, v any) {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := binary.Write(&buf, binary.LittleEndian, v); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // Sizes of the jointly trained fixture: small enough for two shared cores.

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 )
 
 // TestRotateMatchesTorchvision compares Rotate with torchvision's F.rotate (bilinear, zero
@@ -33,7 +35,7 @@ func TestRotateMatchesTorchvision(t *testing.T) {
 			img[i] = rng.Float32()
 		}
 		path := filepath.Join(dir, fmt.Sprintf("img%d.f32", k))
-		writeRaw(t, path, img)
+		pyref.WriteRaw(t, path, img)
 		cases = append(cases, refCase{Path: path, C: sz.c, H: sz.h, W: sz.w, Angles: angles, img: img})
 	}
 	js, err := json.Marshal(cases)

@@ -73,3 +73,16 @@ func ReadFloat32(tb testing.TB, path string) []float32 {
 	}
 	return v
 }
+
+// WriteRaw writes a slice of fixed-size numbers ([]float32, []int64 ...) as raw little-endian
+// values, as the reference scripts read them (numpy.fromfile with '<f4', '<i8').
+func WriteRaw(tb testing.TB, path string, v any) {
+	tb.Helper()
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.LittleEndian, v); err != nil {
+		tb.Fatalf("encode %s: %v", path, err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}

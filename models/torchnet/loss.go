@@ -84,22 +84,30 @@ func floatMatrix(n int, dev gotch.Device, f func(i, j int) float32) *ts.Tensor {
 	return t
 }
 
+// cosineLogits returns the cosine similarities / temperature of the 2N L2-normalised rows of
+// [a; b] (2N x 2N) and the mask that excludes self-similarity (to add to them).
+func cosineLogits(a, b *ts.Tensor, temperature float64) (sim, diag *ts.Tensor) {
+	n := int(a.MustSize()[0])
+	z := normalize(ts.MustCat([]*ts.Tensor{a, b}, 0))
+	zt := z.MustTranspose(0, 1, false)
+	sim = z.MustMm(zt, true).MustDivScalar(ts.FloatScalar(temperature), true)
+	zt.MustDrop()
+	diag = floatMatrix(2*n, a.MustDevice(), func(i, j int) float32 {
+		if i == j {
+			return maskNeg
+		}
+		return 0
+	})
+	return sim, diag
+}
+
 // infoNCE is NT-Xent: the 2N rows of [a; b] are L2-normalised; for row i the positive is its
 // partner in the other half and the other 2N-2 rows are negatives; cross-entropy over
 // similarities / temperature, self-similarity excluded.
 func infoNCE(a, b, _ *ts.Tensor, temperature float64) *ts.Tensor {
 	n := int(a.MustSize()[0])
 	dev := a.MustDevice()
-	z := normalize(ts.MustCat([]*ts.Tensor{a, b}, 0))
-	zt := z.MustTranspose(0, 1, false)
-	sim := z.MustMm(zt, true).MustDivScalar(ts.FloatScalar(temperature), true)
-	zt.MustDrop()
-	diag := floatMatrix(2*n, dev, func(i, j int) float32 {
-		if i == j {
-			return maskNeg
-		}
-		return 0
-	})
+	sim, diag := cosineLogits(a, b, temperature)
 	logits := sim.MustAdd(diag, true)
 	diag.MustDrop()
 	tg := make([]int64, 2*n)
@@ -156,16 +164,7 @@ func supCon(a, b, labels *ts.Tensor, temperature float64) *ts.Tensor {
 	n := int(a.MustSize()[0])
 	dev := a.MustDevice()
 	lab := labels.MustTo(gotch.CPU, false).Int64Values(true)
-	z := normalize(ts.MustCat([]*ts.Tensor{a, b}, 0))
-	zt := z.MustTranspose(0, 1, false)
-	logits := z.MustMm(zt, true).MustDivScalar(ts.FloatScalar(temperature), true)
-	zt.MustDrop()
-	diag := floatMatrix(2*n, dev, func(i, j int) float32 {
-		if i == j {
-			return maskNeg
-		}
-		return 0
-	})
+	logits, diag := cosineLogits(a, b, temperature)
 	lse := logits.MustAdd(diag, false).MustLogsumexp([]int64{1}, true, true)
 	diag.MustDrop()
 	logProb := logits.MustSub(lse, true)

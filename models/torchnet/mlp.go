@@ -140,14 +140,7 @@ func (h *MLP) Forward(x []float32, n int) (out []float32, err error) {
 }
 
 // Save writes the weights as a gotch .ot file.
-func (h *MLP) Save(path string) error {
-	return h.s.do(func() error {
-		if err := h.mlp.vs.Save(path); err != nil {
-			return fmt.Errorf("save %s: %w", path, err)
-		}
-		return nil
-	})
-}
+func (h *MLP) Save(path string) error { return h.s.do(func() error { return saveVS(h.mlp.vs, path) }) }
 
 // Load reads weights written by Save; each of the MLP's tensors must be in the file with its
 // shape.

@@ -1,8 +1,6 @@
 package torchnet
 
 import (
-	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -14,17 +12,6 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/internal/pyref"
 	"github.com/ssl-onnx/ssl-onnx/models"
 )
-
-func writeF32(t *testing.T, path string, v []float32) {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := binary.Write(&buf, binary.LittleEndian, v); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestSimSiamStealMatchesSeed runs one step of the symmetrized steal (TrainerConfig.SimSiam)
 // and the same step of the seed's SimSiam stealing model and loss in PyTorch
@@ -60,7 +47,7 @@ func TestSimSiamStealMatchesSeed(t *testing.T) {
 	var ws []weight
 	for i, p := range g.Params() {
 		f := fmt.Sprintf("w%03d.f32", i)
-		writeF32(t, filepath.Join(dir, f), before[p.Name])
+		pyref.WriteRaw(t, filepath.Join(dir, f), before[p.Name])
 		ws = append(ws, weight{p.Name, f, p.Shape})
 	}
 	rng := rand.New(rand.NewSource(5))
@@ -72,8 +59,8 @@ func TestSimSiamStealMatchesSeed(t *testing.T) {
 	for i := range y {
 		y[i] = float32(math.Abs(rng.NormFloat64()))
 	}
-	writeF32(t, filepath.Join(dir, "x.f32"), x)
-	writeF32(t, filepath.Join(dir, "y.f32"), y)
+	pyref.WriteRaw(t, filepath.Join(dir, "x.f32"), x)
+	pyref.WriteRaw(t, filepath.Join(dir, "y.f32"), y)
 	const lr, wd = 0.05, 1e-4
 	after := []string{"conv1.weight", "layer1.0.bn2.weight", "fc.0.weight", "fc.4.weight", "fc.6.weight", "fc.6.bias", "predictor.0.weight", "predictor.3.bias"}
 	js, _ := json.Marshal(map[string]any{"dim": dim, "n": n, "hw": hw, "lr": lr, "wd": wd, "weights": ws, "after": after})

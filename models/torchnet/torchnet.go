@@ -266,13 +266,14 @@ func toSlice(t *ts.Tensor) []float32 {
 }
 
 // Save writes the weights as a gotch .ot file (a TorchScript archive that torch.jit.load reads).
-func (n *Net) Save(path string) error {
-	return n.s.do(func() error {
-		if err := n.m.vs.Save(path); err != nil {
-			return fmt.Errorf("save %s: %w", path, err)
-		}
-		return nil
-	})
+func (n *Net) Save(path string) error { return n.s.do(func() error { return saveVS(n.m.vs, path) }) }
+
+// saveVS writes vs as a gotch .ot file.
+func saveVS(vs *nn.VarStore, path string) error {
+	if err := vs.Save(path); err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	return nil
 }
 
 // Load reads weights written by Save; every tensor of the net must be in the file.
