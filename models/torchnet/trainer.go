@@ -59,12 +59,12 @@ type Batch struct {
 
 // Trainer is a net or an MLP with its loss and optimiser.
 type Trainer struct {
-	s   *Session
-	c   TrainerConfig
-	fn  lossFn
-	net *Net
-	mlp *MLP
-	opt *optimizer
+	s      *Session
+	c      TrainerConfig
+	fn     lossFn
+	net    *Net
+	mlp    *MLP
+	opt    *optimizer
 	in     []int64 // shape of one input row
 	out    int     // width of the trained output
 	target int     // width of a target row
