@@ -30,9 +30,10 @@ type Options struct {
 type Session struct {
 	dev   gotch.Device
 	calls chan call
-	mu    sync.Mutex
+	life  sync.RWMutex // read-held by every call, write-held by Close to end the session
+	done  bool         // guarded by life
+	mu    sync.Mutex   // guards open
 	open  []closer
-	done  bool
 }
 
 type call struct {
@@ -93,10 +94,9 @@ func protect(fn func() error) (err error) {
 
 // do runs fn on the session's thread and returns its error.
 func (s *Session) do(fn func() error) error {
-	s.mu.Lock()
-	closed := s.done
-	s.mu.Unlock()
-	if closed {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.done {
 		return errClosed
 	}
 	c := call{fn: fn, done: make(chan error, 1)}
@@ -133,10 +133,6 @@ func (s *Session) release(c closer) {
 // Closing twice is harmless.
 func (s *Session) Close() {
 	s.mu.Lock()
-	if s.done {
-		s.mu.Unlock()
-		return
-	}
 	open := s.open
 	s.open = nil
 	s.mu.Unlock()
@@ -146,10 +142,12 @@ func (s *Session) Close() {
 		}
 		return nil
 	})
-	s.mu.Lock()
-	s.done = true
-	s.mu.Unlock()
-	close(s.calls)
+	s.life.Lock() // waits for calls in progress; later calls see done
+	defer s.life.Unlock()
+	if !s.done {
+		s.done = true
+		close(s.calls)
+	}
 }
 
 // Device names the session's device as Options did ("cpu", "cuda:0").

@@ -85,6 +85,15 @@ func TestSessionKeepsGradModeAcrossCalls(t *testing.T) {
 	if tr.Steps() != 1 {
 		t.Fatalf("Steps() = %d after one step", tr.Steps())
 	}
+	// A closed net refuses work instead of touching freed tensors.
+	n.Close()
+	n.Close()
+	if _, _, err := n.Embed(img, 2, n.Graph().Representation); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Embed after Close: %v", err)
+	}
+	if _, err := tr.Step(Batch{Rows: 4, X: make([]float32, 4*3*16*16)}, 1e-3); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Step after the net's Close: %v", err)
+	}
 }
 
 // TestSessionTurnsPanicsIntoErrors and refuses calls once closed.

@@ -230,6 +230,14 @@ func (s *Session) NewNet(g *models.Graph, seed int64) (*Net, error) {
 	return n, nil
 }
 
+// do runs fn on the session's thread unless the net is closed.
+func (n *Net) do(fn func() error) error {
+	if n.closed {
+		return fmt.Errorf("torchnet: the net is closed")
+	}
+	return n.s.do(fn)
+}
+
 // Graph is the net's description.
 func (n *Net) Graph() *models.Graph { return n.m.graph }
 
@@ -245,7 +253,7 @@ func (n *Net) Close() {
 
 // StateDict copies every parameter and buffer to Go slices, by torchvision name.
 func (n *Net) StateDict() (sd map[string][]float32, err error) {
-	err = n.s.do(func() error {
+	err = n.do(func() error {
 		sd = make(map[string][]float32, len(n.m.params))
 		for name, t := range n.m.params {
 			sd[name] = toSlice(t)
@@ -266,7 +274,7 @@ func toSlice(t *ts.Tensor) []float32 {
 }
 
 // Save writes the weights as a gotch .ot file (a TorchScript archive that torch.jit.load reads).
-func (n *Net) Save(path string) error { return n.s.do(func() error { return saveVS(n.m.vs, path) }) }
+func (n *Net) Save(path string) error { return n.do(func() error { return saveVS(n.m.vs, path) }) }
 
 // saveVS writes vs as a gotch .ot file.
 func saveVS(vs *nn.VarStore, path string) error {
@@ -278,7 +286,7 @@ func saveVS(vs *nn.VarStore, path string) error {
 
 // Load reads weights written by Save; every tensor of the net must be in the file.
 func (n *Net) Load(path string) error {
-	return n.s.do(func() error { return loadStrict(n.m.vs, path, "is it a checkpoint of this architecture?") })
+	return n.do(func() error { return loadStrict(n.m.vs, path, "is it a checkpoint of this architecture?") })
 }
 
 // loadStrict loads a .ot file into vs; a tensor of vs that the file lacks is an error.
@@ -308,7 +316,7 @@ func (n *Net) Embed(images []float32, count int, output int) (out []float32, dim
 	if output < 1 || output >= len(n.m.graph.Nodes) {
 		return nil, 0, fmt.Errorf("embed: output node %d: the graph has nodes 1..%d", output, len(n.m.graph.Nodes)-1)
 	}
-	err = n.s.do(func() error {
+	err = n.do(func() error {
 		noGrad(func() {
 			x := n.s.input(images, int64(count), int64(s.InputC), int64(s.InputHW), int64(s.InputHW))
 			y := n.m.forward(x, false, output)[0]
@@ -328,7 +336,7 @@ func (n *Net) SetParam(name string, vals []float32) error {
 	if !ok {
 		return fmt.Errorf("parameter %s: not in this %s model", name, n.m.graph.Spec.Arch)
 	}
-	return n.s.do(func() error {
+	return n.do(func() error {
 		if k := t.Numel(); uint(len(vals)) != k {
 			return fmt.Errorf("parameter %s: got %d values, expected %d", name, len(vals), k)
 		}

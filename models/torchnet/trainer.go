@@ -74,6 +74,9 @@ func (t *Trainer) free() { t.opt.free() }
 
 // NewTrainer builds a trainer for the net.
 func (n *Net) NewTrainer(c TrainerConfig) (*Trainer, error) {
+	if n.closed {
+		return nil, fmt.Errorf("torchnet: the net is closed")
+	}
 	g := n.m.graph
 	if c.Output == 0 {
 		c.Output = g.Representation
@@ -183,6 +186,9 @@ func (t *Trainer) Steps() int64 { return t.opt.Step }
 
 // Step runs one optimisation step with learning rate lr and returns the loss before it.
 func (t *Trainer) Step(b Batch, lr float64) (loss float64, err error) {
+	if (t.net != nil && t.net.closed) || (t.mlp != nil && t.mlp.mlp == nil) {
+		return 0, fmt.Errorf("trainer: its net or head is closed")
+	}
 	if err := t.check(b); err != nil {
 		return 0, err
 	}
