@@ -52,6 +52,11 @@ type Config struct {
 	// views of each query image (each image costs two queries), then steal through it.
 	Head       string `json:"head,omitempty"`
 	HeadEpochs int    `json:"head_epochs,omitempty"` // epochs of head training (default 2 x Epochs, as the reference)
+	// StolenHead trains the stolen encoder through an MLP projection head of its own (the
+	// reference's --stolenhead: its SimCLR head Linear(d, d)-ReLU-Linear(d, out), out = the
+	// answers' dimension): the head's output is compared with the answers, and the stolen copy
+	// serves the representation before it.
+	StolenHead bool `json:"stolen_head,omitempty"`
 
 	Arch        string  `json:"arch"`
 	Stem        string  `json:"stem"`
@@ -428,8 +433,9 @@ func newStolen(sess *torchnet.Session, c Config, q *querier, res *Result, log io
 	return st, err
 }
 
-// stolenSpec is the stolen encoder: its output has the victim's dimension (through a linear
-// head when it differs from the representation's); for the SimSiam steal, the reference's
+// stolenSpec is the stolen encoder: its output has the victim's dimension (through its own MLP
+// head with StolenHead, else a linear head when it differs from the representation's); for the
+// SimSiam steal (which has its own heads), the reference's
 // stealing SimSiam (a projector and a predictor of the victim's dimension on the encoder,
 // zero-initialised residual batch norms) whose representation must have the answers' size.
 func stolenSpec(c Config, ls LossSpec, dim int) (models.Spec, error) {
@@ -440,6 +446,8 @@ func stolenSpec(c Config, ls LossSpec, dim int) (models.Spec, error) {
 		return spec, fmt.Errorf("loss %s passes the victim's answers through the stolen encoder's projector: they must be %s representations of %d values, found %d", c.Loss, c.Arch, rep, dim)
 	case ls.SimSiam:
 		spec.Head, spec.OutDim, spec.PredHidden, spec.ZeroInitResidual = "simsiam", dim, dim, true
+	case c.StolenHead:
+		spec.Head, spec.OutDim = "simclr", dim
 	case dim != rep:
 		spec.Head, spec.OutDim = "linear", dim
 	}

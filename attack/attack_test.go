@@ -481,6 +481,18 @@ func TestRunProjectionVictim(t *testing.T) {
 	}
 	encodeTwo(t, enc, 128)
 
+	// With a head of its own, the stolen encoder's MLP head maps to the answers' 128 values
+	// and the copy serves its 512-d representation.
+	hv := openVictim(t, path)
+	hdir := t.TempDir()
+	hc := tinyAttack(hv, path, hdir, "mse", 64)
+	hc.StolenHead = true
+	mustRun(t, hc)
+	hck, henc := exportStolen(t, hdir)
+	if hck.Spec.Head != "simclr" || hck.Spec.OutDim != 128 || henc.Info().OutputDim != 512 {
+		t.Fatalf("stolen head: spec %+v, export of dimension %d; want a simclr head to 128 and a 512-d representation", hck.Spec, henc.Info().OutputDim)
+	}
+
 	// The SimSiam steal passes the answers through the stolen encoder's projector: 128-d
 	// answers cannot be 512-d representations, and nothing is bought to find out.
 	v2 := openVictim(t, path)
