@@ -30,14 +30,9 @@ func TestONNXSideLinksNoLibtorch(t *testing.T) {
 
 // TestOnlyTorchnetImportsGotch: no non-test file of another package imports gotch.
 func TestOnlyTorchnetImportsGotch(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"...").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
 	checked := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] == module+"models/torchnet" {
+	for _, f := range imports(t) {
+		if f[0] == module+"models/torchnet" {
 			continue
 		}
 		checked++
@@ -75,13 +70,8 @@ func TestImportsPointDown(t *testing.T) {
 			layer[p] = i
 		}
 	}
-	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"...").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
 	edges := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
+	for _, f := range imports(t) {
 		from := strings.TrimPrefix(f[0], module)
 		lf, ok := layer[from]
 		if !ok {
@@ -102,4 +92,20 @@ func TestImportsPointDown(t *testing.T) {
 	if edges < 40 {
 		t.Fatalf("found %d imports between the module's packages, expected the whole graph", edges)
 	}
+}
+
+// imports lists every package of the module with its non-test imports: the package first.
+func imports(t *testing.T) [][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	var pkgs [][]string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			pkgs = append(pkgs, f)
+		}
+	}
+	return pkgs
 }
