@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime"
 
 	"github.com/urfave/cli/v2"
 
@@ -11,36 +10,38 @@ import (
 )
 
 func trainCommand() *cli.Command {
+	def := train.Config{Watermark: true} // the defaults shown are train's own
+	def.Defaults()
 	return &cli.Command{
 		Name:  "train",
 		Usage: "train a SimCLR encoder on libtorch (checkpoint every epoch; --resume continues)",
 		Flags: append(datasetFlags(),
-			&cli.StringFlag{Name: "split", Value: "train"},
+			&cli.StringFlag{Name: "split", Value: def.Split},
 			&cli.IntFlag{Name: "limit", Usage: "train on the first N images only"},
-			&cli.StringFlag{Name: "arch", Value: "resnet18", Usage: "resnet18, resnet34, resnet50"},
-			&cli.StringFlag{Name: "stem", Value: "cifar", Usage: "cifar (3x3/1, no maxpool), cifar-pool (3x3/1 + maxpool: half the resolution, a quarter of the compute) or imagenet (7x7/2 + maxpool)"},
-			&cli.IntFlag{Name: "size", Value: 32, Usage: "input size (images are resized to size x size)"},
-			&cli.IntFlag{Name: "out-dim", Value: 128, Usage: "projection head output size"},
-			&cli.StringFlag{Name: "loss", Value: "infonce", Usage: "infonce, softnn, supcon (contrastive), or ce (a supervised classifier: linear head on the labels, crop + flip only; its served output is the pooled representation)"},
+			&cli.StringFlag{Name: "arch", Value: def.Arch, Usage: "resnet18, resnet34, resnet50"},
+			&cli.StringFlag{Name: "stem", Value: def.Stem, Usage: "cifar (3x3/1, no maxpool), cifar-pool (3x3/1 + maxpool: half the resolution, a quarter of the compute) or imagenet (7x7/2 + maxpool)"},
+			&cli.IntFlag{Name: "size", Value: def.Size, Usage: "input size (images are resized to size x size)"},
+			&cli.IntFlag{Name: "out-dim", Value: def.OutDim, Usage: "projection head output size"},
+			&cli.StringFlag{Name: "loss", Value: def.Loss, Usage: "infonce, softnn, supcon (contrastive), or ce (a supervised classifier: linear head on the labels, crop + flip only; its served output is the pooled representation)"},
 			&cli.Float64Flag{Name: "temperature", Usage: "loss temperature (default: per loss, infonce 0.07, softnn 100)"},
 			&cli.StringFlag{Name: "optimizer", Usage: "adam, sgd or lars (default: adam; sgd for supcon)"},
 			&cli.Float64Flag{Name: "lr", Usage: "learning rate (default: per loss/optimizer, adam 3e-4, sgd/lars 0.05)"},
-			&cli.Float64Flag{Name: "weight-decay", Value: 1e-4},
+			&cli.Float64Flag{Name: "weight-decay", Value: def.WeightDecay},
 			&cli.Float64Flag{Name: "momentum", Usage: "sgd momentum (default 0.9)"},
-			&cli.IntFlag{Name: "epochs", Value: 200},
+			&cli.IntFlag{Name: "epochs", Value: def.Epochs},
 			&cli.IntFlag{Name: "warmup", Usage: "warm-up epochs before cosine decay (default 10 when epochs > 10)"},
-			&cli.IntFlag{Name: "batch-size", Value: 256},
-			&cli.Float64Flag{Name: "crop-min", Value: 0.08, Usage: "minimum scale of the random resized crop"},
+			&cli.IntFlag{Name: "batch-size", Value: def.BatchSize},
+			&cli.Float64Flag{Name: "crop-min", Value: def.CropMin, Usage: "minimum scale of the random resized crop"},
 			&cli.Int64Flag{Name: "seed", Value: 1},
-			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "libtorch intra-op threads"},
+			&cli.IntFlag{Name: "threads", Value: def.Threads, Usage: "libtorch intra-op threads"},
 			&cli.IntFlag{Name: "workers", Usage: "augmentation goroutines (default: one per core)"},
-			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N"},
+			&cli.StringFlag{Name: "device", Value: def.Device, Usage: "cpu, cuda or cuda:N"},
 			&cli.StringFlag{Name: "out", Value: "runs/victim", Usage: "run directory (checkpoints, log)"},
 			&cli.BoolFlag{Name: "resume", Value: true, Usage: "continue from the run directory's last checkpoint (--resume=false starts over)"},
 			&cli.StringFlag{Name: "init-from", Usage: "start from another run directory's last weights (and watermark head) with a fresh optimiser and schedule; --size may differ (progressive resizing)"},
 			&cli.BoolFlag{Name: "watermark", Usage: "train the owner's secret rotation-task watermark head jointly (saved as <out>/watermark.ot)"},
-			&cli.Float64Flag{Name: "watermark-weight", Value: 1, Usage: "weight of the watermark loss"},
-			&cli.IntFlag{Name: "watermark-batch", Value: 32, Usage: "rotated images per step for the watermark loss"},
+			&cli.Float64Flag{Name: "watermark-weight", Value: def.WatermarkWeight, Usage: "weight of the watermark loss"},
+			&cli.IntFlag{Name: "watermark-batch", Value: def.WatermarkBatch, Usage: "rotated images per step for the watermark loss"},
 		),
 		Action: func(c *cli.Context) error {
 			cfg := train.Config{
