@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/ssl-onnx/ssl-onnx/augment"
@@ -49,9 +50,11 @@ type Config struct {
 	Augment          bool `json:"augment"`
 	RequeryEachEpoch bool `json:"requery_each_epoch"` // the reference's behaviour, counted honestly
 	// Head is "" or HeadRecreate: recreate the victim's projection head from its answers to two
-	// views of each query image (each image costs two queries), then steal through it.
+	// views of each query image (each image costs two queries), then steal through it: the
+	// stolen encoder's own head is trained to match the recreated head's outputs (see head.go).
 	Head       string `json:"head,omitempty"`
 	HeadEpochs int    `json:"head_epochs,omitempty"` // epochs of head training (default 2 x Epochs, as the reference)
+	HeadLoss   string `json:"head_loss,omitempty"`   // the head's training loss: infonce (default), softnn or mse (the reference's --losshead)
 	// StolenHead trains the stolen encoder through an MLP projection head of its own (the
 	// reference's --stolenhead: its SimCLR head Linear(d, d)-ReLU-Linear(d, out), out = the
 	// answers' dimension): the head's output is compared with the answers, and the stolen copy
@@ -158,6 +161,9 @@ func (c *Config) defaults(ls LossSpec) {
 	}
 	if c.Head != "" && c.HeadEpochs == 0 {
 		c.HeadEpochs = 2 * c.Epochs
+	}
+	if c.Head != "" && c.HeadLoss == "" {
+		c.HeadLoss = "infonce"
 	}
 }
 
@@ -306,8 +312,8 @@ func (c Config) views(ls LossSpec) (int, error) {
 		return 0, fmt.Errorf("--augment: loss %s already trains on two augmented views; use it with a one-view loss (mse, infonce, softnn, ...)", c.Loss)
 	case c.Head != "" && c.Head != HeadRecreate:
 		return 0, fmt.Errorf("head %q: expected %q or nothing", c.Head, HeadRecreate)
-	case c.Head == "" && ls.PlusRawMSE:
-		return 0, fmt.Errorf("loss %s compares outputs through a recreated head: use it with --head %s", c.Loss, HeadRecreate)
+	case c.Head != "" && !slices.Contains(headLosses(), c.HeadLoss):
+		return 0, fmt.Errorf("head loss %q: expected one of %v", c.HeadLoss, headLosses())
 	case c.Head != "" && (ls.Views != 1 || c.Augment || c.RequeryEachEpoch):
 		return 0, fmt.Errorf("--head %s: needs a one-view loss (mse, infonce, softnn, msewithhead ...) without --augment or --requery-each-epoch (it queries two views of each image itself)", c.Head)
 	case c.Head != "" && c.HeadEpochs < 1:
@@ -415,13 +421,16 @@ func newStolen(sess *torchnet.Session, c Config, q *querier, res *Result, log io
 		return nil, err
 	}
 	tc := torchnet.TrainerConfig{Loss: q.ls.Compute, Temperature: c.Temperature, Optimizer: c.Optimizer,
-		WeightDecay: c.WeightDecay, Momentum: 0.9 * boolf(c.Optimizer != "adam"), PlusRawMSE: q.ls.PlusRawMSE, SimSiam: q.ls.SimSiam}
+		WeightDecay: c.WeightDecay, Momentum: 0.9 * boolf(c.Optimizer != "adam"), SimSiam: q.ls.SimSiam}
 	if c.Head != "" {
 		head, hl, err := recreateHead(sess, c, q.cache, res.Images, dim, log)
 		if err != nil {
 			return nil, err
 		}
-		tc.Through, res.HeadLoss = head, hl
+		res.HeadLoss = hl
+		if q.targets, err = headTargets(head, q.cache, res.Images, q.views, dim); err != nil {
+			return nil, err
+		}
 	}
 	if st.trainer, err = st.net.NewTrainer(tc); err != nil {
 		return nil, err
@@ -446,7 +455,9 @@ func stolenSpec(c Config, ls LossSpec, dim int) (models.Spec, error) {
 		return spec, fmt.Errorf("loss %s passes the victim's answers through the stolen encoder's projector: they must be %s representations of %d values, found %d", c.Loss, c.Arch, rep, dim)
 	case ls.SimSiam:
 		spec.Head, spec.OutDim, spec.PredHidden, spec.ZeroInitResidual = "simsiam", dim, dim, true
-	case c.StolenHead:
+	case c.Head != "":
+		spec.Head, spec.OutDim = "simclr", HeadDim // matched against the recreated head's outputs
+	case c.StolenHead || ls.StolenHead:
 		spec.Head, spec.OutDim = "simclr", dim
 	case dim != rep:
 		spec.Head, spec.OutDim = "linear", dim
@@ -572,6 +583,21 @@ type querier struct {
 	vnorm   data.Normalization
 	aug     augment.Params
 	log     io.Writer
+	// targets, with a recreated head, are the head's outputs for the cached answers (image i,
+	// view v at row i*views+v); nil means the answers themselves.
+	targets [][]float32
+}
+
+// answer is the training target of (image i, view v).
+func (q *querier) answer(i, v int) ([]float32, bool) {
+	if q.targets != nil {
+		r := i*q.views + v
+		if r >= len(q.targets) {
+			return nil, false
+		}
+		return q.targets[r], true
+	}
+	return q.cache.Get(i, v)
 }
 
 // image writes the input of (image i, view v): the clean image for one-view losses, else
@@ -682,7 +708,7 @@ func (q *querier) batch(idx []int, epoch, dim int) (torchnet.Batch, error) {
 			if err != nil {
 				return b, err
 			}
-			ans, ok := q.cache.Get(i, v)
+			ans, ok := q.answer(i, v)
 			if !ok || len(ans) != dim {
 				return b, fmt.Errorf("no cached answer of width %d for query image %d view %d", dim, i, v)
 			}

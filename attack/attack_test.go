@@ -661,6 +661,12 @@ func TestRunHeadRecreation(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, HeadName)); err != nil {
 		t.Errorf("recreated head not saved: %v\nlog:\n%s", err, log)
 	}
+	// As the reference: the stolen encoder has a SimCLR head of its own, matched against the
+	// recreated head's outputs, and serves the representation before it.
+	ck, enc := exportStolen(t, dir)
+	if ck.Spec.Head != "simclr" || ck.Spec.OutDim != HeadDim || enc.Info().OutputDim != 512 {
+		t.Fatalf("stolen spec %+v, export of dimension %d; want a simclr head to %d and a 512-d representation", ck.Spec, enc.Info().OutputDim, HeadDim)
+	}
 	c.Resume, c.Epochs = true, 2
 	v2 := openVictim(t, path)
 	c.Victim = v2
@@ -673,7 +679,7 @@ func TestRunHeadRecreation(t *testing.T) {
 		mut  func(*Config)
 		want string
 	}{
-		{func(c *Config) { c.Head = "" }, "use it with --head recreate"},
+		{func(c *Config) { c.HeadLoss = "barlow" }, `head loss "barlow": expected one of [infonce softnn mse]`},
 		{func(c *Config) { c.Loss = "barlow" }, "needs a one-view loss"},
 		{func(c *Config) { c.Augment = true; c.Loss = "mse" }, "without --augment"},
 		{func(c *Config) { c.Head = "copy" }, `head "copy"`},

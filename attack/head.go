@@ -13,11 +13,13 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/train"
 )
 
-// The head-recreation attack (the reference's HeadSimCLR): the victim's API returns the
+// The head-recreation attack (the reference's stealhead.py): the victim's API returns the
 // representation h, but its contrastive training shaped z = head(h). The attacker first
-// recreates a projection head g: d -> d -> HeadDim on the victim's own answers (InfoNCE between
-// the answers for two augmented views of each query image, so each image costs two queries),
-// then steals through it: the loss compares g(S(x)) with g(V(x)), g frozen.
+// recreates a projection head g: d -> d -> HeadDim on the victim's own answers to two augmented
+// views of each query image (so each image costs two queries), with the reference's head loss
+// (--losshead: infonce by default, softnn or mse between the two views' outputs), then steals
+// through it as the reference does: the stolen encoder has a SimCLR head of its own (d -> d ->
+// HeadDim), and the loss compares its output with g(V(x)), g frozen.
 const (
 	// HeadRecreate selects the head-recreation attack in Config.Head.
 	HeadRecreate = "recreate"
@@ -25,10 +27,23 @@ const (
 	HeadName = "head.ot"
 	// HeadDim is the recreated head's output size (SimCLR's 128).
 	HeadDim = 128
-	// headLR and headTemperature train the head (the reference: Adam 1e-3; SimCLR's 0.07).
-	headLR          = 1e-3
-	headTemperature = 0.07
+	// headLR trains the head (the reference: Adam 1e-3).
+	headLR = 1e-3
 )
+
+// headLosses are the head's training losses, with the temperature each uses (the reference's
+// SimCLR 0.07 and soft nearest neighbours 100).
+func headLosses() []string { return []string{"infonce", "softnn", "mse"} }
+
+func headTemperature(loss string) float64 {
+	switch loss {
+	case "infonce":
+		return 0.07
+	case "softnn":
+		return 100
+	}
+	return 0
+}
 
 // recreateHead trains the head on the cached answers of views 0 and 1 of every query image
 // for c.HeadEpochs epochs, or loads it from the run directory when an earlier run trained it.
@@ -58,7 +73,7 @@ func recreateHead(sess *torchnet.Session, c Config, cache *AnswerCache, n, dim i
 	return h, loss, nil
 }
 
-// trainHead fits the head with InfoNCE between its outputs for the answers to the two views
+// trainHead fits the head with c.HeadLoss between its outputs for the answers to the two views
 // of each image (Adam, cosine schedule) and returns the last epoch's mean loss.
 func trainHead(c Config, h *torchnet.MLP, cache *AnswerCache, n, dim int, log io.Writer) (float64, error) {
 	// The answers, view 0 in a, view 1 in b.
@@ -72,7 +87,7 @@ func trainHead(c Config, h *torchnet.MLP, cache *AnswerCache, n, dim int, log io
 			copy(dst[i*dim:], ans)
 		}
 	}
-	tr, err := h.NewTrainer(torchnet.TrainerConfig{Loss: "infonce", Temperature: headTemperature, Pairs: true, Optimizer: "adam"})
+	tr, err := h.NewTrainer(torchnet.TrainerConfig{Loss: c.HeadLoss, Temperature: headTemperature(c.HeadLoss), Pairs: true, Optimizer: "adam"})
 	if err != nil {
 		return 0, err
 	}
@@ -107,4 +122,28 @@ func trainHead(c Config, h *torchnet.MLP, cache *AnswerCache, n, dim int, log io
 		return 0, fmt.Errorf("loss is NaN")
 	}
 	return loss, nil
+}
+
+// headTargets maps every cached answer of the n query images (views each) through the frozen
+// head: the stolen encoder's training targets, row i*views+v for image i, view v.
+func headTargets(h *torchnet.MLP, cache *AnswerCache, n, views, dim int) ([][]float32, error) {
+	x := make([]float32, 0, n*views*dim)
+	for i := 0; i < n; i++ {
+		for v := 0; v < views; v++ {
+			ans, ok := cache.Get(i, v)
+			if !ok || len(ans) != dim {
+				return nil, fmt.Errorf("no cached answer of width %d for query image %d view %d", dim, i, v)
+			}
+			x = append(x, ans...)
+		}
+	}
+	out, err := h.Forward(x, n*views)
+	if err != nil {
+		return nil, fmt.Errorf("the recreated head on the answers: %w", err)
+	}
+	rows := make([][]float32, n*views)
+	for r := range rows {
+		rows[r] = out[r*HeadDim : (r+1)*HeadDim]
+	}
+	return rows, nil
 }

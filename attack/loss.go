@@ -20,9 +20,9 @@ type LossSpec struct {
 	// SimSiam steals through the reference's SimSiam stealing model (see
 	// torchnet.TrainerConfig.SimSiam).
 	SimSiam bool
-	// PlusRawMSE adds the MSE of the raw outputs to the loss taken through the recreated head
-	// (the reference's msewithhead; needs Config.Head).
-	PlusRawMSE bool
+	// StolenHead: the stolen encoder always trains through an MLP head of its own (see
+	// Config.StolenHead).
+	StolenHead bool
 }
 
 // lossSpecs are the extraction losses (one line each), with the per-loss batch size,
@@ -38,8 +38,10 @@ func lossSpecs() map[string]LossSpec {
 		"symmetrized": {Compute: "symmetrized", Views: 2, BatchSize: 256, Optimizer: "sgd", LR: 0.05, SimSiam: true},
 		"cosine":      {Compute: "cosine", Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},
 		"bce":         {Compute: "bce", Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},
-		// With the head-recreation attack: MSE through the recreated head plus MSE of the raw outputs.
-		"msewithhead": {Compute: "mse", Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3, PlusRawMSE: true},
+		// The reference's msewithhead (its --victimhead): MSE against the victim's own projection
+		// (an API that answers projections: `export --layer projection`) through a head of the
+		// stolen encoder's own.
+		"msewithhead": {Compute: "mse", Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3, StolenHead: true},
 		// The label-stealing baseline (Knockoff-style): the victim is a classifier (see
 		// `ssl-onnx classifier`) and answers class scores.
 		"labels": {Compute: "labels", Views: 1, BatchSize: 64, Optimizer: "adam", LR: 1e-3},

@@ -34,10 +34,6 @@ type TrainerConfig struct {
 	// versa. Each view runs through the net on its own, as in the reference (batch-norm
 	// statistics per view).
 	SimSiam bool
-	// Through: the loss compares the outputs through this frozen head, loss(head(out),
-	// head(target)); PlusRawMSE adds mse(out, target) (the reference's msewithhead).
-	Through    *MLP
-	PlusRawMSE bool
 	// Watermark is trained jointly with the net: the step adds WatermarkWeight x the
 	// cross-entropy of Watermark(representation(Batch.WatermarkX)) against WatermarkLabels.
 	Watermark       *MLP
@@ -135,23 +131,10 @@ func (t *Trainer) init(params []*ts.Tensor) error {
 		}
 		t.fn = fn
 	}
-	if c.Through != nil {
-		if w := c.Through.mlp.widths[0]; w != t.out {
-			return fmt.Errorf("trainer: the head takes %d values, the trained output has %d", w, t.out)
-		}
-		if c.Pairs {
-			return fmt.Errorf("trainer: a frozen head compares outputs with targets, not two views")
-		}
-	}
 	if c.Pairs && c.Loss == "xent" {
 		return fmt.Errorf("trainer: loss xent scores one view against labels; use ce for two views")
 	}
 	err := t.s.do(func() (err error) {
-		if c.Through != nil {
-			for _, p := range c.Through.mlp.params() {
-				p.MustRequiresGrad_(false) // its gradient is never needed
-			}
-		}
 		t.opt, err = newOptimizer(c.Optimizer, params, c.WeightDecay, c.Momentum)
 		return err
 	})
@@ -233,7 +216,7 @@ func (t *Trainer) loss(b Batch) *ts.Tensor {
 		l = t.fn(out, nil, labels, c.Temperature)
 	default:
 		tg := t.s.input(b.Target, int64(b.Rows), int64(t.out))
-		l = t.compare(out, tg, labels)
+		l = t.fn(out, tg, labels, c.Temperature)
 		tg.MustDrop()
 	}
 	out.MustDrop()
@@ -270,26 +253,6 @@ func (t *Trainer) simSiamLoss(b Batch) *ts.Tensor {
 	l := t.fn(p, z, nil, t.c.Temperature)
 	p.MustDrop()
 	z.MustDrop()
-	return l
-}
-
-// compare is the loss of outputs s against targets v, through the frozen head if there is one.
-func (t *Trainer) compare(s, v, labels *ts.Tensor) *ts.Tensor {
-	h := t.c.Through
-	if h == nil {
-		return t.fn(s, v, labels, t.c.Temperature)
-	}
-	gs := h.mlp.forward(s)
-	var gv *ts.Tensor
-	noGrad(func() { gv = h.mlp.forward(v) })
-	l := t.fn(gs, gv, labels, t.c.Temperature)
-	gs.MustDrop()
-	gv.MustDrop()
-	if t.c.PlusRawMSE {
-		raw := mse(s, v, nil, 0)
-		l = l.MustAdd(raw, true)
-		raw.MustDrop()
-	}
 	return l
 }
 
