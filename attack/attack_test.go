@@ -667,6 +667,15 @@ func TestRunHeadRecreation(t *testing.T) {
 	if ck.Spec.Head != "simclr" || ck.Spec.OutDim != HeadDim || enc.Info().OutputDim != 512 {
 		t.Fatalf("stolen spec %+v, export of dimension %d; want a simclr head to %d and a 512-d representation", ck.Spec, enc.Info().OutputDim, HeadDim)
 	}
+	// The reference's other head losses train the head too.
+	for _, hl := range []string{"softnn", "mse"} {
+		hv := openVictim(t, path)
+		hc := tinyAttack(hv, path, t.TempDir(), "mse", 81)
+		hc.Head, hc.HeadLoss, hc.HeadEpochs, hc.Size, hc.BatchSize = HeadRecreate, hl, 2, 32, 20
+		if hres, _ := mustRun(t, hc); hv.sent() != 80 || math.IsNaN(hres.HeadLoss) || hres.Config.HeadLoss != hl {
+			t.Errorf("head loss %s: sent %d, result %+v", hl, hv.sent(), hres)
+		}
+	}
 	c.Resume, c.Epochs = true, 2
 	v2 := openVictim(t, path)
 	c.Victim = v2
