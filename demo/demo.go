@@ -35,6 +35,7 @@ type Config struct {
 	Dir     string
 	Fresh   bool
 	Threads int
+	Device  string // cpu, cuda or cuda:N for every model the demo trains, serves or evaluates
 
 	// Victims are the encoders to steal, each with the same grid: built-in ones
 	// ("builtin:fmnist", "builtin:fmnist-supervised", see models/zoo; their training images are
@@ -173,7 +174,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 	last := res.Runs[len(res.Runs)-1]
 	stage(log, "what defenses cost (a compact `ssl-onnx defend` on "+last.Name+")")
 	sc := c.Study
-	sc.Dir, sc.Victim, sc.Secret, sc.Threads = filepath.Join(c.Dir, "defend"), last.Victim, lastSecret, c.Threads
+	sc.Dir, sc.Victim, sc.Secret, sc.Threads, sc.Device = filepath.Join(c.Dir, "defend"), last.Victim, lastSecret, c.Threads, c.Device
 	var err error
 	if res.Study, err = study.Run(ctx, sc, log); err != nil {
 		return nil, fmt.Errorf("defense study: %w", err)
@@ -230,7 +231,7 @@ func runVictim(ctx context.Context, c Config, ref, step string, log io.Writer) (
 		return nil, "", err
 	}
 	defer store.Close()
-	plain, err := startServer(run.Victim, store, c.Threads, log)
+	plain, err := startServer(run.Victim, store, infer.Options{Threads: c.Threads, Device: c.Device, NoSpin: true}, log)
 	if err != nil {
 		return nil, "", err
 	}
@@ -285,7 +286,7 @@ func trainVictim(ctx context.Context, c Config, log io.Writer) (string, error) {
 		return path, nil
 	}
 	cfg := train.Config{Dataset: "fmnist", Split: "train", Limit: c.VictimImages, Arch: "resnet18", Stem: "imagenet", Size: 32,
-		Loss: "infonce", Epochs: c.VictimEpochs, BatchSize: c.VictimBatch, Warmup: -1, Seed: 1, Threads: c.Threads, Dir: dir, Resume: true,
+		Loss: "infonce", Epochs: c.VictimEpochs, BatchSize: c.VictimBatch, Warmup: -1, Seed: 1, Threads: c.Threads, Device: c.Device, Dir: dir, Resume: true,
 		Watermark: true}
 	if cfg.Warmup < 0 {
 		cfg.Warmup = 0
@@ -317,8 +318,8 @@ func (s *server) stop() {
 	s.enc.Close()
 }
 
-func startServer(model string, store *serve.Store, threads int, log io.Writer) (*server, error) {
-	enc, err := infer.OpenORT(model, infer.Options{Threads: threads, NoSpin: true})
+func startServer(model string, store *serve.Store, opt infer.Options, log io.Writer) (*server, error) {
+	enc, err := infer.OpenORT(model, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -367,7 +368,7 @@ func steal(ctx context.Context, c Config, store *serve.Store, r attackRun, log i
 	// resumes from its answer cache only if the name matches.
 	res, err := attack.Run(ctx, attack.Config{Victim: victim, VictimName: r.srv.name + " API serving " + r.srv.model, QueryDataset: "fmnist", QuerySplit: "train",
 		QueryOffset: c.QueryOffset, NumQueries: r.budget, Loss: r.loss, Arch: "resnet18", Stem: "imagenet", Size: 32,
-		Epochs: c.StealEpochs, BatchSize: c.StealBatch, Seed: 2, Threads: c.Threads, Dir: dir, Resume: true}, log)
+		Epochs: c.StealEpochs, BatchSize: c.StealBatch, Seed: 2, Threads: c.Threads, Device: c.Device, Dir: dir, Resume: true}, log)
 	if err != nil {
 		return a, fmt.Errorf("attack %s: %w", name, err)
 	}
@@ -406,7 +407,7 @@ func evaluate(ctx context.Context, c Config, victim string, attacks []Attack, lo
 	cfg.Baselines = []string{eval.BaselineRandom, eval.BaselinePixels}
 	cfg.TrainLimit, cfg.TestLimit = c.EvalTrain, c.EvalTest
 	cfg.Probe.Epochs = c.ProbeEpochs
-	cfg.Threads = c.Threads
+	cfg.Threads, cfg.Device = c.Threads, c.Device
 	cfg.TempDir = c.Dir
 	if rep := eval.LoadReport(path, append([]string{victim}, cfg.Models...)); rep != nil {
 		fmt.Fprintf(log, "%s exists and covers every model: skipping\n", path)
@@ -462,7 +463,7 @@ func verifyWatermarks(ctx context.Context, c Config, victim, secret string, atta
 	}
 	var out []Verdict
 	for _, cd := range cands {
-		enc, err := infer.OpenORT(cd.path, infer.Options{Threads: c.Threads})
+		enc, err := infer.OpenORT(cd.path, infer.Options{Threads: c.Threads, Device: c.Device})
 		if err != nil {
 			return nil, err
 		}

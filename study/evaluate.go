@@ -98,7 +98,7 @@ func evalReport(ctx context.Context, c Config, victim string, models []string, l
 	cfg.Baselines = []string{eval.BaselineRandom}
 	cfg.TrainLimit, cfg.TestLimit = c.EvalTrain, c.EvalTest
 	cfg.Probe.Epochs = c.ProbeEpochs
-	cfg.Threads, cfg.TempDir = c.Threads, c.Dir
+	cfg.Threads, cfg.Device, cfg.TempDir = c.Threads, c.Device, c.Dir
 	rep, err := eval.Evaluate(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -107,7 +107,7 @@ func evalReport(ctx context.Context, c Config, victim string, models []string, l
 }
 
 func checkWatermark(ctx context.Context, c Config, model, secret string, test data.Dataset) (*WatermarkCheck, error) {
-	enc, err := infer.OpenORT(model, infer.Options{Threads: c.Threads})
+	enc, err := infer.OpenORT(model, infer.Options{Threads: c.Threads, Device: c.Device})
 	if err != nil {
 		return nil, err
 	}

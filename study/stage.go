@@ -224,7 +224,7 @@ func runAttacker(ctx context.Context, c Config, store *serve.Store, url, dir, sp
 	sdir := filepath.Join(dir, "steal-"+a.name)
 	res, err := attack.Run(ctx, attack.Config{Victim: victim, VictimName: "study API behind " + spec, QueryDataset: "fmnist", QuerySplit: "train",
 		QueryOffset: c.QueryOffset, NumQueries: c.Budget, Loss: a.loss, Arch: "resnet18", Stem: "imagenet", Size: 32,
-		Epochs: c.StealEpochs, BatchSize: c.StealBatch, Seed: a.seed, Threads: c.Threads, Dir: sdir, Resume: true, KeepWhenRefused: true}, log)
+		Epochs: c.StealEpochs, BatchSize: c.StealBatch, Seed: a.seed, Threads: c.Threads, Device: c.Device, Dir: sdir, Resume: true, KeepWhenRefused: true}, log)
 	if err != nil {
 		return r, fmt.Errorf("attacker %s: %w", a.name, err)
 	}

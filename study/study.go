@@ -70,6 +70,7 @@ type Config struct {
 	ProbeEpochs         int
 	WatermarkImages     int
 	Threads             int
+	Device              string // cpu, cuda or cuda:N for the victim, the attackers and the evaluation
 }
 
 // Default is the full study: ten defense settings, four users, two attackers and a sybil
@@ -174,7 +175,7 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	enc, err := infer.OpenORT(victim, infer.Options{Threads: c.Threads, NoSpin: true})
+	enc, err := infer.OpenORT(victim, infer.Options{Threads: c.Threads, Device: c.Device, NoSpin: true})
 	if err != nil {
 		return nil, err
 	}

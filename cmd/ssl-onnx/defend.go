@@ -39,6 +39,7 @@ func defendCommand() *cli.Command {
 			&cli.BoolFlag{Name: "fresh", Usage: "redo every stage (default: skip stages whose outputs exist)"},
 			&cli.StringFlag{Name: "dir", Usage: "output directory (default runs/defend, or runs/defend-quick)"},
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
+			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N: the victim, the attackers and the evaluation"},
 		},
 		Action: func(c *cli.Context) error {
 			cfg := def
@@ -70,7 +71,7 @@ func defendCommand() *cli.Command {
 				cfg.Dir = d
 			}
 			cfg.Secret, cfg.DefenseSeed = c.String("secret"), c.Int64("defense-seed")
-			cfg.Fresh, cfg.Threads = c.Bool("fresh"), c.Int("threads")
+			cfg.Fresh, cfg.Threads, cfg.Device = c.Bool("fresh"), c.Int("threads"), c.String("device")
 			res, err := study.Run(c.Context, cfg, os.Stderr)
 			if err != nil {
 				return err

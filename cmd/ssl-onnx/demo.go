@@ -22,6 +22,7 @@ func demoCommand() *cli.Command {
 			&cli.BoolFlag{Name: "fresh", Usage: "redo every stage (default: skip stages whose outputs exist)"},
 			&cli.StringFlag{Name: "dir", Usage: "output directory (default runs/demo, or runs/demo-quick)"},
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
+			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N: training, serving, stealing and evaluation"},
 		},
 		Action: func(c *cli.Context) error {
 			cfg := demo.Default()
@@ -37,7 +38,7 @@ func demoCommand() *cli.Command {
 			if d := c.String("dir"); d != "" {
 				cfg.Dir = d
 			}
-			cfg.Fresh, cfg.Threads = c.Bool("fresh"), c.Int("threads")
+			cfg.Fresh, cfg.Threads, cfg.Device = c.Bool("fresh"), c.Int("threads"), c.String("device")
 			res, err := demo.Run(c.Context, cfg, os.Stderr)
 			if err != nil {
 				return err
