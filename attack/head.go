@@ -76,16 +76,9 @@ func recreateHead(sess *torchnet.Session, c Config, cache *AnswerCache, n, dim i
 // trainHead fits the head with c.HeadLoss between its outputs for the answers to the two views
 // of each image (Adam, cosine schedule) and returns the last epoch's mean loss.
 func trainHead(c Config, h *torchnet.MLP, cache *AnswerCache, n, dim int, log io.Writer) (float64, error) {
-	// The answers, view 0 in a, view 1 in b.
-	a, b := make([]float32, n*dim), make([]float32, n*dim)
-	for i := 0; i < n; i++ {
-		for v, dst := range [][]float32{a, b} {
-			ans, ok := cache.Get(i, v)
-			if !ok || len(ans) != dim {
-				return 0, fmt.Errorf("no cached answer of width %d for query image %d view %d", dim, i, v)
-			}
-			copy(dst[i*dim:], ans)
-		}
+	ans, err := cachedAnswers(cache, n, 2, dim) // row 2i: view 0 of image i, 2i+1: view 1
+	if err != nil {
+		return 0, err
 	}
 	tr, err := h.NewTrainer(torchnet.TrainerConfig{Loss: c.HeadLoss, Temperature: headTemperature(c.HeadLoss), Pairs: true, Optimizer: "adam"})
 	if err != nil {
@@ -102,9 +95,10 @@ func trainHead(c Config, h *torchnet.MLP, cache *AnswerCache, n, dim int, log io
 		for s := 0; s+bs <= n; s += bs {
 			idx := perm[s : s+bs]
 			x := make([]float32, 0, 2*bs*dim)
-			for _, src := range [][]float32{a, b} {
+			for v := 0; v < 2; v++ {
 				for _, i := range idx {
-					x = append(x, src[i*dim:(i+1)*dim]...)
+					r := 2*i + v
+					x = append(x, ans[r*dim:(r+1)*dim]...)
 				}
 			}
 			l, err := tr.Step(torchnet.Batch{Rows: 2 * bs, X: x}, train.CosineLR(headLR, epoch, 0, epochs))
@@ -127,15 +121,9 @@ func trainHead(c Config, h *torchnet.MLP, cache *AnswerCache, n, dim int, log io
 // headTargets maps every cached answer of the n query images (views each) through the frozen
 // head: the stolen encoder's training targets, row i*views+v for image i, view v.
 func headTargets(h *torchnet.MLP, cache *AnswerCache, n, views, dim int) ([][]float32, error) {
-	x := make([]float32, 0, n*views*dim)
-	for i := 0; i < n; i++ {
-		for v := 0; v < views; v++ {
-			ans, ok := cache.Get(i, v)
-			if !ok || len(ans) != dim {
-				return nil, fmt.Errorf("no cached answer of width %d for query image %d view %d", dim, i, v)
-			}
-			x = append(x, ans...)
-		}
+	x, err := cachedAnswers(cache, n, views, dim)
+	if err != nil {
+		return nil, err
 	}
 	out, err := h.Forward(x, n*views)
 	if err != nil {
@@ -146,4 +134,20 @@ func headTargets(h *torchnet.MLP, cache *AnswerCache, n, views, dim int) ([][]fl
 		rows[r] = out[r*HeadDim : (r+1)*HeadDim]
 	}
 	return rows, nil
+}
+
+// cachedAnswers returns the cached answers of the n query images, views each, row-major with
+// row i*views+v for image i, view v.
+func cachedAnswers(cache *AnswerCache, n, views, dim int) ([]float32, error) {
+	x := make([]float32, 0, n*views*dim)
+	for i := 0; i < n; i++ {
+		for v := 0; v < views; v++ {
+			ans, ok := cache.Get(i, v)
+			if !ok || len(ans) != dim {
+				return nil, fmt.Errorf("no cached answer of width %d for query image %d view %d", dim, i, v)
+			}
+			x = append(x, ans...)
+		}
+	}
+	return x, nil
 }

@@ -113,9 +113,6 @@ func (m *mlp) params() []*ts.Tensor {
 	return p
 }
 
-// Widths are the layer widths, input first.
-func (h *MLP) Widths() []int { return append([]int(nil), h.mlp.widths...) }
-
 // Forward runs the MLP without autograd on n rows of widths[0] values and returns the n x
 // widths[last] outputs row-major.
 func (h *MLP) Forward(x []float32, n int) (out []float32, err error) {

@@ -43,7 +43,7 @@ type call struct {
 
 type closer interface{ free() }
 
-// ErrClosed is returned by calls on a closed session.
+// errClosed is returned by calls on a closed session.
 var errClosed = errors.New("torchnet: session is closed")
 
 // Open starts a session. A device that does not exist here is an error naming what is missing.
@@ -148,14 +148,6 @@ func (s *Session) Close() {
 		s.done = true
 		close(s.calls)
 	}
-}
-
-// Device names the session's device as Options did ("cpu", "cuda:0").
-func (s *Session) Device() string {
-	if s.dev == gotch.CPU {
-		return "cpu"
-	}
-	return fmt.Sprintf("cuda:%d", s.dev.Value)
 }
 
 // ParseDevice reads "cpu", "cuda" (GPU 0) or "cuda:N", and fails clearly where libtorch sees
