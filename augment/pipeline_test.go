@@ -200,3 +200,27 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "images/s")
 }
+
+// TestPipelineOneView checks a one-view pipeline: View2 is nil and View1 is the first view of
+// the two-view pipeline, image by image; more than two views are refused.
+func TestPipelineOneView(t *testing.T) {
+	const n, h, w = 20, 28, 28
+	src, batches := memSource(n, h, w), makeBatches(n, 8)
+	c := PipelineConfig{Params: Light(32, 0.5), Source: src, H: h, W: w, Batches: batches, Seed: 3, Epoch: 1, Workers: 2}
+	two := collect(t, NewPipeline(context.Background(), c))
+	c.Views = 1
+	one := collect(t, NewPipeline(context.Background(), c))
+	if len(one) != len(two) {
+		t.Fatalf("one view: %d batches, two views: %d", len(one), len(two))
+	}
+	for b := range one {
+		if one[b].View2 != nil || !slices.Equal(one[b].View1, two[b].View1) || !slices.Equal(one[b].Index, two[b].Index) {
+			t.Fatalf("batch %d: one-view pipeline differs from the first view of the two-view one (View2 nil: %v)", b, one[b].View2 == nil)
+		}
+	}
+	c.Views = 3
+	pr := <-NewPipeline(context.Background(), c)
+	if pr.Err == nil || !strings.Contains(pr.Err.Error(), "3 views per image, want 1 or 2") {
+		t.Errorf("three views: got %v", pr.Err)
+	}
+}

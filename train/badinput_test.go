@@ -61,6 +61,8 @@ func TestRunRejectsBadInput(t *testing.T) {
 		cuda    bool // the case assumes libtorch has no CUDA device
 	}{
 		{name: "unknown loss", edit: func(c *Config) { c.Loss = "ntxent" }, wantErr: `loss "ntxent": expected one of [ce infonce softnn supcon]`},
+		{name: "one view for a contrastive loss", edit: func(c *Config) { c.Views = 1 }, wantErr: "views 1: loss infonce compares two views of each image"},
+		{name: "three views", edit: func(c *Config) { c.Loss, c.Views = "ce", 3 }, wantErr: "views 3: expected 1 or 2 views per image"},
 		{name: "batch of 1", edit: func(c *Config) { c.BatchSize = 1 }, wantErr: "batch size 1: contrastive losses need at least 2 images per batch"},
 		{name: "batch larger than dataset", edit: func(c *Config) { c.BatchSize = 100 }, wantErr: "dataset fmnist has 64 images, fewer than one batch of 100"},
 		{name: "cuda on a CPU-only machine", edit: func(c *Config) { c.Device = "cuda" }, cuda: true,

@@ -153,6 +153,9 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 // these weights is --init-from's job (fresh optimiser and schedule).
 func (ck *Checkpoint) Compatible(c Config) error {
 	p := ck.Config
+	if p.Views == 0 { // written before --views existed: two views
+		p.Views = 2
+	}
 	type field struct {
 		name      string
 		was, want any
@@ -163,7 +166,7 @@ func (ck *Checkpoint) Compatible(c Config) error {
 		{"arch", p.Arch, c.Arch}, {"stem", p.Stem, c.Stem}, {"out-dim", p.OutDim, c.OutDim}, {"size", p.Size, c.Size},
 		{"loss", p.Loss, c.Loss}, {"temperature", p.Temperature, c.Temperature}, {"optimizer", p.Optimizer, c.Optimizer},
 		{"lr", p.LR, c.LR}, {"weight-decay", p.WeightDecay, c.WeightDecay}, {"momentum", p.Momentum, c.Momentum},
-		{"warmup", p.Warmup, c.Warmup}, {"batch-size", p.BatchSize, c.BatchSize}, {"crop-min", p.CropMin, c.CropMin},
+		{"warmup", p.Warmup, c.Warmup}, {"batch-size", p.BatchSize, c.BatchSize}, {"crop-min", p.CropMin, c.CropMin}, {"views", p.Views, c.Views},
 		{"watermark", p.Watermark, c.Watermark}, {"watermark-weight", p.WatermarkWeight, c.WatermarkWeight},
 		{"watermark-batch", p.WatermarkBatch, c.WatermarkBatch}, {"seed", p.Seed, c.Seed},
 	} {

@@ -392,3 +392,41 @@ func TestExportSize(t *testing.T) {
 		t.Errorf("export at 4 pixels: got %v", err)
 	}
 }
+
+// TestOneViewClassifier trains a classifier on one view per image (--views 1): the run
+// records its views, its log counts each image once, a resume with two views is refused
+// naming --views, and its projection layer exports the classifier's 10 logits.
+func TestOneViewClassifier(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a ResNet-18: make test runs it")
+	}
+	dir := t.TempDir()
+	c := smokeConfig(dir, 1)
+	c.Loss, c.Views, c.CropMin, c.Watermark = "ce", 1, 1, true
+	logs, err := Run(context.Background(), c, io.Discard)
+	if err != nil {
+		t.Fatalf("one-view classifier: %v", err)
+	}
+	if len(logs) != 1 || logs[0].Images != 64 || !(logs[0].Loss > 0) {
+		t.Fatalf("logs %+v: want one epoch of 64 images with a positive loss", logs)
+	}
+	ck, err := LoadCheckpoint(dir)
+	if err != nil || ck == nil {
+		t.Fatalf("LoadCheckpoint = %v, %v", ck, err)
+	}
+	if ck.Config.Views != 1 || ck.Spec.Head != "linear" || ck.Spec.OutDim != 10 {
+		t.Errorf("checkpoint: views %d, head %s out %d; want 1 view, linear head, 10 classes", ck.Config.Views, ck.Spec.Head, ck.Spec.OutDim)
+	}
+	two := c
+	two.Views, two.Epochs, two.Resume = 2, 2, true
+	if _, err := Run(context.Background(), two, io.Discard); err == nil || !strings.Contains(err.Error(), "--views 2 (checkpoint: 1)") {
+		t.Errorf("resume with two views: got %v, want a refusal naming --views", err)
+	}
+	om, _, _, err := Export(dir, "projection", 0)
+	if err != nil {
+		t.Fatalf("export projection: %v", err)
+	}
+	if md := om.Metadata(); md["output"] != "projection" || md["output_dim"] != "10" || md["train_loss"] != "ce" {
+		t.Errorf("projection export metadata %v: want the classifier's 10 outputs", md)
+	}
+}

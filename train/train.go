@@ -49,6 +49,9 @@ type Config struct {
 	Warmup      int     `json:"warmup"`
 	BatchSize   int     `json:"batch_size"`
 	CropMin     float64 `json:"crop_min"` // RandomResizedCrop minimum scale (0.08)
+	// Views per image and step: 2 (both views in every loss; the default) or 1 (a classifier
+	// trained on one view per image, the reference's supervised recipe: half the compute).
+	Views int `json:"views,omitempty"`
 
 	// Watermark trains the owner's secret rotation-task head jointly with the encoder
 	// (package watermark): each step adds WatermarkWeight x its cross-entropy on WatermarkBatch
@@ -128,6 +131,9 @@ func (c *Config) Defaults() {
 	}
 	if c.CropMin == 0 {
 		c.CropMin = 0.08
+	}
+	if c.Views == 0 {
+		c.Views = 2
 	}
 	if c.Threads == 0 {
 		c.Threads = runtime.NumCPU()
@@ -252,6 +258,10 @@ func (c Config) validate() (lossSpec, error) {
 		return ls, fmt.Errorf("temperature %g: expected a positive number", c.Temperature)
 	case !(c.LR > 0) || math.IsInf(c.LR, 0):
 		return ls, fmt.Errorf("lr %g: expected a positive number", c.LR)
+	case c.Views != 1 && c.Views != 2:
+		return ls, fmt.Errorf("views %d: expected 1 or 2 views per image", c.Views)
+	case c.Views == 1 && !ls.Supervised:
+		return ls, fmt.Errorf("views 1: loss %s compares two views of each image; one view trains a classifier only (--loss ce)", c.Loss)
 	}
 	if err := torchnet.CheckDevice(c.Device); err != nil {
 		return ls, err
@@ -295,6 +305,9 @@ func newRun(sess *torchnet.Session, c Config, ls lossSpec, spec models.Spec, ds 
 	}
 	tc := torchnet.TrainerConfig{Loss: c.Loss, Temperature: c.Temperature, Pairs: true, Output: g.Projection,
 		Optimizer: c.Optimizer, WeightDecay: c.WeightDecay, Momentum: c.Momentum}
+	if c.Views == 1 { // one view against its labels
+		tc.Loss, tc.Pairs = "xent", false
+	}
 	if c.Watermark {
 		if r.wm, err = r.watermarkHead(sess); err != nil {
 			return nil, err
@@ -358,7 +371,7 @@ func (r *run) resume(warmupGiven bool, out io.Writer) (int, error) {
 	return start, nil
 }
 
-// batches yields an epoch's batches of two augmented views per image (prepared in background
+// batches yields an epoch's batches of c.Views augmented views per image (prepared in background
 // goroutines), with labels for the losses that read them and the watermark's rotated images.
 func (r *run) batches(ctx context.Context, epoch int) iter.Seq2[Item, error] {
 	c := r.c
@@ -374,7 +387,7 @@ func (r *run) batches(ctx context.Context, epoch int) iter.Seq2[Item, error] {
 		sh := r.ds.Shape()
 		src := func(i int, dst []float32) error { return data.ToFloat(r.ds, i, data.Normalization{}, dst) }
 		pipe := augment.NewPipeline(ectx, augment.PipelineConfig{Params: c.augmentation(r.ls), Source: src, H: sh.H, W: sh.W,
-			Batches: batches, Seed: c.Seed, Epoch: epoch, Workers: c.Workers, Prefetch: 2})
+			Batches: batches, Seed: c.Seed, Epoch: epoch, Workers: c.Workers, Prefetch: 2, Views: c.Views})
 		for pair := range pipe {
 			if pair.Err != nil {
 				yield(Item{}, pair.Err)
@@ -388,10 +401,10 @@ func (r *run) batches(ctx context.Context, epoch int) iter.Seq2[Item, error] {
 	}
 }
 
-// batch turns a pair of views into a training batch.
+// batch turns a batch of views into a training batch.
 func (r *run) batch(pair augment.Pair, epoch int) (torchnet.Batch, error) {
 	x := make([]float32, 0, len(pair.View1)+len(pair.View2))
-	b := torchnet.Batch{Rows: 2 * pair.N, X: append(append(x, pair.View1...), pair.View2...)}
+	b := torchnet.Batch{Rows: r.c.Views * pair.N, X: append(append(x, pair.View1...), pair.View2...)}
 	if r.ls.NeedsLabels {
 		b.Labels = make([]int64, pair.N)
 		for i, idx := range pair.Index {
