@@ -144,6 +144,9 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 	if ck.Weights == "" {
 		return nil, fmt.Errorf("checkpoint %s: field weights is empty", path)
 	}
+	if ck.Config.Views == 0 { // written before --views existed: every run trained two views
+		ck.Config.Views = 2
+	}
 	return &ck, nil
 }
 
@@ -153,9 +156,6 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 // these weights is --init-from's job (fresh optimiser and schedule).
 func (ck *Checkpoint) Compatible(c Config) error {
 	p := ck.Config
-	if p.Views == 0 { // written before --views existed: two views
-		p.Views = 2
-	}
 	type field struct {
 		name      string
 		was, want any

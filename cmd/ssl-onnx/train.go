@@ -31,7 +31,7 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "epochs", Value: def.Epochs},
 			&cli.IntFlag{Name: "warmup", Usage: "warm-up epochs before cosine decay (default 10 when epochs > 10)"},
 			&cli.IntFlag{Name: "batch-size", Value: def.BatchSize},
-			&cli.Float64Flag{Name: "crop-min", Value: def.CropMin, Usage: "minimum scale of the random resized crop (1: the whole image, flips only)"},
+			&cli.Float64Flag{Name: "crop-min", Value: def.CropMin, Usage: "minimum scale of the random resized crop (1: the whole image of a square source, flips only)"},
 			&cli.IntFlag{Name: "views", Value: def.Views, Usage: "views per image and step: 2, or 1 for --loss ce (one view against its label, half the compute)"},
 			&cli.Int64Flag{Name: "seed", Value: 1},
 			&cli.IntFlag{Name: "threads", Value: def.Threads, Usage: "libtorch intra-op threads"},
