@@ -606,37 +606,7 @@ func TestLabelStealingBaseline(t *testing.T) {
 	if _, _, err := eval.WriteClassifier(context.Background(), cfg, enc, clf, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	v := openVictim(t, clf)
-	sd := filepath.Join(dir, "stolen")
-	c := tinyAttack(v, clf, sd, "labels", 1000)
-	c.Epochs, c.BatchSize = 5, 64
-	res, _ := mustRun(t, c)
-	if res.OutputDim != 10 || v.sent() != 1000 {
-		t.Fatalf("result %+v after %d queries; want 10 class scores from 1000 queries", res, v.sent())
-	}
-	om, _, _, err := train.Export(sd, "", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stolen := filepath.Join(dir, "stolen.onnx")
-	if err := onnxpb.WriteFile(stolen, om); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Reference, cfg.Models = clf, []string{stolen}
-	cfg.Probe.Epochs = 5
-	rep, err := eval.Evaluate(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vic, cp := rep.Rows[0], rep.Rows[1]
-	if vic.DirectTop1 == nil || cp.DirectTop1 == nil || cp.DirectAgreement == nil {
-		t.Fatalf("classifier rows without direct accuracy: %+v %+v", vic, cp)
-	}
-	t.Logf("victim classifier top-1 %.3f; stolen from 1000 labels: top-1 %.3f, agrees with the victim on %.3f", *vic.DirectTop1, *cp.DirectTop1, *cp.DirectAgreement)
-	// Ten classes: a copy that learnt nothing from the labels agrees about one time in ten.
-	if *cp.DirectAgreement < 0.3 {
-		t.Fatalf("the copy agrees with the victim on %.3f of the test images: it did not learn the labels", *cp.DirectAgreement)
-	}
+	stealLabelsAndCheck(t, clf, dir, cfg)
 }
 
 // TestRunHeadRecreation: the head-recreation attack pays two queries per image (exactly the
@@ -727,5 +697,42 @@ func TestDefaultLR(t *testing.T) {
 		if c.LR != tc.want {
 			t.Errorf("loss %s, optimizer %q, base %g: lr %g, want %g", tc.loss, tc.opt, tc.base, c.LR, tc.want)
 		}
+	}
+}
+
+// stealLabelsAndCheck steals the classifier clf from 1000 of its labels, evaluates both and
+// checks that each scores its own predictions and that the copy learnt the victim's labels.
+func stealLabelsAndCheck(t *testing.T, clf, dir string, cfg eval.Config) {
+	t.Helper()
+	v := openVictim(t, clf)
+	sd := filepath.Join(dir, "stolen")
+	c := tinyAttack(v, clf, sd, "labels", 1000)
+	c.Epochs, c.BatchSize = 5, 64
+	res, _ := mustRun(t, c)
+	if res.OutputDim != 10 || v.sent() != 1000 {
+		t.Fatalf("result %+v after %d queries; want 10 class scores from 1000 queries", res, v.sent())
+	}
+	om, _, _, err := train.Export(sd, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen := filepath.Join(dir, "stolen.onnx")
+	if err := onnxpb.WriteFile(stolen, om); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Reference, cfg.Models = clf, []string{stolen}
+	cfg.Probe.Epochs = 5
+	rep, err := eval.Evaluate(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vic, cp := rep.Rows[0], rep.Rows[1]
+	if vic.DirectTop1 == nil || cp.DirectTop1 == nil || cp.DirectAgreement == nil {
+		t.Fatalf("classifier rows without direct accuracy: %+v %+v", vic, cp)
+	}
+	t.Logf("victim classifier top-1 %.3f; stolen from 1000 labels: top-1 %.3f, agrees with the victim on %.3f", *vic.DirectTop1, *cp.DirectTop1, *cp.DirectAgreement)
+	// Ten classes: a copy that learnt nothing from the labels agrees about one time in ten.
+	if *cp.DirectAgreement < 0.3 {
+		t.Fatalf("the copy agrees with the victim on %.3f of the test images: it did not learn the labels", *cp.DirectAgreement)
 	}
 }

@@ -3,7 +3,6 @@ package defense
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -17,17 +16,6 @@ import (
 // score = W). key is the caller ("" = anonymous). It is called without locks held, possibly
 // from several goroutines at once.
 type Logger func(key string, row int, score float64, flagged bool)
-
-// WriterLogger returns a Logger that writes one line per decision to w, prefixed by name,
-// serialising concurrent calls. Write errors are ignored.
-func WriterLogger(w io.Writer, name string) Logger {
-	var mu sync.Mutex
-	return func(key string, row int, score float64, flagged bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(w, "%s key=%q row=%d score=%.6f flagged=%t\n", name, key, row, score, flagged)
-	}
-}
 
 // DetectConfig configures NewDetector. Start from DefaultDetectConfig.
 type DetectConfig struct {

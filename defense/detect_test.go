@@ -1,12 +1,10 @@
 package defense
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 
@@ -258,24 +256,6 @@ func (s dimSwitch) Encode(ctx context.Context, x infer.Images) (infer.Vectors, e
 }
 func (s dimSwitch) Info() infer.Info { return s.a.Info() }
 func (s dimSwitch) Close() error     { return nil }
-
-func TestWriterLogger(t *testing.T) {
-	var buf bytes.Buffer
-	l := WriterLogger(&buf, "detect")
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Add(1)
-		go func() { defer wg.Done(); l(fmt.Sprint("k", i), i, 0.5, i%2 == 0) }()
-	}
-	wg.Wait()
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 8 {
-		t.Fatalf("%d lines, want 8:\n%s", len(lines), buf.String())
-	}
-	if !slices.Contains(lines, `detect key="k3" row=3 score=0.500000 flagged=false`) {
-		t.Errorf("missing line for k3:\n%s", buf.String())
-	}
-}
 
 // TestDetectorConcurrent runs callers in parallel (run with -race to check locking): each
 // caller's counters must add up and repeats within a caller must be flagged.

@@ -67,7 +67,7 @@ func Default() Config {
 		Dir: "runs/demo", Victims: []string{"builtin:fmnist", "builtin:fmnist-supervised"}, VictimImages: 10000, VictimEpochs: 3, VictimBatch: 128,
 		QueryOffset: 30000, Losses: []string{"mse", "infonce"}, Budgets: []int{500, 2000},
 		StealEpochs: 5, StealBatch: 64, Study: compactStudy(),
-		EvalTrain: 5000, EvalTest: 5000, ProbeEpochs: 100, WatermarkImages: 1000,
+		EvalTrain: 5000, EvalTest: 10000, ProbeEpochs: 100, WatermarkImages: 1000,
 	}
 }
 
@@ -79,7 +79,7 @@ func compactStudy() study.Config {
 	c.Defenses = []string{study.None, "noise:sigma=0.5", "detect:threshold=0.8"}
 	c.Users, c.UserImages, c.TestImages = 2, 1000, 2000
 	c.Losses, c.SybilLoss, c.Sybils, c.Budget, c.StealEpochs = []string{"mse"}, "mse", 0, 1000, 3
-	c.EvalTrain, c.EvalTest = 5000, 5000
+	c.EvalTrain, c.EvalTest = 5000, 10000 // the whole test split: embedding it is cheap
 	return c
 }
 

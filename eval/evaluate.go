@@ -622,11 +622,14 @@ func (c *Config) encoderFeatures(ctx context.Context, path, name string, train, 
 }
 
 // IsClassifier says whether a model's metadata marks its output as class scores: a
-// classifier written by `ssl-onnx classifier`, or a copy stolen with the labels or logits loss.
+// classifier written by `ssl-onnx classifier`, a copy stolen with the labels or logits loss,
+// or the classifier layer of a cross-entropy victim (`export --layer projection`).
 func IsClassifier(md map[string]string) bool {
 	switch md["train_loss"] {
 	case "steal-labels", "steal-logits": // as `ssl-onnx steal` records its loss
 		return true
+	case "ce":
+		return md["output"] == "projection"
 	}
 	return md["output"] == "logits"
 }

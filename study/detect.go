@@ -124,7 +124,7 @@ func (d *detectors) verdicts(ctx context.Context, store *serve.Store, st *Stage)
 		out = append(out, v)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	st.Detection = score(d.name(), out)
+	st.Detection = Score(d.name(), out)
 	return out, nil
 }
 
@@ -158,8 +158,9 @@ func (d *detectors) judge(id string, v *KeyVerdict) {
 	}
 }
 
-// score computes TPR, FPR, F1 and ROC-AUC over the judged keys.
-func score(name string, keys []KeyVerdict) *Detection {
+// Score computes TPR, FPR, F1 and ROC-AUC over judged keys (roles attacker and sybil are
+// the positives, user and catalogue the negatives).
+func Score(name string, keys []KeyVerdict) *Detection {
 	det := &Detection{Detector: name}
 	var pos, neg []float64
 	tp, fp, sybils, sybilTP := 0, 0, 0, 0

@@ -140,7 +140,7 @@ func TestROCAUCAndScore(t *testing.T) {
 			t.Errorf("rocAUC(%v, %v) = %v, want %v", tc.pos, tc.neg, got, tc.want)
 		}
 	}
-	d := score("x", []KeyVerdict{
+	d := Score("x", []KeyVerdict{
 		{Role: "attacker", Flagged: true, Score: 0.9}, {Role: "sybil", Flagged: false, Score: 0.2}, {Role: "sybil", Flagged: true, Score: 0.8},
 		{Role: "user", Flagged: false, Score: 0.1}, {Role: "catalogue", Flagged: true, Score: 0.85},
 	})

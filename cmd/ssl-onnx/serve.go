@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -49,6 +50,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "norm", Value: "auto", Usage: "normalisation of decoded PNG/JPEG images: auto (from model metadata), none, or a dataset name"},
 			&cli.StringSliceFlag{Name: "defense", Usage: "defense spec to wrap the encoder with (repeatable, applied in order): " + strings.Join(defense.Names(), ", ")},
 			&cli.Int64Flag{Name: "defense-seed", Usage: "fixed seed of the defenses' randomness and per-key transforms, for reproducible experiments only (default: a random secret kept in --db; anyone who knows a fixed seed and a key's id can recompute that key's noise and transform)"},
+			&cli.StringFlag{Name: "decision-log", Usage: "append every decision of the detecting defenses (detect, prada) to this file as JSON lines (key id, row, score, flagged); `ssl-onnx keys detections` scores them"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "how long SIGTERM waits for requests in flight"},
 		),
 		Action: func(c *cli.Context) error {
@@ -110,6 +112,13 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			defer srv.Close()
+			if p := c.String("decision-log"); p != "" {
+				closeLog, err := connectDecisionLog(srv.Encoder(), p, log)
+				if err != nil {
+					return err
+				}
+				defer closeLog()
+			}
 			return srv.ListenAndServe(c.Context, c.String("addr"))
 		},
 	}
@@ -180,12 +189,39 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
+// connectDecisionLog sends the decisions of the encoder's detecting defenses to the file at
+// path (appended to); the returned function closes it and reports a write error.
+func connectDecisionLog(enc infer.Encoder, path string, log *slog.Logger) (func(), error) {
+	det, hasDetect := defense.Find[*defense.Detector](enc)
+	prada, hasPRADA := defense.Find[*defense.PRADA](enc)
+	if !hasDetect && !hasPRADA {
+		return nil, fmt.Errorf("--decision-log %s: no detecting defense to log (add --defense detect or --defense prada)", path)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--decision-log: %w", err)
+	}
+	dl := defense.NewDecisionLog(f)
+	if hasDetect {
+		det.SetLogger(dl.Logger("detect"))
+	}
+	if hasPRADA {
+		prada.SetLogger(dl.Logger("prada"))
+	}
+	log.Info("decision log", "path", path)
+	return func() {
+		if err := errors.Join(dl.Err(), f.Close()); err != nil {
+			log.Error("decision log incomplete", "path", path, "err", err)
+		}
+	}, nil
+}
+
 func keysCommand() *cli.Command {
 	db := &cli.StringFlag{Name: "db", Value: defaultDB, Usage: "database of the server, a SQLite file or a postgres:// URL (may be in use by running servers)"}
 	return &cli.Command{
 		Name:        "keys",
 		Usage:       "manage the API keys of ssl-onnx serve and read its ledger",
-		Subcommands: []*cli.Command{keysAdd(db), keysList(db), keysRevoke(db), keysUsage(db)},
+		Subcommands: []*cli.Command{keysAdd(db), keysList(db), keysRevoke(db), keysUsage(db), keysDetections(db)},
 	}
 }
 

@@ -28,7 +28,7 @@ func Entries() []Entry {
 		About: "SimCLR ResNet-18 (ImageNet stem, 32x32) trained 31 epochs on Fashion-MNIST train[0:30000), with the owner's watermark (built by scripts/zoo-fmnist.sh)",
 	}, {
 		Name: "fmnist-supervised", Model: "fmnist-resnet18-supervised.onnx", Secret: "fmnist-resnet18-supervised.watermark.ot",
-		About: "label-trained ResNet-18 (ImageNet stem, 32x32; cross-entropy on the labels of Fashion-MNIST train[0:30000), 20 epochs), serving its pooled 512-d representation, with the owner's watermark (built by scripts/zoo-fmnist-supervised.sh)",
+		About: "label-trained ResNet-18 (ImageNet stem, 32x32; cross-entropy on the labels of Fashion-MNIST train[0:30000), 10 epochs of one flipped view per image), serving its pooled 512-d representation, with the owner's watermark (built by scripts/zoo-fmnist-supervised.sh)",
 	}}
 }
 
