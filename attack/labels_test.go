@@ -3,10 +3,13 @@ package attack
 import (
 	"context"
 	"io"
+	"math"
 	"path/filepath"
 	"testing"
 
 	"github.com/ssl-onnx/ssl-onnx/eval"
+	"github.com/ssl-onnx/ssl-onnx/export"
+	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/onnxpb"
 	"github.com/ssl-onnx/ssl-onnx/train"
 )
@@ -36,4 +39,45 @@ func TestSupervisedVictimLabels(t *testing.T) {
 	cfg := eval.DefaultConfig()
 	cfg.TrainLimit, cfg.TestLimit, cfg.Threads = 1000, 500, 2
 	stealLabelsAndCheck(t, clf, dir, cfg)
+}
+
+// TestEntropyVictim steals the seed's entropy victim (softmax over the projection, export
+// --softmax): the stolen copy learns 128 probabilities per image and spends exactly its budget.
+func TestEntropyVictim(t *testing.T) {
+	_, projection := victimFiles(t)
+	m, err := onnxpb.ReadFile(projection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := export.AppendSoftmax(m); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "entropy.onnx")
+	if err := onnxpb.WriteFile(path, m); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := infer.OpenORT(path, infer.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs, err := enc.Encode(context.Background(), infer.Images{N: 2, C: 3, H: 32, W: 32, Data: make([]float32, 2*3*32*32)})
+	enc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range probs.N {
+		sum := 0.0
+		for _, p := range probs.Row(i) {
+			sum += float64(p)
+		}
+		if math.Abs(sum-1) > 1e-5 {
+			t.Fatalf("row %d of the entropy victim sums to %v, want 1", i, sum)
+		}
+	}
+	v := openVictim(t, path)
+	c := tinyAttack(v, path, t.TempDir(), "mse", 100)
+	res, _ := mustRun(t, c)
+	if v.sent() != 100 || res.OutputDim != 128 {
+		t.Fatalf("%d queries sent, output dim %d: want 100 queries of 128 probabilities", v.sent(), res.OutputDim)
+	}
 }

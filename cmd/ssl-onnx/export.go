@@ -20,6 +20,7 @@ func exportCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "checkpoint", Value: "runs/victim", Usage: "run directory (or its checkpoint.json)"},
 			&cli.StringFlag{Name: "layer", Aliases: []string{"output"}, Usage: "representation (pooled feature) or projection (after the head); default: representation, or projection for a stolen encoder with a linear head"},
+			&cli.BoolFlag{Name: "softmax", Usage: "answer softmax(output) over the features: the seed's entropy victim (ResNetSimCLR entropy=True; usually with --layer projection)"},
 			&cli.StringFlag{Name: "out", Value: "", Usage: "ONNX file to write (default: <checkpoint>/model.onnx)"},
 			&cli.IntFlag{Name: "size", Usage: "input size of the exported model (default: the training size; a larger one often suits crop-trained encoders)"},
 			&cli.StringFlag{Name: "triton", Usage: "also write a Triton model repository in this directory"},
@@ -42,6 +43,11 @@ func exportCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if c.Bool("softmax") {
+				if err := export.AppendSoftmax(om); err != nil {
+					return err
+				}
+			}
 			out := c.String("out")
 			if out == "" && c.Bool("random-init") {
 				return fmt.Errorf("--random-init needs --out")
@@ -57,6 +63,9 @@ func exportCommand() *cli.Command {
 				return err
 			}
 			md := om.Metadata()
+			if a := md[export.ActivationKey]; a != "" {
+				md["output"] = a + "(" + md["output"] + ")"
+			}
 			fmt.Printf("wrote %s: %s/%s, input %s, output %s [batch, %s], %d nodes, %d initializers\n",
 				out, md["architecture"], md["stem"], md["input_shape"], md["output"], md["output_dim"],
 				len(om.Graph.Nodes), len(om.Graph.Initializers))
