@@ -56,7 +56,8 @@ func Names() []string {
 // dataset-fashion-mnist).
 //
 // The name "folder" opens an image-folder tree (see OpenFolder) at dir, or at
-// dir/split when that directory exists; "folder:N" resizes its images to NxN.
+// dir/split when that directory exists; "folder:N" resizes its images to NxN, "folder-crop:N"
+// resizes the shorter side to N*256/224 and cuts the centre NxN (the ImageNet evaluation).
 func Open(name, dir, split string) (Dataset, error) {
 	name = strings.ToLower(strings.TrimSpace(name))
 	if dir == "" {
@@ -85,12 +86,12 @@ func Open(name, dir, split string) (Dataset, error) {
 	case "stl10", "stl-10":
 		return OpenSTL10(dir, split)
 	}
-	if name == "folder" || strings.HasPrefix(name, "folder:") {
-		size := 0
-		if s, ok := strings.CutPrefix(name, "folder:"); ok {
+	if name == "folder" || strings.HasPrefix(name, "folder:") || strings.HasPrefix(name, "folder-crop:") {
+		size, crop := 0, strings.HasPrefix(name, "folder-crop:")
+		if s, ok := strings.CutPrefix(strings.TrimPrefix(name, "folder-crop:"), "folder:"); ok || crop {
 			n, err := strconv.Atoi(s)
-			if err != nil || n <= 0 {
-				return nil, fmt.Errorf("data: dataset name %q: expected folder:N with N a positive size", name)
+			if err != nil || n <= 0 || n > MaxFolderSide {
+				return nil, fmt.Errorf("data: dataset name %q: expected folder:N or folder-crop:N with N a size in 1..%d", name, MaxFolderSide)
 			}
 			size = n
 		}
@@ -99,6 +100,9 @@ func Open(name, dir, split string) (Dataset, error) {
 			if st, err := os.Stat(sub); err == nil && st.IsDir() {
 				dir = sub
 			}
+		}
+		if crop {
+			return OpenFolderCrop(dir, size)
 		}
 		return OpenFolder(dir, size)
 	}

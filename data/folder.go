@@ -16,6 +16,7 @@ import (
 type folderSet struct {
 	dir     string
 	shape   Shape
+	crop    bool // resize the shorter side to 256/224 of the size, then take the centre
 	files   []string
 	labels  []int
 	classes []string
@@ -130,6 +131,54 @@ func (d *folderSet) Path(i int) string {
 	return d.files[i]
 }
 
+// OpenFolderCrop is OpenFolder with the ImageNet evaluation transform instead of squashing:
+// each image's shorter side is resized to size*256/224 (aspect kept), then its centre size x size
+// is cut out, as torchvision's Resize(256) + CenterCrop(224) do for size 224.
+func OpenFolderCrop(dir string, size int) (Dataset, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("data: folder %s: centre-crop size %d, expected > 0", dir, size)
+	}
+	ds, err := OpenFolder(dir, size)
+	if err != nil {
+		return nil, err
+	}
+	ds.(*folderSet).crop = true
+	return ds, nil
+}
+
+// cropResize returns the size the shorter side of a w x h image is resized to before the
+// centre crop, and the resized width and height (torchvision's Resize(int): the longer side is
+// truncated, int(short_size * long / short)).
+func cropResize(size, w, h int) (short, rw, rh int) {
+	short = size * 256 / 224
+	if w <= h {
+		return short, short, int(int64(short) * int64(h) / int64(w))
+	}
+	return short, int(int64(short) * int64(w) / int64(h)), short
+}
+
+// centre crops src (3 x rh x rw) to the dataset's size into dst, torchvision's CenterCrop:
+// offsets int(round((side - size) / 2)), rounding half to even as Python's round does.
+func (d *folderSet) centre(src []uint8, rh, rw int, dst []uint8) {
+	n := d.shape.H
+	top, left := roundHalfEven(rh-n), roundHalfEven(rw-n)
+	for c := range 3 {
+		for y := range n {
+			row := src[c*rh*rw+(top+y)*rw+left:]
+			copy(dst[c*n*n+y*n:c*n*n+(y+1)*n], row[:n])
+		}
+	}
+}
+
+// roundHalfEven is round(v / 2) for an integer v >= 0, halves to even.
+func roundHalfEven(v int) int {
+	q := v / 2
+	if v%2 == 1 && q%2 == 1 {
+		q++
+	}
+	return q
+}
+
 // Image decodes, converts and resizes image i.
 func (d *folderSet) Image(i int, dst []uint8) error {
 	if err := checkImageArgs(d, i, dst); err != nil {
@@ -157,6 +206,9 @@ func (d *folderSet) Image(i int, dst []uint8) error {
 	if w <= 0 || h <= 0 {
 		return fmt.Errorf("data: folder: %s: image size %dx%d, expected non-empty", d.files[i], w, h)
 	}
+	if d.crop {
+		return d.cropImage(img, w, h, dst, d.files[i])
+	}
 	chw := dst
 	if w != d.shape.W || h != d.shape.H {
 		chw = make([]uint8, 3*w*h)
@@ -165,6 +217,24 @@ func (d *folderSet) Image(i int, dst []uint8) error {
 	if w != d.shape.W || h != d.shape.H {
 		newResampler(3, h, w, d.shape.H, d.shape.W).apply(chw, dst)
 	}
+	return nil
+}
+
+// cropImage resizes img (w x h) for the centre crop and cuts the crop into dst. A very thin
+// image would be resized to a huge one: the resized image is bounded by MaxFolderPixels.
+func (d *folderSet) cropImage(img image.Image, w, h int, dst []uint8, name string) error {
+	_, rw, rh := cropResize(d.shape.H, w, h)
+	if int64(rw)*int64(rh) > MaxFolderPixels {
+		return fmt.Errorf("data: folder: %s: image size %dx%d would be resized to %dx%d for the centre crop, over %d pixels: expected a less elongated image", name, w, h, rw, rh, MaxFolderPixels)
+	}
+	chw := make([]uint8, 3*w*h)
+	toCHW(img, chw)
+	resized := chw
+	if rw != w || rh != h {
+		resized = make([]uint8, 3*rw*rh)
+		newResampler(3, h, w, rh, rw).apply(chw, resized)
+	}
+	d.centre(resized, rh, rw, dst)
 	return nil
 }
 

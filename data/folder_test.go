@@ -233,3 +233,54 @@ func FuzzFolderImage(f *testing.F) {
 		_ = ds.Image(0, make([]uint8, 3*16*16)) // an error is fine; a panic is not
 	})
 }
+
+// TestFolderCropMatchesTorchvision: folder-crop:N is torchvision's evaluation transform,
+// Resize(N*256/224) then CenterCrop(N), for tall, wide, odd-offset and enlarged images.
+func TestFolderCropMatchesTorchvision(t *testing.T) {
+	root := t.TempDir()
+	sizes := [][2]int{{37, 23}, {23, 61}, {50, 50}, {9, 12}, {120, 81}}
+	for k, wh := range sizes {
+		img, _ := rgbImage(wh[0], wh[1], uint64(10+k), 255)
+		savePNG(t, filepath.Join(root, "train", "c", fmt.Sprintf("i%d.png", k)), img)
+	}
+	const n = 14 // shorter side resized to 16
+	ds, err := Open("folder-crop:14", root, "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Shape() != (Shape{3, n, n}) {
+		t.Fatalf("shape %v, want 3x14x14", ds.Shape())
+	}
+	out := filepath.Join(root, "go.bin")
+	writeFile(t, out, bytes.Join(readAll(t, ds), nil))
+	script := fmt.Sprintf(`import sys, glob, numpy as np, torch
+from PIL import Image
+import torchvision.transforms.functional as TF
+d = sys.argv[1]
+want = []
+for p in sorted(glob.glob(d + "/train/c/*.png")):
+    x = TF.pil_to_tensor(Image.open(p).convert("RGB"))
+    x = TF.center_crop(TF.resize(x, %d, antialias=True), %d)
+    want.append(x.numpy().astype(np.int32))
+y = np.stack(want)
+g = np.fromfile(d + "/go.bin", dtype=np.uint8).astype(np.int32).reshape(y.shape)
+print(int(np.abs(g - y).max()), float((g != y).mean()))
+`, n*256/224, n)
+	f := strings.Fields(runPython(t, script, root))
+	maxDiff, _ := strconv.Atoi(f[0])
+	frac, _ := strconv.ParseFloat(f[1], 64)
+	t.Logf("folder-crop:%d vs torchvision Resize+CenterCrop: max diff %d, fraction differing %.4f", n, maxDiff, frac)
+	if maxDiff > 1 || frac > 0.02 {
+		t.Fatalf("folder-crop differs from torchvision: max %d, fraction %.4f", maxDiff, frac)
+	}
+	// A thin image would be resized to far more pixels than it has: refused, naming it.
+	thin := image.NewGray(image.Rect(0, 0, 1, 3000))
+	savePNG(t, filepath.Join(root, "thin", "c", "t.png"), thin)
+	big, err := OpenFolderCrop(filepath.Join(root, "thin"), 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, big.Image(0, make([]byte, 3*2000*2000)), "t.png", "less elongated")
+	_, err = Open("folder-crop:0", root, "")
+	mustContain(t, err, "folder-crop:N")
+}
