@@ -352,8 +352,8 @@ func openQueries(c Config, p budget, log io.Writer) (*querier, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.views == 2 && (vset.Shape() != sset.Shape() || vnorm.Mean != nil) {
-		return nil, fmt.Errorf("loss %s sends augmented views to the victim: the stolen input (%v) must equal the victim's (%v) and the victim must take unnormalised [0,1] input", c.Loss, sset.Shape(), vset.Shape())
+	if p.views == 2 && vset.Shape() != sset.Shape() {
+		return nil, fmt.Errorf("loss %s sends augmented views to the victim: the stolen input (%v) must equal the victim's (%v)", c.Loss, sset.Shape(), vset.Shape())
 	}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return nil, err
@@ -600,8 +600,10 @@ func (q *querier) answer(i, v int) ([]float32, bool) {
 	return q.cache.Get(i, v)
 }
 
-// image writes the input of (image i, view v): the clean image for one-view losses, else
-// augmented view v (deterministic in seed, image and view, so training sees the same view).
+// image writes the input of (image i, view v), normalised by norm: the clean image for
+// one-view losses, else augmented view v (deterministic in seed, image and view, so training
+// sees the same view; augmented in [0,1], then normalised, as torchvision's Normalize ends a
+// SimCLR pipeline).
 func (q *querier) image(ds data.Dataset, norm data.Normalization, i, v int, dst, scratch []float32) error {
 	if q.views == 1 {
 		return data.ToFloat(ds, i, norm, dst)
@@ -610,7 +612,10 @@ func (q *querier) image(ds data.Dataset, norm data.Normalization, i, v int, dst,
 	if err := data.ToFloat(ds, i, data.Normalization{}, scratch); err != nil {
 		return err
 	}
-	return q.aug.View(augment.RNG(q.c.Seed, 0, i, v), scratch, s.H, s.W, dst)
+	if err := q.aug.View(augment.RNG(q.c.Seed, 0, i, v), scratch, s.H, s.W, dst); err != nil {
+		return err
+	}
+	return norm.Apply(dst, s.C)
 }
 
 // queryAll asks the victim for every (image, view) not yet answered (all of them when

@@ -33,30 +33,65 @@ func NormalizationFor(name string) Normalization {
 	return Normalization{}
 }
 
-// table returns, for each channel, the 256-entry lookup of normalized values.
-func (n Normalization) table(c int) ([][256]float32, error) {
+// stats returns each of c channels' mean and std, checking that the statistics fit c channels
+// (one set for all, or one per channel) and that every std is positive.
+func (n Normalization) stats(c int) (mean, std []float32, err error) {
 	if len(n.Mean) != len(n.Std) {
-		return nil, fmt.Errorf("data: normalization has %d means and %d stds, expected equal counts", len(n.Mean), len(n.Std))
+		return nil, nil, fmt.Errorf("data: normalization has %d means and %d stds, expected equal counts", len(n.Mean), len(n.Std))
 	}
 	if len(n.Mean) > 1 && len(n.Mean) != c {
-		return nil, fmt.Errorf("data: normalization has %d channels, images have %d (expected %d or 1)", len(n.Mean), c, c)
+		return nil, nil, fmt.Errorf("data: normalization has %d channels, images have %d (expected %d or 1)", len(n.Mean), c, c)
+	}
+	mean, std = make([]float32, c), make([]float32, c)
+	for ch := range c {
+		mean[ch], std[ch] = 0, 1
+		if len(n.Mean) == 1 {
+			mean[ch], std[ch] = n.Mean[0], n.Std[0]
+		} else if len(n.Mean) == c {
+			mean[ch], std[ch] = n.Mean[ch], n.Std[ch]
+		}
+		if !(std[ch] > 0) {
+			return nil, nil, fmt.Errorf("data: normalization std %v for channel %d, expected > 0", std[ch], ch)
+		}
+	}
+	return mean, std, nil
+}
+
+// table returns, for each channel, the 256-entry lookup of normalized values.
+func (n Normalization) table(c int) ([][256]float32, error) {
+	mean, std, err := n.stats(c)
+	if err != nil {
+		return nil, err
 	}
 	t := make([][256]float32, c)
 	for ch := range t {
-		mean, std := float32(0), float32(1)
-		if len(n.Mean) == 1 {
-			mean, std = n.Mean[0], n.Std[0]
-		} else if len(n.Mean) == c {
-			mean, std = n.Mean[ch], n.Std[ch]
-		}
-		if !(std > 0) {
-			return nil, fmt.Errorf("data: normalization std %v for channel %d, expected > 0", std, ch)
-		}
 		for p := range 256 {
-			t[ch][p] = (float32(p)/255 - mean) / std
+			t[ch][p] = (float32(p)/255 - mean[ch]) / std[ch]
 		}
 	}
 	return t, nil
+}
+
+// Apply normalises x, c planes of [0,1] values (CHW, one image), in place: (x - mean) / std per
+// channel, the values ToFloat gives for uint8 images.
+func (n Normalization) Apply(x []float32, c int) error {
+	if n.Mean == nil {
+		return nil
+	}
+	if c <= 0 || len(x)%c != 0 {
+		return fmt.Errorf("data: %d values are not %d whole channels", len(x), c)
+	}
+	mean, std, err := n.stats(c)
+	if err != nil {
+		return err
+	}
+	plane := len(x) / c
+	for ch := range c {
+		for j := ch * plane; j < (ch+1)*plane; j++ {
+			x[j] = (x[j] - mean[ch]) / std[ch]
+		}
+	}
+	return nil
 }
 
 // ToFloat converts image i of ds into dst (len C*H*W, CHW) as normalized

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/ssl-onnx/ssl-onnx/eval"
@@ -79,5 +80,51 @@ func TestEntropyVictim(t *testing.T) {
 	res, _ := mustRun(t, c)
 	if v.sent() != 100 || res.OutputDim != 128 {
 		t.Fatalf("%d queries sent, output dim %d: want 100 queries of 128 probabilities", v.sent(), res.OutputDim)
+	}
+}
+
+// minInput records the smallest input value a victim was sent.
+type minInput struct {
+	*countingVictim
+	mu  sync.Mutex
+	min float32
+}
+
+func (m *minInput) Encode(ctx context.Context, x infer.Images) (infer.Vectors, error) {
+	m.mu.Lock()
+	for _, v := range x.Data {
+		m.min = min(m.min, v)
+	}
+	m.mu.Unlock()
+	return m.countingVictim.Encode(ctx, x)
+}
+
+// TestTwoViewsNormalisedVictim: a victim that takes ImageNet-normalised input (an imported
+// SimSiam or MoCo) gets two-view losses' augmented views normalised, as it gets clean images.
+func TestTwoViewsNormalisedVictim(t *testing.T) {
+	path, _ := victimFiles(t)
+	m, err := onnxpb.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range m.MetadataProps {
+		if e.Key == "normalization" {
+			m.MetadataProps[i].Value = "imagenet"
+		}
+	}
+	norm := filepath.Join(t.TempDir(), "normalised.onnx")
+	if err := onnxpb.WriteFile(norm, m); err != nil {
+		t.Fatal(err)
+	}
+	v := &minInput{countingVictim: openVictim(t, norm)}
+	c := tinyAttack(v.countingVictim, norm, t.TempDir(), "barlow", 64)
+	c.Victim, c.Size, c.BatchSize = v, 32, 16
+	res, _ := mustRun(t, c)
+	if res.Views != 2 || v.sent() != 64 {
+		t.Fatalf("result %+v after %d queries; want 64 queries of 2 views", res, v.sent())
+	}
+	// ImageNet's smallest normalised value is (0 - 0.485) / 0.229 = -2.12; [0,1] views never go below 0.
+	if v.min > -1 {
+		t.Fatalf("smallest value sent to the normalised victim %v: the views were not normalised", v.min)
 	}
 }
