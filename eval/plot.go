@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -21,72 +22,105 @@ const (
 	plotHeight = 4.5 * vg.Inch
 )
 
-// PlotProbe writes a bar chart of every row's linear-probe top-1 accuracy to path; the
-// format follows the extension (.png, .svg, .pdf, ...).
+// PlotProbe writes every row's linear-probe top-1 accuracy with its 95% interval to path (a
+// point and an error bar per row, the axis zoomed to the intervals so that the differences
+// show); the format follows the extension (.png, .svg, .pdf, ...).
 func PlotProbe(r *Report, path string) error {
 	if r == nil || len(r.Rows) == 0 {
 		return fmt.Errorf("plot %s: the report has no rows: expected at least one evaluated model", path)
 	}
-	vals := make([]float64, len(r.Rows))
-	names := make([]string, len(r.Rows))
+	pts := make([]IntervalPoint, len(r.Rows))
 	for i, row := range r.Rows {
-		vals[i] = row.ProbeTop1
-		names[i] = row.Name
+		pts[i] = IntervalPoint{Name: row.Name, Value: 100 * row.ProbeTop1, Lo: 100 * row.ProbeCI[0], Hi: 100 * row.ProbeCI[1]}
 	}
-	title := fmt.Sprintf("Linear probe top-1 on %s (%d train / %d test)", r.Dataset, r.TrainN, r.TestN)
-	return PlotBars(path, title, "top-1 accuracy", names, vals, 1)
+	title := fmt.Sprintf("Linear probe top-1 on %s (%d train / %d test images), 95%% Wilson intervals", r.Dataset, r.TrainN, r.TestN)
+	return PlotIntervals(path, title, "probe top-1 accuracy (%)", pts)
 }
 
-// PlotBars writes a labelled bar chart (one bar per name) to path; yMax > 0 fixes the top of
-// the axis (e.g. 1 for accuracies), 0 lets it follow the data.
-func PlotBars(path, title, ylabel string, names []string, values []float64, yMax float64) error {
-	if len(values) == 0 || len(names) != len(values) {
-		return fmt.Errorf("plot %s: %d names for %d values: expected the same positive number", path, len(names), len(values))
+// IntervalPoint is one named value with its interval [Lo, Hi] (both 0: none drawn).
+type IntervalPoint struct {
+	Name          string
+	Value, Lo, Hi float64
+}
+
+// PlotIntervals writes one point per name with its interval as an error bar and its value as a
+// label, on an axis that spans the intervals (not zero: accuracies of 80-90% differ by tenths).
+func PlotIntervals(path, title, ylabel string, pts []IntervalPoint) error {
+	if len(pts) == 0 {
+		return fmt.Errorf("plot %s: no points: expected at least one", path)
 	}
 	p := plot.New()
 	p.Title.Text = title
 	p.Y.Label.Text = ylabel
-	p.Y.Min = 0
-	if yMax > 0 {
-		p.Y.Max = yMax
+	grid := plotter.NewGrid()
+	grid.Vertical.Color = nil
+	p.Add(grid)
+	xys := make(plotter.XYs, len(pts))
+	errs := make(plotter.YErrors, len(pts))
+	text := make([]string, len(pts))
+	names := make([]string, len(pts))
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i, pt := range pts {
+		if math.IsNaN(pt.Value) || math.IsInf(pt.Value, 0) {
+			return fmt.Errorf("plot %s: %s is %v: expected a finite value", path, pt.Name, pt.Value)
+		}
+		xys[i] = plotter.XY{X: float64(i), Y: pt.Value}
+		if pt.Lo != 0 || pt.Hi != 0 {
+			errs[i].Low, errs[i].High = pt.Value-pt.Lo, pt.Hi-pt.Value
+		}
+		text[i], names[i] = fmt.Sprintf("%.1f", pt.Value), pt.Name
+		lo, hi = math.Min(lo, pt.Value-errs[i].Low), math.Max(hi, pt.Value+errs[i].High)
 	}
-	vals := make(plotter.Values, len(values))
-	copy(vals, values)
-	bars, err := plotter.NewBarChart(vals, vg.Points(min(80, 300/float64(len(vals)))))
+	dots, err := plotter.NewScatter(xys)
 	if err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
-	bars.Color = plotutil.Color(0)
-	bars.LineStyle.Width = 0
-	grid := plotter.NewGrid()
-	grid.Vertical.Color = nil
-	p.Add(bars, grid)
-	xys := make(plotter.XYs, len(vals))
-	text := make([]string, len(vals))
-	for i, v := range vals {
-		xys[i] = plotter.XY{X: float64(i), Y: v}
-		text[i] = fmt.Sprintf("%.3g", v)
-		if v >= 1000 && v == math.Trunc(v) {
-			text[i] = fmt.Sprintf("%.0f", v) // counts: 2000, not 2e+03
-		}
+	dots.GlyphStyle.Shape, dots.GlyphStyle.Radius, dots.GlyphStyle.Color = draw.CircleGlyph{}, vg.Points(3), plotutil.Color(0)
+	bars, err := plotter.NewYErrorBars(struct {
+		plotter.XYs
+		plotter.YErrors
+	}{xys, errs})
+	if err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
 	}
+	bars.LineStyle.Color, bars.LineStyle.Width = plotutil.Color(0), vg.Points(1.2)
 	labels, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: text})
 	if err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	for i := range labels.TextStyle {
-		labels.TextStyle[i].XAlign = -0.5
-		labels.TextStyle[i].YAlign = 0.2
+		labels.TextStyle[i].XAlign = 0.3 // right of the point, clear of its bar
 	}
-	p.Add(labels)
+	p.Add(bars, dots, labels)
 	p.NominalX(names...)
 	if len(names) > 6 { // long rows of names overlap: slant them
 		p.X.Tick.Label.Rotation = math.Pi / 6
 		p.X.Tick.Label.XAlign = draw.XRight
 		p.X.Tick.Label.YAlign = draw.YCenter
 	}
-	p.X.Min, p.X.Max = -0.5, float64(len(vals))-0.5
+	span := math.Max(hi-lo, 1e-3)
+	p.Y.Min, p.Y.Max = lo-0.08*span, hi+0.08*span
+	p.Y.Tick.Marker = evenTicks(span)
+	p.X.Min, p.X.Max = -0.5, float64(len(pts))-0.5
 	return save(p, path)
+}
+
+// evenTicks labels the axis every 1, 2, 5, 10 ... units, about 5 to 12 labels over span.
+func evenTicks(span float64) plot.Ticker {
+	step := math.Pow(10, math.Floor(math.Log10(span/5)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if span/(step*m) <= 12 {
+			step *= m
+			break
+		}
+	}
+	return plot.TickerFunc(func(lo, hi float64) []plot.Tick {
+		var ticks []plot.Tick
+		for v := math.Ceil(lo/step) * step; v <= hi; v += step {
+			ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+		}
+		return ticks
+	})
 }
 
 // PlotLines writes a line chart to path (format from the extension): one line with

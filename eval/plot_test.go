@@ -38,7 +38,7 @@ func decodePNG(t *testing.T, path string) {
 func TestPlotProbe(t *testing.T) {
 	dir := t.TempDir()
 	r := &Report{Dataset: "fmnist", TrainN: 300, TestN: 200, Rows: []Row{
-		{Name: "victim", ProbeTop1: 0.8}, {Name: "stolen", ProbeTop1: 0.7}, {Name: "pixels", ProbeTop1: 0.75}}}
+		{Name: "victim", ProbeTop1: 0.8, ProbeCI: Interval{0.78, 0.82}}, {Name: "stolen", ProbeTop1: 0.7, ProbeCI: Interval{0.67, 0.73}}, {Name: "pixels", ProbeTop1: 0.75}}}
 	p := filepath.Join(dir, "probe.png")
 	if err := PlotProbe(r, p); err != nil {
 		t.Fatal(err)
@@ -46,6 +46,8 @@ func TestPlotProbe(t *testing.T) {
 	decodePNG(t, p)
 	wantErr(t, PlotProbe(&Report{}, p), "no rows")
 	wantErr(t, PlotProbe(r, filepath.Join(dir, "probe.bmp")), "expected a .png")
+	r.Rows[1].ProbeTop1 = math.NaN()
+	wantErr(t, PlotProbe(r, p), "stolen is NaN")
 }
 
 func TestPlotLines(t *testing.T) {
