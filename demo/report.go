@@ -63,14 +63,16 @@ func WriteReport(r *Results, dir string) error {
 // plotAccuracy draws one victim's stolen copies' probe accuracy against queries, with the
 // victim and the baselines as flat lines.
 func plotAccuracy(run *VictimRun, path string) error {
-	top1 := map[string]float64{}
+	rows := map[string]eval.Row{}
 	for _, row := range run.Eval.Rows {
-		top1[row.Model] = row.ProbeTop1
+		rows[row.Model] = row
 	}
-	series := map[string][][2]float64{}
+	series, intervals := map[string][][2]float64{}, map[string][][2]float64{}
 	lo, hi := 0.0, 0.0
 	for _, a := range run.Attacks {
-		series[a.Loss] = append(series[a.Loss], [2]float64{float64(a.Spent), top1[a.Model]})
+		row := rows[a.Model]
+		series[a.Loss] = append(series[a.Loss], [2]float64{float64(a.Spent), row.ProbeTop1})
+		intervals[a.Loss] = append(intervals[a.Loss], row.ProbeCI)
 		if hi == 0 || float64(a.Spent) > hi {
 			hi = float64(a.Spent)
 		}
@@ -83,7 +85,7 @@ func plotAccuracy(run *VictimRun, path string) error {
 			series[row.Name] = [][2]float64{{lo, row.ProbeTop1}, {hi, row.ProbeTop1}}
 		}
 	}
-	return eval.PlotLines(path, run.Name+": stolen copies' probe top-1 vs queries (flat: victim, baselines)", "queries", "probe top-1", series)
+	return eval.PlotLines(path, run.Name+": stolen copies' probe top-1 vs queries, 95% intervals (flat: victim, baselines)", "queries", "probe top-1", series, intervals)
 }
 
 // PrintSummary writes the demo's final tables: the victims side by side (each stolen copy's

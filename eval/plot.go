@@ -126,8 +126,9 @@ func evenTicks(span float64) plot.Ticker {
 // PlotLines writes a line chart to path (format from the extension): one line with
 // point markers per series, named by its key in the legend, each point an (x, y) pair.
 // Points are drawn in increasing x. Every series needs at least one point, and every
-// value must be finite.
-func PlotLines(path, title, xlabel, ylabel string, series map[string][][2]float64) error {
+// value must be finite. intervals, when it has a series' name, gives each of its points'
+// [lo, hi] in the series' order, drawn as error bars.
+func PlotLines(path, title, xlabel, ylabel string, series map[string][][2]float64, intervals map[string][][2]float64) error {
 	if len(series) == 0 {
 		return fmt.Errorf("plot %s: no series: expected at least one", path)
 	}
@@ -153,34 +154,55 @@ func PlotLines(path, title, xlabel, ylabel string, series map[string][][2]float6
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
 	args := make([]any, 0, 2*len(names))
-	for _, name := range names {
-		pts := slices.Clone(series[name])
-		slices.SortStableFunc(pts, func(a, b [2]float64) int {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	var bars []plot.Plotter
+	for k, name := range names {
+		pts, ivs := series[name], intervals[name]
+		if ivs != nil && len(ivs) != len(pts) {
+			return fmt.Errorf("plot %s: series %q has %d points and %d intervals: expected one per point", path, name, len(pts), len(ivs))
+		}
+		order := make([]int, len(pts))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortStableFunc(order, func(a, b int) int {
 			switch {
-			case a[0] < b[0]:
+			case pts[a][0] < pts[b][0]:
 				return -1
-			case a[0] > b[0]:
+			case pts[a][0] > pts[b][0]:
 				return 1
 			}
 			return 0
 		})
 		xys := make(plotter.XYs, len(pts))
-		for i, pt := range pts {
-			xys[i] = plotter.XY{X: pt[0], Y: pt[1]}
+		errs := make(plotter.YErrors, len(pts))
+		for i, j := range order {
+			xys[i] = plotter.XY{X: pts[j][0], Y: pts[j][1]}
+			lo, hi = math.Min(lo, pts[j][1]), math.Max(hi, pts[j][1])
+			if ivs != nil {
+				errs[i].Low, errs[i].High = pts[j][1]-ivs[j][0], ivs[j][1]-pts[j][1]
+				lo, hi = math.Min(lo, ivs[j][0]), math.Max(hi, ivs[j][1])
+			}
 		}
 		args = append(args, name, xys)
+		if ivs != nil {
+			eb, err := plotter.NewYErrorBars(struct {
+				plotter.XYs
+				plotter.YErrors
+			}{xys, errs})
+			if err != nil {
+				return fmt.Errorf("plot %s: %w", path, err)
+			}
+			eb.LineStyle.Color = plotutil.Color(k)
+			bars = append(bars, eb)
+		}
 	}
 	if err := plotutil.AddLinePoints(p, args...); err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
+	p.Add(bars...)
 	// Room above the data for the legend (drawn top left), so that it covers no line: each
 	// entry takes about a twelfth of the plot's height.
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, pts := range series {
-		for _, pt := range pts {
-			lo, hi = math.Min(lo, pt[1]), math.Max(hi, pt[1])
-		}
-	}
 	if span := math.Max(hi-lo, 1e-3); len(names) > 0 {
 		frac := math.Min(0.6, float64(len(names))/12+0.05)
 		p.Y.Min, p.Y.Max = lo-0.05*span, hi+span*frac/(1-frac)

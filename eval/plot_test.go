@@ -58,7 +58,8 @@ func TestPlotLines(t *testing.T) {
 		"infonce": {{1000, 0.55}, {2500, 0.64}, {5000, 0.7}},
 		"single":  {{3000, 0.6}},
 	}
-	if err := PlotLines(p, "accuracy vs queries", "queries", "probe top-1", series); err != nil {
+	intervals := map[string][][2]float64{"mse": {{0.48, 0.52}, {0.6, 0.64}, {0.56, 0.6}}}
+	if err := PlotLines(p, "accuracy vs queries", "queries", "probe top-1", series, intervals); err != nil {
 		t.Fatal(err)
 	}
 	decodePNG(t, p)
@@ -70,10 +71,11 @@ func TestPlotLines(t *testing.T) {
 		{"no series", nil, "no series"},
 		{"empty series", map[string][][2]float64{"a": nil}, `series "a" has no points`},
 		{"NaN", map[string][][2]float64{"a": {{1, math.NaN()}}}, "point 0 of series \"a\" is (1, NaN)"},
+		{"intervals", map[string][][2]float64{"mse": {{1, 0.5}}}, `series "mse" has 1 points and 3 intervals`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, PlotLines(p, "t", "x", "y", tc.series), tc.want)
+			wantErr(t, PlotLines(p, "t", "x", "y", tc.series, intervals), tc.want)
 		})
 	}
 }
