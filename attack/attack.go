@@ -74,6 +74,9 @@ type Config struct {
 	Threads     int     `json:"threads"`
 	Workers     int     `json:"workers"`
 	Device      string  `json:"device"`
+	// Precision of the stolen encoder's training: fp32 or bf16 (autocast; see
+	// torchnet.CheckPrecision). The victim's answers and a recreated head stay fp32.
+	Precision string `json:"precision,omitempty"`
 
 	Dir string `json:"-"`
 	// CheckpointEvery is the least time between two checkpoints (the last epoch is always
@@ -121,6 +124,7 @@ func (c *Config) defaults(ls LossSpec) {
 	def(&c.Arch, "resnet18")
 	def(&c.Stem, "cifar")
 	def(&c.Device, "cpu")
+	def(&c.Precision, "fp32")
 	def(&c.Optimizer, ls.Optimizer)
 	if c.Size == 0 {
 		c.Size = 32
@@ -288,7 +292,7 @@ func plan(c *Config) (budget, error) {
 	if c.Optimizer != "adam" && c.Optimizer != "sgd" && c.Optimizer != "lars" {
 		return budget{}, fmt.Errorf("optimizer %q: expected adam, sgd or lars", c.Optimizer)
 	}
-	if err := torchnet.CheckDevice(c.Device); err != nil {
+	if err := torchnet.CheckPrecisionOn(c.Precision, c.Device); err != nil {
 		return budget{}, err
 	}
 	if _, err := stolenSpec(*c, ls, c.Victim.Info().OutputDim); err != nil {
@@ -421,7 +425,7 @@ func newStolen(sess *torchnet.Session, c Config, q *querier, res *Result, log io
 		return nil, err
 	}
 	tc := torchnet.TrainerConfig{Loss: q.ls.Compute, Temperature: c.Temperature, Optimizer: c.Optimizer,
-		WeightDecay: c.WeightDecay, Momentum: 0.9 * boolf(c.Optimizer != "adam"), SimSiam: q.ls.SimSiam}
+		WeightDecay: c.WeightDecay, Momentum: 0.9 * boolf(c.Optimizer != "adam"), SimSiam: q.ls.SimSiam, Precision: c.Precision}
 	if c.Head != "" {
 		head, hl, err := recreateHead(sess, c, q.cache, res.Images, dim, log)
 		if err != nil {
@@ -437,7 +441,7 @@ func newStolen(sess *torchnet.Session, c Config, q *querier, res *Result, log io
 	}
 	st.tcfg = train.Config{Dataset: c.QueryDataset, Split: c.QuerySplit, Arch: c.Arch, Stem: c.Stem, OutDim: spec.OutDim, Size: c.Size,
 		Loss: "steal-" + c.Loss, Temperature: c.Temperature, Optimizer: c.Optimizer, LR: c.LR, WeightDecay: c.WeightDecay,
-		Epochs: c.Epochs, BatchSize: c.BatchSize, Seed: c.Seed, Threads: c.Threads, Device: c.Device}
+		Epochs: c.Epochs, BatchSize: c.BatchSize, Seed: c.Seed, Threads: c.Threads, Device: c.Device, Precision: c.Precision}
 	res.Epochs, err = st.resume(log)
 	return st, err
 }

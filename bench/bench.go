@@ -33,11 +33,13 @@ type Config struct {
 	Device    string   // cpu, cuda or cuda:N: ONNX Runtime, libtorch and PyTorch alike
 	TrainStem []string // stems for the training-step benchmark; empty = skip
 	TrainBS   int
-	Steps     int
-	Rounds    int    // gotch/PyTorch alternations for the training step
-	PyTorch   string // path of bench/simclr_step.py to compare against; "" = skip
-	Python    string // interpreter for PyTorch
-	TempDir   string
+	// Precisions of the training step: fp32 (default) and/or bf16, each in gotch and PyTorch.
+	Precisions []string
+	Steps      int
+	Rounds     int    // gotch/PyTorch alternations for the training step
+	PyTorch    string // path of bench/simclr_step.py to compare against; "" = skip
+	Python     string // interpreter for PyTorch
+	TempDir    string
 	// HTTP also serves each model on a loopback port and measures it through the API.
 	HTTP bool
 	// ServeWorkers and ServeThreads configure the in-process server as `serve --workers
@@ -72,6 +74,7 @@ type TrainStep struct {
 	Stem       string  `json:"stem"`
 	Batch      int     `json:"batch"`
 	Threads    int     `json:"threads"`
+	Precision  string  `json:"precision"`
 	GotchIPS   float64 `json:"gotch_images_per_s"`
 	PyTorchIPS float64 `json:"pytorch_images_per_s,omitempty"`
 	Ratio      float64 `json:"gotch_over_pytorch,omitempty"`
@@ -159,47 +162,72 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 		}
 		r.HTTP = append(r.HTTP, res...)
 	}
+	precisions := c.Precisions
+	if len(precisions) == 0 {
+		precisions = []string{"fp32"}
+	}
 	for _, stem := range c.TrainStem {
-		// gotch and PyTorch take turns, Rounds times, and the medians are compared: the
-		// machine's load drifts, so interleaving keeps the ratio honest.
-		ts := TrainStep{Arch: "resnet18", Stem: stem, Batch: c.TrainBS, Threads: c.Threads}
-		var gotchIPS, torchIPS []float64
-		for round := 0; round < max(c.Rounds, 1); round++ {
-			ips, err := train.StepBenchmark(train.Config{Arch: "resnet18", Stem: stem, Size: 32, BatchSize: c.TrainBS, Threads: c.Threads, Device: c.Device, Seed: 1}, 1, c.Steps)
+		for _, prec := range precisions {
+			ts, err := trainStep(ctx, c, stem, prec, log)
 			if err != nil {
 				return nil, err
 			}
-			gotchIPS = append(gotchIPS, ips)
-			fmt.Fprintf(log, "round %d: gotch SimCLR step resnet18/%s batch %d: %.1f images/s\n", round+1, stem, c.TrainBS, ips)
-			if c.PyTorch == "" {
-				continue
-			}
-			cmd := exec.CommandContext(ctx, c.Python, c.PyTorch, "--arch", "resnet18", "--stem", stem, "--size", "32",
-				"--batch-size", fmt.Sprint(c.TrainBS), "--threads", fmt.Sprint(c.Threads), "--steps", fmt.Sprint(c.Steps), "--warmup", "1",
-				"--device", cmp.Or(c.Device, "cpu"))
-			// PyTorch gets the allocator settings gotch runs with (models/torchnet/malloc_linux.go).
-			cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=1", "MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=2147483647")
-			out, err := cmd.Output()
-			if err != nil {
-				return nil, fmt.Errorf("pytorch reference %s: %w", c.PyTorch, err)
-			}
-			var py struct {
-				ImagesPS float64 `json:"images_per_s"`
-			}
-			if err := json.Unmarshal(out, &py); err != nil {
-				return nil, fmt.Errorf("pytorch reference printed %q: %w", out, err)
-			}
-			torchIPS = append(torchIPS, py.ImagesPS)
-			fmt.Fprintf(log, "round %d: PyTorch SimCLR step resnet18/%s batch %d: %.1f images/s\n", round+1, stem, c.TrainBS, py.ImagesPS)
+			r.Training = append(r.Training, ts)
 		}
-		ts.GotchIPS, ts.GotchRounds = median(gotchIPS), gotchIPS
-		if len(torchIPS) > 0 {
-			ts.PyTorchIPS, ts.PyTorchRounds = median(torchIPS), torchIPS
-			ts.Ratio = ts.GotchIPS / ts.PyTorchIPS
-		}
-		r.Training = append(r.Training, ts)
 	}
 	return r, nil
+}
+
+// trainStep measures the SimCLR step of one stem at one precision: gotch and PyTorch take
+// turns, Rounds times, and the medians are compared (the machine's load drifts, so
+// interleaving keeps the ratio honest).
+func trainStep(ctx context.Context, c Config, stem, prec string, log io.Writer) (TrainStep, error) {
+	ts := TrainStep{Arch: "resnet18", Stem: stem, Batch: c.TrainBS, Threads: c.Threads, Precision: prec}
+	var gotchIPS, torchIPS []float64
+	for round := 0; round < max(c.Rounds, 1); round++ {
+		ips, err := train.StepBenchmark(train.Config{Arch: "resnet18", Stem: stem, Size: 32, BatchSize: c.TrainBS, Threads: c.Threads,
+			Device: c.Device, Precision: prec, Seed: 1}, 1, c.Steps)
+		if err != nil {
+			return ts, err
+		}
+		gotchIPS = append(gotchIPS, ips)
+		fmt.Fprintf(log, "round %d: gotch SimCLR step resnet18/%s batch %d %s: %.1f images/s\n", round+1, stem, c.TrainBS, prec, ips)
+		if c.PyTorch == "" {
+			continue
+		}
+		ips, err = pytorchStep(ctx, c, stem, prec)
+		if err != nil {
+			return ts, err
+		}
+		torchIPS = append(torchIPS, ips)
+		fmt.Fprintf(log, "round %d: PyTorch SimCLR step resnet18/%s batch %d %s: %.1f images/s\n", round+1, stem, c.TrainBS, prec, ips)
+	}
+	ts.GotchIPS, ts.GotchRounds = median(gotchIPS), gotchIPS
+	if len(torchIPS) > 0 {
+		ts.PyTorchIPS, ts.PyTorchRounds = median(torchIPS), torchIPS
+		ts.Ratio = ts.GotchIPS / ts.PyTorchIPS
+	}
+	return ts, nil
+}
+
+// pytorchStep runs the PyTorch reference of the step once and returns its images/s.
+func pytorchStep(ctx context.Context, c Config, stem, prec string) (float64, error) {
+	cmd := exec.CommandContext(ctx, c.Python, c.PyTorch, "--arch", "resnet18", "--stem", stem, "--size", "32",
+		"--batch-size", fmt.Sprint(c.TrainBS), "--threads", fmt.Sprint(c.Threads), "--steps", fmt.Sprint(c.Steps), "--warmup", "1",
+		"--device", cmp.Or(c.Device, "cpu"), "--precision", prec)
+	// PyTorch gets the allocator settings gotch runs with (models/torchnet/malloc_linux.go).
+	cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=1", "MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=2147483647")
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("pytorch reference %s: %w", c.PyTorch, err)
+	}
+	var py struct {
+		ImagesPS float64 `json:"images_per_s"`
+	}
+	if err := json.Unmarshal(out, &py); err != nil {
+		return 0, fmt.Errorf("pytorch reference printed %q: %w", out, err)
+	}
+	return py.ImagesPS, nil
 }
 
 func (c Config) serveWorkers() int { return max(c.ServeWorkers, 1) }

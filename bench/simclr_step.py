@@ -1,7 +1,8 @@
 """PyTorch reference of ssl-onnx's SimCLR training step, for throughput comparison.
 
 Same work as train.StepBenchmark: a torchvision ResNet (CIFAR, CIFAR-with-max-pool or ImageNet stem) with the SimCLR
-head, both views in one forward pass, NT-Xent loss, backward, Adam step. Prints one JSON line.
+head, both views in one forward pass, NT-Xent loss, backward, Adam step (--precision bf16: forward and
+loss under torch.autocast, as ssl-onnx's --precision bf16). Prints one JSON line.
 Run with Debian's interpreter: /usr/bin/python3 bench/simclr_step.py --arch resnet18 ...
 """
 import argparse
@@ -47,6 +48,8 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: forward and loss under torch.autocast to bfloat16")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -66,15 +69,17 @@ def main():
         if i == a.warmup:
             sync()
             t0 = time.perf_counter()
-        z = net(torch.cat([v1, v2]))
-        loss = info_nce(z[: a.batch_size], z[a.batch_size:], 0.07)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            z = net(torch.cat([v1, v2]))
+            loss = info_nce(z[: a.batch_size], z[a.batch_size:], 0.07)
         opt.zero_grad()
         loss.backward()
         opt.step()
     sync()
     secs = time.perf_counter() - t0
     print(json.dumps({"images_per_s": a.steps * a.batch_size / secs, "seconds": secs,
-                      "torch": torch.__version__, "threads": a.threads}))
+                      "torch": torch.__version__, "threads": a.threads,
+                      "precision": a.precision}))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ fi
 
 # --- gotch ---------------------------------------------------------------------------------
 # The stamp records what the copy was patched for; a different LIBTORCH re-patches it.
-stamp="gotch=$GOTCH_VERSION libtorch=${LIBTORCH:-debian} abi=${LIBTORCH_CXX11_ABI:-1} patch=8"
+stamp="gotch=$GOTCH_VERSION libtorch=${LIBTORCH:-debian} abi=${LIBTORCH_CXX11_ABI:-1} patch=9"
 if [ "$(cat "$DEPS/gotch/.ssl-onnx-patched" 2>/dev/null)" != "$stamp" ]; then
   say "fetching gotch $GOTCH_VERSION through the Go module proxy"
   src=$(cd "$ROOT" && GOFLAGS=-mod=mod go mod download -json "github.com/sugarme/gotch@$GOTCH_VERSION" \
@@ -161,6 +161,52 @@ func AtSetGradEnabled(on bool) bool {
 		b = 1
 	}
 	return C.at_grad_set_enabled(b) == 1
+}
+GO
+  # Mixed precision as torch.autocast does it: gotch exposes no autocast, so enter and leave
+  # libtorch's autocast state (per thread, like grad mode) through two C functions.
+  cat > "$lib/sslonnx_autocast.cpp" <<'CPP'
+// Added by ssl-onnx scripts/setup.sh: torch.autocast's enter and exit, for one device type.
+#include <ATen/autocast_mode.h>
+
+extern "C" void sslonnx_autocast_enter(int cuda) {
+  if (cuda) {
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+  at::autocast::increment_nesting();
+}
+
+extern "C" void sslonnx_autocast_exit(int cuda) {
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (cuda) at::autocast::set_enabled(false); else at::autocast::set_cpu_enabled(false);
+}
+CPP
+  cat > "$lib/sslonnx_autocast.go" <<'GO'
+package libtch
+
+// Added by ssl-onnx scripts/setup.sh (with sslonnx_autocast.cpp).
+
+// void sslonnx_autocast_enter(int cuda);
+// void sslonnx_autocast_exit(int cuda);
+import "C"
+
+// AtAutocast enters (on) or leaves libtorch's bf16 autocast on the calling OS thread for CPU
+// or CUDA tensors, as torch.autocast(device_type, torch.bfloat16) does; leaving the outermost
+// one clears the cache of weights cast during it.
+func AtAutocast(cuda, on bool) {
+	c := C.int(0)
+	if cuda {
+		c = 1
+	}
+	if on {
+		C.sslonnx_autocast_enter(c)
+	} else {
+		C.sslonnx_autocast_exit(c)
+	}
 }
 GO
   # Wrappers generated for libtorch 2.1 that the installed libtorch lacks are replaced by

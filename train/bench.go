@@ -11,7 +11,7 @@ import (
 
 // StepBenchmark measures the throughput of the SimCLR training step alone (forward of both
 // views, loss, backward, optimiser update) on random images, as configured by c (Arch, Stem,
-// Size, BatchSize, Loss, Optimizer, Threads). It runs warmup steps, then steps timed steps,
+// Size, BatchSize, Loss, Optimizer, Precision, Threads). It runs warmup steps, then steps timed steps,
 // and returns images per second (an image = one pair of views).
 func StepBenchmark(c Config, warmup, steps int) (float64, error) {
 	c.Defaults()
@@ -36,7 +36,7 @@ func StepBenchmark(c Config, warmup, steps int) (float64, error) {
 		return 0, err
 	}
 	tr, err := net.NewTrainer(torchnet.TrainerConfig{Loss: c.Loss, Temperature: c.Temperature, Pairs: true,
-		Optimizer: c.Optimizer, WeightDecay: c.WeightDecay, Momentum: c.Momentum})
+		Optimizer: c.Optimizer, WeightDecay: c.WeightDecay, Momentum: c.Momentum, Precision: c.Precision})
 	if err != nil {
 		return 0, err
 	}

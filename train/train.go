@@ -64,6 +64,9 @@ type Config struct {
 	Threads int    `json:"threads"`
 	Device  string `json:"device"`
 	Workers int    `json:"workers"` // augmentation goroutines (0 = one per core)
+	// Precision is fp32 or bf16 (autocast; torchnet.CheckPrecision says where it runs). Like
+	// the device, it may change when resuming.
+	Precision string `json:"precision,omitempty"`
 
 	// InitFrom names another run directory whose last checkpoint (and watermark head, when
 	// both runs have one) initialises this run's weights; the optimiser state and learning-rate
@@ -89,6 +92,7 @@ func (c *Config) Defaults() {
 	def(&c.Stem, "cifar")
 	def(&c.Loss, "infonce")
 	def(&c.Device, "cpu")
+	def(&c.Precision, "fp32")
 	if c.OutDim == 0 {
 		c.OutDim = 128
 	}
@@ -263,7 +267,7 @@ func (c Config) validate() (lossSpec, error) {
 	case c.Views == 1 && !ls.Supervised:
 		return ls, fmt.Errorf("views 1: loss %s compares two views of each image; one view trains a classifier only (--loss ce)", c.Loss)
 	}
-	if err := torchnet.CheckDevice(c.Device); err != nil {
+	if err := torchnet.CheckPrecisionOn(c.Precision, c.Device); err != nil {
 		return ls, err
 	}
 	params := c.augmentation(ls)
@@ -304,7 +308,7 @@ func newRun(sess *torchnet.Session, c Config, ls lossSpec, spec models.Spec, ds 
 		return nil, err
 	}
 	tc := torchnet.TrainerConfig{Loss: c.Loss, Temperature: c.Temperature, Pairs: true, Output: g.Projection,
-		Optimizer: c.Optimizer, WeightDecay: c.WeightDecay, Momentum: c.Momentum}
+		Optimizer: c.Optimizer, WeightDecay: c.WeightDecay, Momentum: c.Momentum, Precision: c.Precision}
 	if c.Views == 1 { // one view against its labels
 		tc.Loss, tc.Pairs = "xent", false
 	}

@@ -30,6 +30,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
 			&cli.StringSliceFlag{Name: "train-stem", Value: cli.NewStringSlice("imagenet", "cifar"), Usage: "stems for the training-step benchmark (none to skip)"},
 			&cli.IntFlag{Name: "train-batch-size", Aliases: []string{"train-batch"}, Value: 64},
+			&cli.StringSliceFlag{Name: "precision", Value: cli.NewStringSlice("fp32"), Usage: "training-step precisions, each measured in gotch and PyTorch: fp32 and/or bf16 (autocast; a CPU with AVX512-BF16/AMX, or CUDA)"},
 			&cli.IntFlag{Name: "steps", Value: 3, Usage: "timed training steps per round"},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "gotch/PyTorch alternations (medians are compared)"},
 			&cli.StringFlag{Name: "pytorch", Value: "bench/simclr_step.py", Usage: "PyTorch reference script to compare the training step with (empty to skip)"},
@@ -73,7 +74,7 @@ func benchCommand() *cli.Command {
 			}
 			r, err := bench.Run(c.Context, bench.Config{
 				Models: models, Batches: c.IntSlice("batch-size"), MinTime: c.Duration("min-time"),
-				Threads: c.Int("threads"), Device: c.String("device"), TrainStem: stems, TrainBS: c.Int("train-batch-size"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
+				Threads: c.Int("threads"), Device: c.String("device"), TrainStem: stems, TrainBS: c.Int("train-batch-size"), Precisions: c.StringSlice("precision"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
 				PyTorch: py, Python: c.String("python"), TempDir: tmp,
 				HTTP: c.Bool("http"), Concurrency: c.IntSlice("concurrency"), BatchClients: c.IntSlice("batch-clients"),
 				ServeWorkers: c.Int("serve-workers"), ServeThreads: c.Int("serve-threads"), URL: c.String("url"), APIKey: c.String("api-key"),
@@ -105,9 +106,9 @@ func benchCommand() *cli.Command {
 				}
 			}
 			if len(r.Training) > 0 {
-				fmt.Printf("\n%-22s %6s %14s %16s %8s\n", "SimCLR step", "batch", "gotch img/s", "PyTorch img/s", "ratio")
+				fmt.Printf("\n%-22s %6s %9s %14s %16s %8s\n", "SimCLR step", "batch", "precision", "gotch img/s", "PyTorch img/s", "ratio")
 				for _, t := range r.Training {
-					fmt.Printf("%-22s %6d %14.1f %16.1f %8.2f\n", t.Arch+"/"+t.Stem, t.Batch, t.GotchIPS, t.PyTorchIPS, t.Ratio)
+					fmt.Printf("%-22s %6d %9s %14.1f %16.1f %8.2f\n", t.Arch+"/"+t.Stem, t.Batch, t.Precision, t.GotchIPS, t.PyTorchIPS, t.Ratio)
 				}
 			}
 			fmt.Printf("\nwrote %s\n", c.String("out"))

@@ -64,6 +64,7 @@ func stealCommand() *cli.Command {
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
 			&cli.BoolFlag{Name: "stolen-head", Usage: "train the stolen encoder through an MLP head of its own (the reference's --stolenhead); the copy serves the representation before it"},
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N: the stolen encoder's training and a local victim's ONNX Runtime"},
+			&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "the stolen encoder's training: fp32, or bf16: forward pass and loss under autocast to bfloat16 (fp32 weights and optimiser), on a CPU with AVX512-BF16/AMX or on CUDA"},
 			&cli.StringFlag{Name: "out", Value: "runs/stolen", Usage: "run directory (answer cache, checkpoints)"},
 			&cli.BoolFlag{Name: "resume", Value: true, Usage: "continue from the run directory's checkpoint (answers are always reused)"},
 		},
@@ -76,7 +77,7 @@ func stealCommand() *cli.Command {
 				Head: c.String("head"), HeadEpochs: c.Int("head-epochs"), HeadLoss: c.String("head-loss"), StolenHead: c.Bool("stolen-head"),
 				Arch: c.String("arch"), Stem: c.String("stem"), Size: c.Int("size"), Epochs: c.Int("epochs"), BatchSize: c.Int("batch-size"),
 				Optimizer: c.String("optimizer"), LR: c.Float64("lr"), BaseLR: c.Float64("base-lr"), WeightDecay: c.Float64("weight-decay"),
-				Seed: c.Int64("seed"), Threads: c.Int("threads"), Device: c.String("device"),
+				Seed: c.Int64("seed"), Threads: c.Int("threads"), Device: c.String("device"), Precision: c.String("precision"),
 				Dir: c.String("out"), Resume: c.Bool("resume"),
 			}
 			if err := cfg.CheckLR(); err != nil { // before loading the victim

@@ -37,6 +37,7 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "threads", Value: def.Threads, Usage: "libtorch intra-op threads"},
 			&cli.IntFlag{Name: "workers", Usage: "augmentation goroutines (default: one per core)"},
 			&cli.StringFlag{Name: "device", Value: def.Device, Usage: "cpu, cuda or cuda:N"},
+			&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "fp32, or bf16: forward pass and loss under autocast to bfloat16 (fp32 weights and optimiser), on a CPU with AVX512-BF16/AMX or on CUDA"},
 			&cli.StringFlag{Name: "out", Value: "runs/victim", Usage: "run directory (checkpoints, log)"},
 			&cli.BoolFlag{Name: "resume", Value: true, Usage: "continue from the run directory's last checkpoint (--resume=false starts over)"},
 			&cli.StringFlag{Name: "init-from", Usage: "start from another run directory's last weights (and watermark head) with a fresh optimiser and schedule; --size may differ (progressive resizing)"},
@@ -53,7 +54,8 @@ func trainCommand() *cli.Command {
 				Epochs: c.Int("epochs"), Warmup: c.Int("warmup"), BatchSize: c.Int("batch-size"), CropMin: c.Float64("crop-min"),
 				Views: c.Int("views"),
 				Seed:  c.Int64("seed"), Threads: c.Int("threads"), Workers: c.Int("workers"), Device: c.String("device"),
-				Dir: c.String("out"), Resume: c.Bool("resume"), InitFrom: c.String("init-from"),
+				Precision: c.String("precision"),
+				Dir:       c.String("out"), Resume: c.Bool("resume"), InitFrom: c.String("init-from"),
 				Watermark: c.Bool("watermark"), WatermarkWeight: c.Float64("watermark-weight"), WatermarkBatch: c.Int("watermark-batch"),
 			}
 			logs, err := train.Run(c.Context, cfg, os.Stderr)

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/ssl-onnx/ssl-onnx/models"
@@ -22,7 +23,11 @@ type TrainerConfig struct {
 	// representation when it has no head). Not used for an MLP.
 	Output int
 
-	Optimizer   string // adam | sgd | lars
+	Optimizer string // adam | sgd | lars
+	// Precision is "fp32" (or "") or "bf16": the forward pass and the loss run under libtorch's
+	// autocast to bfloat16 (convolutions and matrix products in bf16, fp32 weights, gradients
+	// and optimiser state), as torch.autocast does. See CheckPrecision.
+	Precision   string
 	WeightDecay float64
 	Momentum    float64
 
@@ -131,6 +136,9 @@ func (t *Trainer) init(params []*ts.Tensor) error {
 		}
 		t.fn = fn
 	}
+	if err := CheckPrecision(c.Precision, t.s.dev); err != nil {
+		return err
+	}
 	if c.Pairs && c.Loss == "xent" {
 		return fmt.Errorf("trainer: loss xent scores one view against labels; use ce for two views")
 	}
@@ -176,7 +184,7 @@ func (t *Trainer) Step(b Batch, lr float64) (loss float64, err error) {
 		return 0, err
 	}
 	err = t.s.do(func() error {
-		l := t.loss(b)
+		l := t.autocast(func() *ts.Tensor { return t.loss(b) })
 		t.opt.zeroGrad()
 		l.MustBackward()
 		noGrad(func() { t.opt.update(lr) })
@@ -184,6 +192,22 @@ func (t *Trainer) Step(b Batch, lr float64) (loss float64, err error) {
 		return nil
 	})
 	return loss, err
+}
+
+// autocast runs fn (the step's forward pass and loss) under bf16 autocast when the trainer's
+// precision asks for it, and leaves autocast before the backward pass (as PyTorch advises).
+func (t *Trainer) autocast(fn func() *ts.Tensor) *ts.Tensor {
+	if t.c.Precision != "bf16" {
+		return fn()
+	}
+	cuda := t.s.dev.IsCuda()
+	libtch.AtAutocast(cuda, true)
+	defer libtch.AtAutocast(cuda, false)
+	l := fn()
+	if l.DType() != gotch.Float {
+		l = l.MustTotype(gotch.Float, true)
+	}
+	return l
 }
 
 // loss builds the step's loss with its autograd graph.
