@@ -574,6 +574,7 @@ func TestRunBadInput(t *testing.T) {
 		{"negative lr", func(c *Config) { c.LR = -0.1 }, "--lr -0.1: must be positive"},
 		{"negative base lr", func(c *Config) { c.BaseLR = -0.1 }, "--base-lr -0.1: must be positive"},
 		{"unknown device", func(c *Config) { c.Device = "tpu" }, `device "tpu": expected cpu, cuda or cuda:N`},
+		{"unknown precision", func(c *Config) { c.Precision = "int8" }, `precision "int8": expected one of [fp32 bf16]`},
 		{"negative batch", func(c *Config) { c.BatchSize = -4 }, "batch size -4, query batch 64: both must be positive"},
 		{"negative query batch", func(c *Config) { c.QueryBatch = -1 }, "batch size 51, query batch -1: both must be positive"},
 		{"augment needs the same input", func(c *Config) { c.Loss = "symmetrized" }, "loss symmetrized sends augmented views to the victim: the stolen input (3x16x16) must equal the victim's (3x32x32)"},

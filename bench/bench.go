@@ -32,7 +32,7 @@ type Config struct {
 	Threads   int
 	Device    string   // cpu, cuda or cuda:N: ONNX Runtime, libtorch and PyTorch alike
 	TrainStem []string // stems for the training-step benchmark; empty = skip
-	TrainBS   int
+	TrainBS   []int    // pairs per training step, each measured (default 64)
 	// Precisions of the training step: fp32 (default) and/or bf16, each in gotch and PyTorch.
 	Precisions []string
 	Steps      int
@@ -166,13 +166,19 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 	if len(precisions) == 0 {
 		precisions = []string{"fp32"}
 	}
+	batches := c.TrainBS
+	if len(batches) == 0 {
+		batches = []int{64}
+	}
 	for _, stem := range c.TrainStem {
-		for _, prec := range precisions {
-			ts, err := trainStep(ctx, c, stem, prec, log)
-			if err != nil {
-				return nil, err
+		for _, bs := range batches {
+			for _, prec := range precisions {
+				ts, err := trainStep(ctx, c, stem, bs, prec, log)
+				if err != nil {
+					return nil, err
+				}
+				r.Training = append(r.Training, ts)
 			}
-			r.Training = append(r.Training, ts)
 		}
 	}
 	return r, nil
@@ -181,26 +187,26 @@ func Run(ctx context.Context, c Config, log io.Writer) (*Report, error) {
 // trainStep measures the SimCLR step of one stem at one precision: gotch and PyTorch take
 // turns, Rounds times, and the medians are compared (the machine's load drifts, so
 // interleaving keeps the ratio honest).
-func trainStep(ctx context.Context, c Config, stem, prec string, log io.Writer) (TrainStep, error) {
-	ts := TrainStep{Arch: "resnet18", Stem: stem, Batch: c.TrainBS, Threads: c.Threads, Precision: prec}
+func trainStep(ctx context.Context, c Config, stem string, bs int, prec string, log io.Writer) (TrainStep, error) {
+	ts := TrainStep{Arch: "resnet18", Stem: stem, Batch: bs, Threads: c.Threads, Precision: prec}
 	var gotchIPS, torchIPS []float64
 	for round := 0; round < max(c.Rounds, 1); round++ {
-		ips, err := train.StepBenchmark(train.Config{Arch: "resnet18", Stem: stem, Size: 32, BatchSize: c.TrainBS, Threads: c.Threads,
+		ips, err := train.StepBenchmark(train.Config{Arch: "resnet18", Stem: stem, Size: 32, BatchSize: bs, Threads: c.Threads,
 			Device: c.Device, Precision: prec, Seed: 1}, 1, c.Steps)
 		if err != nil {
 			return ts, err
 		}
 		gotchIPS = append(gotchIPS, ips)
-		fmt.Fprintf(log, "round %d: gotch SimCLR step resnet18/%s batch %d %s: %.1f images/s\n", round+1, stem, c.TrainBS, prec, ips)
+		fmt.Fprintf(log, "round %d: gotch SimCLR step resnet18/%s batch %d %s: %.1f images/s\n", round+1, stem, bs, prec, ips)
 		if c.PyTorch == "" {
 			continue
 		}
-		ips, err = pytorchStep(ctx, c, stem, prec)
+		ips, err = pytorchStep(ctx, c, stem, bs, prec)
 		if err != nil {
 			return ts, err
 		}
 		torchIPS = append(torchIPS, ips)
-		fmt.Fprintf(log, "round %d: PyTorch SimCLR step resnet18/%s batch %d %s: %.1f images/s\n", round+1, stem, c.TrainBS, prec, ips)
+		fmt.Fprintf(log, "round %d: PyTorch SimCLR step resnet18/%s batch %d %s: %.1f images/s\n", round+1, stem, bs, prec, ips)
 	}
 	ts.GotchIPS, ts.GotchRounds = median(gotchIPS), gotchIPS
 	if len(torchIPS) > 0 {
@@ -211,9 +217,9 @@ func trainStep(ctx context.Context, c Config, stem, prec string, log io.Writer) 
 }
 
 // pytorchStep runs the PyTorch reference of the step once and returns its images/s.
-func pytorchStep(ctx context.Context, c Config, stem, prec string) (float64, error) {
+func pytorchStep(ctx context.Context, c Config, stem string, bs int, prec string) (float64, error) {
 	cmd := exec.CommandContext(ctx, c.Python, c.PyTorch, "--arch", "resnet18", "--stem", stem, "--size", "32",
-		"--batch-size", fmt.Sprint(c.TrainBS), "--threads", fmt.Sprint(c.Threads), "--steps", fmt.Sprint(c.Steps), "--warmup", "1",
+		"--batch-size", fmt.Sprint(bs), "--threads", fmt.Sprint(c.Threads), "--steps", fmt.Sprint(c.Steps), "--warmup", "1",
 		"--device", cmp.Or(c.Device, "cpu"), "--precision", prec)
 	// PyTorch gets the allocator settings gotch runs with (models/torchnet/malloc_linux.go).
 	cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=1", "MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=2147483647")

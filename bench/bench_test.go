@@ -12,6 +12,7 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/export"
 	"github.com/ssl-onnx/ssl-onnx/infer"
 	"github.com/ssl-onnx/ssl-onnx/models"
+	"github.com/ssl-onnx/ssl-onnx/models/torchnet"
 	"github.com/ssl-onnx/ssl-onnx/serve"
 )
 
@@ -105,5 +106,34 @@ func TestRunInProcessAndURL(t *testing.T) {
 	if _, err := Run(context.Background(), Config{URL: srv.URL, APIKey: "sslk_wrong", Batches: []int{1}, MinTime: time.Millisecond, TempDir: dir}, io.Discard); err == nil ||
 		!strings.Contains(err.Error(), "401") {
 		t.Fatalf("wrong key: %v", err)
+	}
+}
+
+// TestTrainStepPerPrecisionAndBatch: the training-step table has one row per stem, batch and
+// precision, each with its rounds, and a precision this machine cannot run is an error naming
+// it, not a row of zeros.
+func TestTrainStepPerPrecisionAndBatch(t *testing.T) {
+	c := Config{TrainStem: []string{"imagenet"}, TrainBS: []int{2, 4}, Precisions: []string{"fp32"}, Steps: 1, Rounds: 2, Threads: 1}
+	if err := torchnet.CheckPrecisionOn("bf16", "cpu"); err == nil {
+		c.Precisions = append(c.Precisions, "bf16")
+	}
+	var rows []TrainStep
+	for _, bs := range c.TrainBS {
+		for _, p := range c.Precisions {
+			ts, err := trainStep(context.Background(), c, "imagenet", bs, p, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows = append(rows, ts)
+		}
+	}
+	for i, r := range rows {
+		bs, p := c.TrainBS[i/len(c.Precisions)], c.Precisions[i%len(c.Precisions)]
+		if r.Batch != bs || r.Precision != p || len(r.GotchRounds) != 2 || !(r.GotchIPS > 0) || r.PyTorchIPS != 0 {
+			t.Errorf("row %d = %+v: expected batch %d, precision %s, 2 gotch rounds, no PyTorch", i, r, bs, p)
+		}
+	}
+	if _, err := trainStep(context.Background(), c, "imagenet", 2, "fp16", io.Discard); err == nil || !strings.Contains(err.Error(), "fp16") {
+		t.Errorf("precision fp16: %v", err)
 	}
 }

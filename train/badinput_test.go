@@ -68,6 +68,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{name: "cuda on a CPU-only machine", edit: func(c *Config) { c.Device = "cuda" }, cuda: true,
 			wantErr: "device cuda: libtorch reports no usable CUDA device"},
 		{name: "unknown device", edit: func(c *Config) { c.Device = "tpu" }, wantErr: `device "tpu": expected cpu, cuda or cuda:N`},
+		{name: "unknown precision", edit: func(c *Config) { c.Precision = "fp16" }, wantErr: `precision "fp16": expected one of [fp32 bf16]`},
 		{name: "negative threads", edit: func(c *Config) { c.Threads = -1 }, wantErr: "threads -1: expected at least 1"},
 		{name: "negative epochs", edit: func(c *Config) { c.Epochs = -3 }, wantErr: "epochs -3: expected at least 1"},
 		{name: "negative warmup", edit: func(c *Config) { c.Warmup = -1 }, wantErr: "warmup -1: expected 0 or more"},

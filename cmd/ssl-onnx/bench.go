@@ -29,7 +29,7 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "min-time", Value: 3 * time.Second, Usage: "minimum time per inference measurement"},
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
 			&cli.StringSliceFlag{Name: "train-stem", Value: cli.NewStringSlice("imagenet", "cifar"), Usage: "stems for the training-step benchmark (none to skip)"},
-			&cli.IntFlag{Name: "train-batch-size", Aliases: []string{"train-batch"}, Value: 64},
+			&cli.IntSliceFlag{Name: "train-batch-size", Aliases: []string{"train-batch"}, Value: cli.NewIntSlice(64), Usage: "pairs per training step, each measured"},
 			&cli.StringSliceFlag{Name: "precision", Value: cli.NewStringSlice("fp32"), Usage: "training-step precisions, each measured in gotch and PyTorch: fp32 and/or bf16 (autocast; a CPU with AVX512-BF16/AMX, or CUDA)"},
 			&cli.IntFlag{Name: "steps", Value: 3, Usage: "timed training steps per round"},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "gotch/PyTorch alternations (medians are compared)"},
@@ -74,7 +74,7 @@ func benchCommand() *cli.Command {
 			}
 			r, err := bench.Run(c.Context, bench.Config{
 				Models: models, Batches: c.IntSlice("batch-size"), MinTime: c.Duration("min-time"),
-				Threads: c.Int("threads"), Device: c.String("device"), TrainStem: stems, TrainBS: c.Int("train-batch-size"), Precisions: c.StringSlice("precision"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
+				Threads: c.Int("threads"), Device: c.String("device"), TrainStem: stems, TrainBS: c.IntSlice("train-batch-size"), Precisions: c.StringSlice("precision"), Steps: c.Int("steps"), Rounds: c.Int("rounds"),
 				PyTorch: py, Python: c.String("python"), TempDir: tmp,
 				HTTP: c.Bool("http"), Concurrency: c.IntSlice("concurrency"), BatchClients: c.IntSlice("batch-clients"),
 				ServeWorkers: c.Int("serve-workers"), ServeThreads: c.Int("serve-threads"), URL: c.String("url"), APIKey: c.String("api-key"),
