@@ -64,7 +64,7 @@ func stealCommand() *cli.Command {
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU()},
 			&cli.BoolFlag{Name: "stolen-head", Usage: "train the stolen encoder through an MLP head of its own (the reference's --stolenhead); the copy serves the representation before it"},
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N: the stolen encoder's training and a local victim's ONNX Runtime"},
-			&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "the stolen encoder's training: fp32, or bf16: forward pass and loss under autocast to bfloat16 (fp32 weights and optimiser), on a CPU with AVX512-BF16/AMX or on CUDA"},
+			&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "the stolen encoder's training: " + precisionUsage},
 			&cli.StringFlag{Name: "out", Value: "runs/stolen", Usage: "run directory (answer cache, checkpoints)"},
 			&cli.BoolFlag{Name: "resume", Value: true, Usage: "continue from the run directory's checkpoint (answers are always reused)"},
 		},

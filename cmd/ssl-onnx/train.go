@@ -9,6 +9,9 @@ import (
 	"github.com/ssl-onnx/ssl-onnx/train"
 )
 
+// precisionUsage describes --precision, the same in every command that trains.
+const precisionUsage = "fp32, or bf16: forward pass and loss under autocast to bfloat16 (fp32 weights and optimiser), on a CPU with AVX512-BF16/AMX or on CUDA"
+
 func trainCommand() *cli.Command {
 	def := train.Config{Watermark: true} // the defaults shown are train's own
 	def.Defaults()
@@ -37,7 +40,7 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "threads", Value: def.Threads, Usage: "libtorch intra-op threads"},
 			&cli.IntFlag{Name: "workers", Usage: "augmentation goroutines (default: one per core)"},
 			&cli.StringFlag{Name: "device", Value: def.Device, Usage: "cpu, cuda or cuda:N"},
-			&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "fp32, or bf16: forward pass and loss under autocast to bfloat16 (fp32 weights and optimiser), on a CPU with AVX512-BF16/AMX or on CUDA"},
+			&cli.StringFlag{Name: "precision", Value: "fp32", Usage: precisionUsage},
 			&cli.StringFlag{Name: "out", Value: "runs/victim", Usage: "run directory (checkpoints, log)"},
 			&cli.BoolFlag{Name: "resume", Value: true, Usage: "continue from the run directory's last checkpoint (--resume=false starts over)"},
 			&cli.StringFlag{Name: "init-from", Usage: "start from another run directory's last weights (and watermark head) with a fresh optimiser and schedule; --size may differ (progressive resizing)"},
